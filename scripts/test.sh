@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole tenantctl test suite: local servers, formatting, lints, tests.
+#
+#   bash scripts/test.sh [extra cargo test arguments]
+#
+# Starts PostgreSQL and Chroma with scripts/servers.sh (idempotent), then runs cargo fmt --check,
+# cargo clippy -D warnings and cargo test against them. Ports: TENANTCTL_PG_PORT (5432),
+# TENANTCTL_CHROMA_PORT (8000).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+PGPORT="${TENANTCTL_PG_PORT:-5432}"
+CHROMAPORT="${TENANTCTL_CHROMA_PORT:-8000}"
+
+step() { printf '\n==> %s\n' "$*"; }
+die() {
+    printf 'test.sh: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+# A non-login shell (CI) may not have rustup's folder on PATH.
+if ! command -v cargo >/dev/null && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+    PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: https://rustup.rs)"
+
+step "servers (scripts/servers.sh start)"
+bash "$ROOT/scripts/servers.sh" start
+
+# Admin URL: the tests create (and drop) one database per test.
+export TENANTCTL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+export TENANTCTL_TEST_CHROMA_URL="http://127.0.0.1:$CHROMAPORT"
+
+cd "$ROOT"
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets --locked -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test --locked $*"
+cargo test --locked "$@"
+
+step "all checks passed"

@@ -1,0 +1,467 @@
+//! A small typed client for exactly the Chroma HTTP API v2 calls tenantctl makes.
+//!
+//! The official and community Rust clients each pull a second major version of reqwest; this
+//! module covers the dozen calls needed, over the crate's own reqwest.
+
+use crate::observed::ObservedCollection;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Page size of collection listings: about 1.4 KB of JSON per collection.
+const PAGE_SIZE: usize = 100;
+
+/// Errors of Chroma calls. They carry the base URL (never the token) so a message names the
+/// server that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChromaError {
+    #[error("chroma at `{url}` is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("chroma at `{url}` answered {status} to {operation}: {message}")]
+    Status {
+        url: String,
+        operation: String,
+        status: StatusCode,
+        message: String,
+    },
+    #[error("chroma at `{url}` sent an unexpected answer to {operation}: {reason}")]
+    Decode {
+        url: String,
+        operation: String,
+        reason: String,
+    },
+    #[error("invalid chroma url `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+}
+
+impl ChromaError {
+    /// True when the answer was 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ChromaError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+    }
+}
+
+/// A connection to one Chroma tenant and database.
+#[derive(Clone)]
+pub struct ChromaClient {
+    http: reqwest::Client,
+    base: String,
+    tenant: String,
+    database: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for ChromaClient {
+    // Hand-written so the token can never reach a log line through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChromaClient")
+            .field("base", &self.base)
+            .field("tenant", &self.tenant)
+            .field("database", &self.database)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct CollectionJson {
+    id: String,
+    name: String,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+}
+
+impl ChromaClient {
+    /// Builds a client; no request is sent.
+    ///
+    /// # Errors
+    /// The URL is not an http(s) URL.
+    pub fn new(
+        url: &str,
+        tenant: &str,
+        database: &str,
+        token: Option<String>,
+    ) -> Result<Self, ChromaError> {
+        let parsed = url::Url::parse(url).map_err(|error| ChromaError::InvalidUrl {
+            url: url.to_string(),
+            reason: error.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ChromaError::InvalidUrl {
+                url: url.to_string(),
+                reason: "expected an http or https url".to_string(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|error| ChromaError::InvalidUrl {
+                url: url.to_string(),
+                reason: error.to_string(),
+            })?;
+        Ok(ChromaClient {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            tenant: tenant.to_string(),
+            database: database.to_string(),
+            token: token.filter(|token| !token.is_empty()),
+        })
+    }
+
+    /// The base URL (no credentials are ever part of it).
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// The Chroma tenant and database, e.g. `default_tenant/default_database`.
+    pub fn scope(&self) -> String {
+        format!("{}/{}", self.tenant, self.database)
+    }
+
+    fn collections_path(&self) -> String {
+        format!(
+            "/api/v2/tenants/{}/databases/{}/collections",
+            encode(&self.tenant),
+            encode(&self.database)
+        )
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        operation: &str,
+    ) -> Result<(StatusCode, Value), ChromaError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| ChromaError::Unreachable {
+                url: self.base.clone(),
+                reason: describe_reqwest_error(&error),
+            })?;
+        let status = response.status();
+        // A dropped connection mid-body is a failure of the step, never a success.
+        let text = response
+            .text()
+            .await
+            .map_err(|error| ChromaError::Unreachable {
+                url: self.base.clone(),
+                reason: describe_reqwest_error(&error),
+            })?;
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|error| ChromaError::Decode {
+                url: self.base.clone(),
+                operation: operation.to_string(),
+                reason: error.to_string(),
+            })?
+        };
+        Ok((status, value))
+    }
+
+    async fn call_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        operation: &str,
+    ) -> Result<Value, ChromaError> {
+        let (status, value) = self.call(method, path, body, operation).await?;
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(self.status_error(operation, status, &value))
+        }
+    }
+
+    fn status_error(&self, operation: &str, status: StatusCode, value: &Value) -> ChromaError {
+        let message = value
+            .get("message")
+            .and_then(Value::as_str)
+            .or_else(|| value.get("error").and_then(Value::as_str))
+            .unwrap_or("no message")
+            .to_string();
+        ChromaError::Status {
+            url: self.base.clone(),
+            operation: operation.to_string(),
+            status,
+            message,
+        }
+    }
+
+    /// `GET /api/v2/heartbeat`.
+    pub async fn heartbeat(&self) -> Result<(), ChromaError> {
+        self.call_ok(Method::GET, "/api/v2/heartbeat", None, "heartbeat")
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the Chroma tenant and database when missing (409 means they exist). Chroma
+    /// accepts a database under a missing tenant, so the tenant goes first.
+    pub async fn ensure_scope(&self) -> Result<(), ChromaError> {
+        let (status, value) = self
+            .call(
+                Method::POST,
+                "/api/v2/tenants",
+                Some(json!({ "name": self.tenant })),
+                "create tenant",
+            )
+            .await?;
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            return Err(self.status_error("create tenant", status, &value));
+        }
+        let path = format!("/api/v2/tenants/{}/databases", encode(&self.tenant));
+        let (status, value) = self
+            .call(
+                Method::POST,
+                &path,
+                Some(json!({ "name": self.database })),
+                "create database",
+            )
+            .await?;
+        if !status.is_success() && status != StatusCode::CONFLICT {
+            return Err(self.status_error("create database", status, &value));
+        }
+        Ok(())
+    }
+
+    /// Every collection of the database, by name.
+    ///
+    /// Chroma orders listings by a random uuid, so pages shift when someone creates collections
+    /// meanwhile. The listing is deduplicated by id and checked against `collections_count`;
+    /// a mismatch is retried a few times before being reported.
+    pub async fn list_collections(
+        &self,
+    ) -> Result<BTreeMap<String, ObservedCollection>, ChromaError> {
+        let mut last_mismatch = (0, 0);
+        for _attempt in 0..3 {
+            let expected = self.count_collections().await?;
+            let mut by_name = BTreeMap::new();
+            let mut seen_ids = std::collections::BTreeSet::new();
+            let mut offset = 0;
+            loop {
+                let path = format!(
+                    "{}?limit={PAGE_SIZE}&offset={offset}",
+                    self.collections_path()
+                );
+                let page = self
+                    .call_ok(Method::GET, &path, None, "list collections")
+                    .await?;
+                let page: Vec<CollectionJson> =
+                    serde_json::from_value(page).map_err(|error| ChromaError::Decode {
+                        url: self.base.clone(),
+                        operation: "list collections".to_string(),
+                        reason: error.to_string(),
+                    })?;
+                let length = page.len();
+                for collection in page {
+                    if seen_ids.insert(collection.id.clone()) {
+                        by_name.insert(
+                            collection.name,
+                            ObservedCollection {
+                                id: collection.id,
+                                metadata: collection.metadata.unwrap_or_default(),
+                            },
+                        );
+                    }
+                }
+                if length < PAGE_SIZE {
+                    break;
+                }
+                offset += PAGE_SIZE;
+            }
+            if by_name.len() as u64 == expected {
+                return Ok(by_name);
+            }
+            last_mismatch = (by_name.len() as u64, expected);
+        }
+        Err(ChromaError::Decode {
+            url: self.base.clone(),
+            operation: "list collections".to_string(),
+            reason: format!(
+                "listed {} collections but the server counts {}; collections are being created or deleted concurrently",
+                last_mismatch.0, last_mismatch.1
+            ),
+        })
+    }
+
+    /// `GET …/collections_count`.
+    pub async fn count_collections(&self) -> Result<u64, ChromaError> {
+        let path = format!(
+            "/api/v2/tenants/{}/databases/{}/collections_count",
+            encode(&self.tenant),
+            encode(&self.database)
+        );
+        let value = self
+            .call_ok(Method::GET, &path, None, "count collections")
+            .await?;
+        value.as_u64().ok_or_else(|| ChromaError::Decode {
+            url: self.base.clone(),
+            operation: "count collections".to_string(),
+            reason: format!("expected an integer, got {value}"),
+        })
+    }
+
+    /// Creates a collection; returns its id.
+    pub async fn create_collection(
+        &self,
+        name: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<String, ChromaError> {
+        let operation = format!("create collection `{name}`");
+        let value = self
+            .call_ok(
+                Method::POST,
+                &self.collections_path(),
+                Some(json!({ "name": name, "metadata": metadata, "get_or_create": false })),
+                &operation,
+            )
+            .await?;
+        value
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ChromaError::Decode {
+                url: self.base.clone(),
+                operation,
+                reason: "no `id` in the answer".to_string(),
+            })
+    }
+
+    /// Fetches one collection by name; `None` when it does not exist.
+    pub async fn get_collection(
+        &self,
+        name: &str,
+    ) -> Result<Option<ObservedCollection>, ChromaError> {
+        let operation = format!("get collection `{name}`");
+        let path = format!("{}/{}", self.collections_path(), encode(name));
+        let (status, value) = self.call(Method::GET, &path, None, &operation).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(self.status_error(&operation, status, &value));
+        }
+        let collection: CollectionJson =
+            serde_json::from_value(value).map_err(|error| ChromaError::Decode {
+                url: self.base.clone(),
+                operation,
+                reason: error.to_string(),
+            })?;
+        Ok(Some(ObservedCollection {
+            id: collection.id,
+            metadata: collection.metadata.unwrap_or_default(),
+        }))
+    }
+
+    /// Replaces a collection's metadata (Chroma replaces, it does not merge).
+    pub async fn update_metadata(
+        &self,
+        id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<(), ChromaError> {
+        let path = format!("{}/{}", self.collections_path(), encode(id));
+        self.call_ok(
+            Method::PUT,
+            &path,
+            Some(json!({ "new_metadata": metadata })),
+            "update collection metadata",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes a collection by name.
+    pub async fn delete_collection(&self, name: &str) -> Result<(), ChromaError> {
+        let path = format!("{}/{}", self.collections_path(), encode(name));
+        self.call_ok(
+            Method::DELETE,
+            &path,
+            None,
+            &format!("delete collection `{name}`"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Number of records in a collection.
+    pub async fn count_records(&self, id: &str) -> Result<u64, ChromaError> {
+        let path = format!("{}/{}/count", self.collections_path(), encode(id));
+        let value = self
+            .call_ok(Method::GET, &path, None, "count records")
+            .await?;
+        value.as_u64().ok_or_else(|| ChromaError::Decode {
+            url: self.base.clone(),
+            operation: "count records".to_string(),
+            reason: format!("expected an integer, got {value}"),
+        })
+    }
+
+    /// Adds records (ids, embeddings, documents, metadatas) to a collection.
+    pub async fn add_records(&self, id: &str, records: Value) -> Result<(), ChromaError> {
+        let path = format!("{}/{}/add", self.collections_path(), encode(id));
+        self.call_ok(Method::POST, &path, Some(records), "add records")
+            .await
+            .map(|_| ())
+    }
+
+    /// One page of records with everything needed to restore them.
+    pub async fn get_records(
+        &self,
+        id: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Value, ChromaError> {
+        let path = format!("{}/{}/get", self.collections_path(), encode(id));
+        self.call_ok(
+            Method::POST,
+            &path,
+            Some(json!({
+                "limit": limit,
+                "offset": offset,
+                "include": ["embeddings", "documents", "metadatas", "uris"],
+            })),
+            "get records",
+        )
+        .await
+    }
+}
+
+/// Percent-encodes one path segment. Tenant and collection names are validated to a safe
+/// alphabet already; this keeps a user-chosen Chroma tenant or database name from changing
+/// the path.
+fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn describe_reqwest_error(error: &reqwest::Error) -> String {
+    // reqwest's Display includes the full URL; rebuild a message from the source chain instead,
+    // which is both shorter and free of anything a user put in the URL.
+    let mut reason = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason = format!("{reason}: {cause}");
+        source = cause.source();
+    }
+    reason
+}

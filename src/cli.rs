@@ -1,0 +1,164 @@
+//! The command line (clap derive): commands, flags and their environment variables.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Reaches the PostgreSQL that `scripts/servers.sh` starts.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/tenantctl";
+/// Reaches the Chroma that `scripts/servers.sh` starts.
+pub const DEFAULT_CHROMA_URL: &str = "http://127.0.0.1:8000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tenantctl",
+    version,
+    about = "Declarative tenants for multi-tenant SaaS and LLM applications",
+    long_about = "Declarative tenants for multi-tenant SaaS and LLM applications.\n\n\
+        YAML files (one per tenant, kept in git) describe the desired tenants; tenantctl \
+        validates them, reads the live state of PostgreSQL and Chroma, prints a terraform-style \
+        plan and applies it with per-tenant rollback.",
+    after_help = "Exit codes: 0 success, 1 error (invalid files, unreachable server, conflict, failed tenant), 2 usage error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the tenant files offline; no server is contacted
+    Validate(ValidateArgs),
+    /// Show what apply would change, without changing anything
+    Plan(PlanArgs),
+    /// Plan again under the apply lock, then carry the plan out
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Directory of tenant, plan and settings YAML files
+    #[arg(long, env = "TENANTCTL_DIR", default_value = "tenants")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// PostgreSQL connection URL (the password is never printed)
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = DEFAULT_DATABASE_URL,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Chroma server URL; a bearer token is read from CHROMA_TOKEN if set
+    #[arg(long, env = "CHROMA_URL", default_value = DEFAULT_CHROMA_URL)]
+    pub chroma_url: String,
+
+    /// Chroma tenant holding the collections (created by apply if missing)
+    #[arg(long, env = "CHROMA_TENANT", default_value = "default_tenant")]
+    pub chroma_tenant: String,
+
+    /// Chroma database holding the collections (created by apply if missing)
+    #[arg(long, env = "CHROMA_DATABASE", default_value = "default_database")]
+    pub chroma_database: String,
+
+    /// Prefix of tenant role names; roles are cluster-wide, so give each database its own
+    #[arg(long, env = "TENANTCTL_ROLE_PREFIX", default_value = "tenant_")]
+    pub role_prefix: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanningArgs {
+    /// Retention period in days for soft-deleted tenants that set none (overrides a Settings document)
+    #[arg(long, env = "TENANTCTL_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Apply without asking for confirmation (required without a terminal)
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How long to wait for another apply's lock, e.g. 30s, 5m
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Output format of the result
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 30s, 5m, 1h)"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        _ => return Err(format!("`{text}` has an unknown unit (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

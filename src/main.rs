@@ -1,0 +1,33 @@
+use clap::Parser;
+use tenantctl::cli::{Cli, Command};
+use tenantctl::commands;
+use tenantctl::error::{Exit, Reported};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Validate(args) => commands::validate::run(args),
+            Command::Plan(args) => commands::plan::run(args).await,
+            Command::Apply(args) => commands::apply::run(args).await,
+        }
+    });
+    let exit = match result {
+        Ok(exit) => exit,
+        Err(error) => {
+            if let Some(reported) = error.downcast_ref::<Reported>() {
+                eprintln!("{reported}");
+            } else {
+                // `{:#}` joins the context chain: "another apply is running: could not take ...".
+                eprintln!("error: {error:#}");
+            }
+            Exit::Failure
+        }
+    };
+    std::process::exit(exit.code());
+}

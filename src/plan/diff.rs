@@ -1,0 +1,662 @@
+//! The planner: `diff(desired, observed, options) -> Plan`.
+
+use super::{
+    collection_metadata, Action, Conflict, ControlSchemaChange, Drift, DriftProblem, FieldChange,
+    Naming, Plan, RegistryRecord, ResourceKind, Step, TenantChange, COLLECTION_MANAGED_BY,
+    CONVERSATIONS_TABLE, MANAGED_COMMENT, TABLE_PRIVILEGES,
+};
+use crate::observed::{LiveStatus, ObservedState, RegistryRow, PUBLIC};
+use crate::spec::{DesiredState, DesiredStatus, TenantSpec};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Latest version of the control schema this release knows. The SQL of each version lives in
+/// `backend::postgres`; the planner only needs the numbers.
+pub const CONTROL_SCHEMA_VERSION: i32 = 1;
+
+/// Knobs of a plan run that do not come from the files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanOptions {
+    pub naming: Naming,
+    /// Retention period from the command line, for tenants that do not set their own; it
+    /// overrides the Settings document.
+    pub retention_days: Option<u32>,
+}
+
+/// Retention period when neither the tenant, the flag nor a Settings document sets one.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// A column of the `conversations` table as tenantctl creates it: name, `format_type()`, the
+/// default as `pg_get_expr()` prints it.
+pub(crate) const CONVERSATIONS_COLUMNS: [(&str, &str, Option<&str>); 3] = [
+    ("id", "uuid", None),
+    ("created_at", "timestamp with time zone", Some("now()")),
+    ("messages", "jsonb", Some("'[]'::jsonb")),
+];
+
+/// Compares desired and live state and returns what apply would do.
+///
+/// Pure and deterministic: changes come sorted by tenant id, steps in execution order.
+pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOptions) -> Plan {
+    let current = observed.control_schema_version;
+    let pending = (current.unwrap_or(0) + 1..=CONTROL_SCHEMA_VERSION).collect();
+    let mut changes = Vec::with_capacity(desired.tenants.len());
+    let mut conflicts = Vec::new();
+    for spec in desired.tenants.values() {
+        let retention_days = spec
+            .retention_days
+            .or(options.retention_days)
+            .or(desired.settings.retention_days)
+            .unwrap_or(DEFAULT_RETENTION_DAYS);
+        let mut planner = TenantPlanner {
+            spec,
+            retention_days,
+            observed,
+            naming: &options.naming,
+            conflicts: Vec::new(),
+            drift: Vec::new(),
+        };
+        let change = match observed.registry.get(&spec.id) {
+            None => planner.plan_new(),
+            Some(row) => planner.plan_existing(row),
+        };
+        conflicts.extend(planner.conflicts);
+        changes.push(change);
+    }
+    Plan {
+        server_time: observed.server_time,
+        control_schema: ControlSchemaChange {
+            current_version: current,
+            pending,
+        },
+        changes,
+        conflicts,
+    }
+}
+
+struct TenantPlanner<'a> {
+    spec: &'a TenantSpec,
+    retention_days: u32,
+    observed: &'a ObservedState,
+    naming: &'a Naming,
+    conflicts: Vec<Conflict>,
+    drift: Vec<Drift>,
+}
+
+/// Steps found while checking resources, kept apart so they can be ordered: PostgreSQL DDL,
+/// then the registry write, then Chroma.
+#[derive(Default)]
+struct Steps {
+    postgres: Vec<Step>,
+    chroma: Vec<Step>,
+}
+
+impl TenantPlanner<'_> {
+    fn conflict(&mut self, resource: ResourceKind, name: &str, message: String, hint: &str) {
+        self.conflicts.push(Conflict {
+            tenant: self.spec.id.clone(),
+            resource,
+            name: name.to_string(),
+            message,
+            hint: Some(hint.to_string()),
+        });
+    }
+
+    fn drift(&mut self, resource: ResourceKind, name: &str, problem: DriftProblem, detail: &str) {
+        self.drift.push(Drift {
+            resource,
+            name: name.to_string(),
+            problem,
+            detail: detail.to_string(),
+        });
+    }
+
+    fn record(&self, status: LiveStatus) -> RegistryRecord {
+        let spec = self.spec;
+        RegistryRecord {
+            name: spec.name.clone(),
+            status,
+            plan: spec.plan.clone(),
+            config: spec.config.clone(),
+            protected: spec.protected,
+            retention_days: self.retention_days,
+            suspend_reason: match status {
+                LiveStatus::Suspended => spec.suspension_reason.clone(),
+                _ => None,
+            },
+        }
+    }
+
+    /// A tenant with no registry row: provision it, unless its file says `deleted` (never
+    /// provisioned or already purged: nothing to do).
+    fn plan_new(&mut self) -> TenantChange {
+        let id = self.spec.id.clone();
+        let status = match self.spec.state {
+            DesiredStatus::Deleted => return no_op(id, None, None),
+            DesiredStatus::Active => LiveStatus::Active,
+            DesiredStatus::Suspended => LiveStatus::Suspended,
+        };
+        let schema = self.naming.schema(&id);
+        let role = self.naming.role(&id);
+        let collection = self.naming.collection(&id);
+
+        // Anything that already carries the tenant's names without a registry row belongs to
+        // someone else (or to another tenantctl registry sharing the cluster's roles): creating
+        // over it would hand a stranger's data to this tenant.
+        if self.observed.schemas.contains_key(&schema) {
+            self.conflict(
+                ResourceKind::Schema,
+                &schema,
+                format!("schema `{schema}` already exists but the registry has no tenant `{id}`"),
+                "tenantctl creates a tenant's schema itself; rename or drop the existing schema by hand, or pick another tenant id",
+            );
+        }
+        if let Some(existing) = self.observed.roles.get(&role) {
+            let owner = if existing.comment == MANAGED_COMMENT {
+                "it is marked as managed by tenantctl, probably by another registry on this cluster"
+            } else {
+                "tenantctl did not create it"
+            };
+            self.conflict(
+                ResourceKind::Role,
+                &role,
+                format!("role `{role}` already exists ({owner})"),
+                "roles are cluster-wide: give each database its own `--role-prefix`, or remove the role by hand",
+            );
+        }
+        if self.observed.collections.contains_key(&collection) {
+            self.conflict(
+                ResourceKind::Collection,
+                &collection,
+                format!("collection `{collection}` already exists but the registry has no tenant `{id}`"),
+                "delete or rename the collection in Chroma by hand, or pick another tenant id",
+            );
+        }
+
+        let mut steps = vec![
+            Step::CreateSchema {
+                schema: schema.clone(),
+            },
+            Step::CreateTable {
+                schema: schema.clone(),
+                table: CONVERSATIONS_TABLE.to_string(),
+            },
+            Step::CreateRole { role: role.clone() },
+        ];
+        if status == LiveStatus::Active {
+            steps.push(Step::GrantSchemaUsage {
+                schema: schema.clone(),
+                role: role.clone(),
+            });
+        }
+        steps.push(Step::GrantTablePrivileges {
+            schema,
+            table: CONVERSATIONS_TABLE.to_string(),
+            role,
+        });
+        steps.push(Step::InsertRegistry);
+        steps.push(Step::CreateCollection { collection });
+
+        let record = self.record(status);
+        let fields = record_fields(&record)
+            .into_iter()
+            .map(|(path, new)| FieldChange {
+                path,
+                old: None,
+                new: Some(new),
+            })
+            .collect();
+        TenantChange {
+            tenant: id,
+            uid: None,
+            actions: vec![Action::Create],
+            status_before: None,
+            status_after: Some(status),
+            fields,
+            drift: Vec::new(),
+            record: Some(record),
+            steps,
+        }
+    }
+
+    fn plan_existing(&mut self, row: &RegistryRow) -> TenantChange {
+        let id = self.spec.id.clone();
+        let desired_status = match self.spec.state {
+            DesiredStatus::Active => LiveStatus::Active,
+            DesiredStatus::Suspended => LiveStatus::Suspended,
+            DesiredStatus::Deleted => LiveStatus::Deleted,
+        };
+        let mut actions = Vec::new();
+        match (row.status, desired_status) {
+            (LiveStatus::Active, LiveStatus::Suspended) => actions.push(Action::Suspend),
+            (LiveStatus::Suspended, LiveStatus::Active) => actions.push(Action::Resume),
+            (LiveStatus::Active | LiveStatus::Suspended, LiveStatus::Deleted) => {
+                actions.push(Action::Delete)
+            }
+            (LiveStatus::Deleted, LiveStatus::Active | LiveStatus::Suspended) => {
+                actions.push(Action::Restore)
+            }
+            _ => {}
+        }
+
+        let record = self.record(desired_status);
+        let fields = diff_fields(row, &record);
+        // Status and suspension reason belong to a transition; on their own (a new reason for
+        // a tenant that stays suspended) they are an update.
+        let transition = !actions.is_empty();
+        if fields.iter().any(|field| {
+            field.path != "status" && !(transition && field.path == "suspension.reason")
+        }) {
+            actions.push(Action::Update);
+        }
+
+        // A soft-deleted tenant that stays deleted keeps whatever is left until its purge:
+        // re-creating a dropped schema for it would only make an empty copy.
+        let mut steps = Steps::default();
+        if desired_status != LiveStatus::Deleted || row.status != LiveStatus::Deleted {
+            self.check_resources(row, desired_status, &mut steps);
+        }
+        if !self.drift.is_empty() {
+            actions.push(Action::Repair);
+        }
+        actions.sort_by_key(|action| precedence(*action));
+
+        let mut all_steps = steps.postgres;
+        if !fields.is_empty() {
+            all_steps.push(Step::UpdateRegistry);
+        }
+        all_steps.extend(steps.chroma);
+        let record = (!fields.is_empty()).then_some(record);
+        TenantChange {
+            tenant: id,
+            uid: Some(row.uid),
+            actions,
+            status_before: Some(row.status),
+            status_after: Some(desired_status),
+            fields,
+            drift: std::mem::take(&mut self.drift),
+            record,
+            steps: all_steps,
+        }
+    }
+
+    /// Compares the tenant's live resources with what it should have and records drift, steps
+    /// that repair it, and conflicts that forbid touching it.
+    fn check_resources(&mut self, row: &RegistryRow, desired: LiveStatus, steps: &mut Steps) {
+        let id = self.spec.id.clone();
+        let schema_name = self.naming.schema(&id);
+        let role_name = self.naming.role(&id);
+        let collection_name = self.naming.collection(&id);
+        let table_label = format!("{schema_name}.{CONVERSATIONS_TABLE}");
+        let observed = self.observed;
+
+        // Schema and table.
+        let schema = observed.schemas.get(&schema_name);
+        let mut schema_new = false;
+        let mut table_new = false;
+        match schema {
+            None => {
+                self.drift(
+                    ResourceKind::Schema,
+                    &schema_name,
+                    DriftProblem::Missing,
+                    "schema is missing",
+                );
+                steps.postgres.push(Step::CreateSchema {
+                    schema: schema_name.clone(),
+                });
+                steps.postgres.push(Step::CreateTable {
+                    schema: schema_name.clone(),
+                    table: CONVERSATIONS_TABLE.to_string(),
+                });
+                schema_new = true;
+                table_new = true;
+            }
+            Some(schema) if schema.comment != MANAGED_COMMENT => {
+                self.conflict(
+                    ResourceKind::Schema,
+                    &schema_name,
+                    format!("schema `{schema_name}` is not marked as managed by tenantctl"),
+                    "it may have been replaced by hand; restore its comment `managed by tenantctl` if it is the tenant's, or move it away",
+                );
+                return;
+            }
+            Some(schema) => {
+                if schema.privileges.contains_key(PUBLIC) {
+                    self.drift(
+                        ResourceKind::Grant,
+                        &schema_name,
+                        DriftProblem::Wrong,
+                        "PUBLIC has privileges on the schema",
+                    );
+                    steps.postgres.push(Step::RevokeSchemaFromPublic {
+                        schema: schema_name.clone(),
+                    });
+                }
+                match schema.tables.get(CONVERSATIONS_TABLE) {
+                    None => {
+                        self.drift(
+                            ResourceKind::Table,
+                            &table_label,
+                            DriftProblem::Missing,
+                            "table is missing",
+                        );
+                        steps.postgres.push(Step::CreateTable {
+                            schema: schema_name.clone(),
+                            table: CONVERSATIONS_TABLE.to_string(),
+                        });
+                        table_new = true;
+                    }
+                    Some(table) => {
+                        for (column, data_type, _) in CONVERSATIONS_COLUMNS {
+                            match table.columns.get(column) {
+                                None => {
+                                    self.drift(
+                                        ResourceKind::Column,
+                                        &format!("{table_label}.{column}"),
+                                        DriftProblem::Missing,
+                                        "column is missing",
+                                    );
+                                    steps.postgres.push(Step::AddColumn {
+                                        schema: schema_name.clone(),
+                                        table: CONVERSATIONS_TABLE.to_string(),
+                                        column: column.to_string(),
+                                    });
+                                }
+                                Some(live) if live.data_type != data_type => self.conflict(
+                                    ResourceKind::Column,
+                                    &format!("{table_label}.{column}"),
+                                    format!(
+                                        "column `{column}` of `{table_label}` is `{}`, expected `{data_type}`",
+                                        live.data_type
+                                    ),
+                                    "tenantctl never rewrites tenant data; fix the column type by hand",
+                                ),
+                                Some(_) => {}
+                            }
+                        }
+                        if table.privileges.contains_key(PUBLIC) {
+                            self.drift(
+                                ResourceKind::Grant,
+                                &table_label,
+                                DriftProblem::Wrong,
+                                "PUBLIC has privileges on the table",
+                            );
+                            steps.postgres.push(Step::RevokeTableFromPublic {
+                                schema: schema_name.clone(),
+                                table: CONVERSATIONS_TABLE.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+
+        // Role.
+        let mut role_new = false;
+        match observed.roles.get(&role_name) {
+            None => {
+                self.drift(
+                    ResourceKind::Role,
+                    &role_name,
+                    DriftProblem::Missing,
+                    "role is missing",
+                );
+                steps.postgres.push(Step::CreateRole {
+                    role: role_name.clone(),
+                });
+                role_new = true;
+            }
+            Some(role) if role.comment != MANAGED_COMMENT => {
+                self.conflict(
+                    ResourceKind::Role,
+                    &role_name,
+                    format!("role `{role_name}` exists but was not created by tenantctl"),
+                    "tenantctl never alters a role it did not create; rename that role or use another `--role-prefix`",
+                );
+                return;
+            }
+            Some(role) => {
+                if role.can_login {
+                    self.drift(
+                        ResourceKind::Role,
+                        &role_name,
+                        DriftProblem::Wrong,
+                        "role can log in (should be NOLOGIN)",
+                    );
+                    steps.postgres.push(Step::DisableRoleLogin {
+                        role: role_name.clone(),
+                    });
+                }
+            }
+        }
+
+        // Grants. A freshly created schema, table or role has no grants; those are part of the
+        // repair already reported, not separate drift.
+        let schema_privileges = schema
+            .filter(|_| !schema_new)
+            .and_then(|schema| schema.privileges.get(&role_name))
+            .cloned()
+            .unwrap_or_default();
+        let has_usage = !role_new && schema_privileges.contains("USAGE");
+        let extra_schema_privileges = !role_new && schema_privileges.iter().any(|p| p != "USAGE");
+        let registry_wants_usage = row.status == LiveStatus::Active;
+        let desired_usage = desired == LiveStatus::Active;
+        if !schema_new && !role_new {
+            if has_usage != registry_wants_usage {
+                let detail = if has_usage {
+                    format!("role has access to the schema of a {} tenant", row.status)
+                } else {
+                    "role lacks USAGE on the schema".to_string()
+                };
+                let problem = if has_usage {
+                    DriftProblem::Wrong
+                } else {
+                    DriftProblem::Missing
+                };
+                self.drift(ResourceKind::Grant, &schema_name, problem, &detail);
+            }
+            if extra_schema_privileges {
+                self.drift(
+                    ResourceKind::Grant,
+                    &schema_name,
+                    DriftProblem::Wrong,
+                    "role holds privileges on the schema beyond USAGE",
+                );
+            }
+        }
+        if extra_schema_privileges || (has_usage && !desired_usage) {
+            steps.postgres.push(Step::RevokeSchemaUsage {
+                schema: schema_name.clone(),
+                role: role_name.clone(),
+            });
+        }
+        if desired_usage && (!has_usage || extra_schema_privileges) {
+            steps.postgres.push(Step::GrantSchemaUsage {
+                schema: schema_name.clone(),
+                role: role_name.clone(),
+            });
+        }
+
+        let table_privileges = schema
+            .and_then(|schema| schema.tables.get(CONVERSATIONS_TABLE))
+            .filter(|_| !table_new && !role_new)
+            .and_then(|table| table.privileges.get(&role_name))
+            .cloned()
+            .unwrap_or_default();
+        let missing_table_privileges = TABLE_PRIVILEGES
+            .iter()
+            .any(|privilege| !table_privileges.contains(*privilege));
+        if missing_table_privileges {
+            if !table_new && !role_new {
+                self.drift(
+                    ResourceKind::Grant,
+                    &table_label,
+                    DriftProblem::Missing,
+                    "role lacks privileges on the table",
+                );
+            }
+            steps.postgres.push(Step::GrantTablePrivileges {
+                schema: schema_name.clone(),
+                table: CONVERSATIONS_TABLE.to_string(),
+                role: role_name.clone(),
+            });
+        }
+
+        // Collection.
+        match observed.collections.get(&collection_name) {
+            None => {
+                self.drift(
+                    ResourceKind::Collection,
+                    &collection_name,
+                    DriftProblem::Missing,
+                    "collection is missing",
+                );
+                steps.chroma.push(Step::CreateCollection {
+                    collection: collection_name,
+                });
+            }
+            Some(collection) => {
+                let expected = collection_metadata(&id, row.uid);
+                if collection.metadata_str("managed_by") != Some(COLLECTION_MANAGED_BY) {
+                    self.conflict(
+                        ResourceKind::Collection,
+                        &collection_name,
+                        format!(
+                            "collection `{collection_name}` exists but is not marked as managed by tenantctl"
+                        ),
+                        "tenantctl never touches a collection it did not create; rename or delete it in Chroma by hand",
+                    );
+                } else if collection.metadata_str("tenant_uid") != Some(&row.uid.to_string()) {
+                    self.conflict(
+                        ResourceKind::Collection,
+                        &collection_name,
+                        format!(
+                            "collection `{collection_name}` belongs to another incarnation of tenant `{id}` (uid {})",
+                            collection.metadata_str("tenant_uid").unwrap_or("unset")
+                        ),
+                        "a tenant purged and created again gets a new uid; delete the stale collection by hand once its data is no longer needed",
+                    );
+                } else if expected
+                    .iter()
+                    .any(|(key, value)| collection.metadata.get(key) != Some(value))
+                {
+                    self.drift(
+                        ResourceKind::Collection,
+                        &collection_name,
+                        DriftProblem::Wrong,
+                        "collection metadata differs",
+                    );
+                    steps.chroma.push(Step::UpdateCollectionMetadata {
+                        collection: collection_name,
+                        id: collection.id.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn no_op(tenant: String, status: Option<LiveStatus>, uid: Option<uuid::Uuid>) -> TenantChange {
+    TenantChange {
+        tenant,
+        uid,
+        actions: Vec::new(),
+        status_before: status,
+        status_after: status,
+        fields: Vec::new(),
+        drift: Vec::new(),
+        record: None,
+        steps: Vec::new(),
+    }
+}
+
+/// Most significant first: the verb a reviewer must not miss comes first.
+fn precedence(action: Action) -> u8 {
+    match action {
+        Action::Purge => 0,
+        Action::Delete => 1,
+        Action::Create => 2,
+        Action::Restore => 3,
+        Action::Suspend => 4,
+        Action::Resume => 5,
+        Action::Update => 6,
+        Action::Repair => 7,
+    }
+}
+
+/// The registry record as dotted paths to JSON values, in display order.
+fn record_fields(record: &RegistryRecord) -> Vec<(String, Value)> {
+    let mut fields = vec![
+        ("name".to_string(), Value::from(record.name.clone())),
+        ("plan".to_string(), Value::from(record.plan.clone())),
+    ];
+    let config = serde_json::to_value(&record.config).expect("config serializes");
+    flatten("config", &config, &mut fields);
+    fields.push(("protected".to_string(), Value::from(record.protected)));
+    fields.push((
+        "retention_days".to_string(),
+        Value::from(record.retention_days),
+    ));
+    fields.push(("status".to_string(), Value::from(record.status.as_str())));
+    if let Some(reason) = &record.suspend_reason {
+        fields.push(("suspension.reason".to_string(), Value::from(reason.clone())));
+    }
+    fields
+}
+
+/// The same paths read from a registry row.
+fn row_fields(row: &RegistryRow) -> Vec<(String, Value)> {
+    let mut fields = vec![
+        ("name".to_string(), Value::from(row.name.clone())),
+        ("plan".to_string(), Value::from(row.plan.clone())),
+    ];
+    flatten("config", &row.config, &mut fields);
+    fields.push(("protected".to_string(), Value::from(row.protected)));
+    if let Some(days) = row.retention_days {
+        fields.push(("retention_days".to_string(), Value::from(days)));
+    }
+    fields.push(("status".to_string(), Value::from(row.status.as_str())));
+    if let Some(reason) = &row.suspend_reason {
+        fields.push(("suspension.reason".to_string(), Value::from(reason.clone())));
+    }
+    fields
+}
+
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                flatten(&format!("{prefix}.{key}"), value, out);
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// Per-field differences between the registry row and the desired record, in display order.
+fn diff_fields(row: &RegistryRow, record: &RegistryRecord) -> Vec<FieldChange> {
+    let old: BTreeMap<String, Value> = row_fields(row).into_iter().collect();
+    let new = record_fields(record);
+    let mut order: Vec<String> = new.iter().map(|(path, _)| path.clone()).collect();
+    // Keys present only in the old row (a feature flag removed from the plan) go after the
+    // desired keys of the same group.
+    for path in old.keys() {
+        if !order.contains(path) {
+            order.push(path.clone());
+        }
+    }
+    let new: BTreeMap<String, Value> = new.into_iter().collect();
+    order
+        .into_iter()
+        .filter_map(|path| {
+            let before = old.get(&path);
+            let after = new.get(&path);
+            (before != after).then(|| FieldChange {
+                path,
+                old: before.cloned(),
+                new: after.cloned(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,343 @@
+//! The plan: what apply would do, as plain data.
+//!
+//! [`diff`] compares the desired state (`spec`) with the live state (`observed`) at the database
+//! server's time and returns a [`Plan`]: one [`TenantChange`] per tenant, each with the actions it
+//! carries, the field changes and drift a reviewer reads, and the concrete [`Step`]s `apply`
+//! executes. Nothing in this module does I/O; renderers only read it.
+
+mod diff;
+mod naming;
+#[cfg(test)]
+mod tests;
+
+pub use diff::{diff, PlanOptions};
+pub use naming::{
+    collection_metadata, Naming, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT,
+    TABLE_PRIVILEGES,
+};
+
+use crate::observed::LiveStatus;
+use crate::spec::EffectiveConfig;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Version of the JSON plan format; bumped on any incompatible change of field names or meaning.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything a plan run decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Time of the database server when live state was read.
+    pub server_time: DateTime<Utc>,
+    /// Control schema migrations to run before any tenant change.
+    pub control_schema: ControlSchemaChange,
+    /// One entry per tenant file, sorted by tenant id (no-ops included, with no steps).
+    pub changes: Vec<TenantChange>,
+    /// Problems that block a tenant: apply leaves those tenants alone and fails.
+    pub conflicts: Vec<Conflict>,
+}
+
+impl Plan {
+    /// True when apply would change nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.control_schema.pending.is_empty()
+            && self.changes.iter().all(|change| change.steps.is_empty())
+    }
+
+    /// Counts for the summary line.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for change in &self.changes {
+            if change.actions.is_empty() {
+                summary.unchanged += 1;
+            }
+            for action in &change.actions {
+                *summary.slot(*action) += 1;
+            }
+        }
+        summary.conflicts = self.conflicts.len();
+        summary
+    }
+
+    /// The changes that do something.
+    pub fn effective_changes(&self) -> impl Iterator<Item = &TenantChange> {
+        self.changes
+            .iter()
+            .filter(|change| !change.actions.is_empty())
+    }
+}
+
+/// The control schema's migration state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ControlSchemaChange {
+    /// Installed version, `None` when the control schema does not exist yet.
+    pub current_version: Option<i32>,
+    /// Versions apply will run, in order.
+    pub pending: Vec<i32>,
+}
+
+/// Counts per action kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub repair: usize,
+    pub suspend: usize,
+    pub resume: usize,
+    pub delete: usize,
+    pub restore: usize,
+    pub purge: usize,
+    pub unchanged: usize,
+    pub conflicts: usize,
+}
+
+impl Summary {
+    fn slot(&mut self, action: Action) -> &mut usize {
+        match action {
+            Action::Create => &mut self.create,
+            Action::Update => &mut self.update,
+            Action::Repair => &mut self.repair,
+            Action::Suspend => &mut self.suspend,
+            Action::Resume => &mut self.resume,
+            Action::Delete => &mut self.delete,
+            Action::Restore => &mut self.restore,
+            Action::Purge => &mut self.purge,
+        }
+    }
+
+    /// Count of one action kind.
+    pub fn count(&self, action: Action) -> usize {
+        let mut copy = *self;
+        *copy.slot(action)
+    }
+}
+
+/// What happens to a tenant. A closed set: renderers match on it and never re-derive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Provision a tenant that has no registry row.
+    Create,
+    /// Change name, plan or effective configuration.
+    Update,
+    /// Put back a resource that should exist but is missing or wrong (drift).
+    Repair,
+    /// Disable access, keep data.
+    Suspend,
+    /// Re-enable access after a suspension.
+    Resume,
+    /// Soft delete: disable access, keep data, schedule the purge.
+    Delete,
+    /// Bring a soft-deleted tenant back before its purge.
+    Restore,
+    /// Destroy a soft-deleted tenant whose retention period has passed.
+    Purge,
+}
+
+impl Action {
+    /// All actions, in the order the summary line lists them.
+    pub const ALL: [Action; 8] = [
+        Action::Create,
+        Action::Update,
+        Action::Repair,
+        Action::Suspend,
+        Action::Resume,
+        Action::Delete,
+        Action::Restore,
+        Action::Purge,
+    ];
+
+    /// Terraform-style symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create | Action::Restore => "+",
+            Action::Update | Action::Repair | Action::Suspend | Action::Resume => "~",
+            Action::Delete => "-",
+            Action::Purge => "!",
+        }
+    }
+
+    /// The verb shown next to the tenant.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Repair => "repair",
+            Action::Suspend => "suspend",
+            Action::Resume => "resume",
+            Action::Delete => "delete",
+            Action::Restore => "restore",
+            Action::Purge => "purge",
+        }
+    }
+
+    /// True for actions that disable access or destroy data: reviewers see them first.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Action::Delete | Action::Purge)
+    }
+}
+
+/// The plan for one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantChange {
+    pub tenant: String,
+    /// The registry uid; `None` before creation.
+    pub uid: Option<Uuid>,
+    /// What happens, most significant first; empty for a no-op.
+    pub actions: Vec<Action>,
+    /// Registry status before the change (`None`: not provisioned).
+    pub status_before: Option<LiveStatus>,
+    /// Registry status after the change.
+    pub status_after: Option<LiveStatus>,
+    /// Per-field changes of the registry record, `old -> new`.
+    pub fields: Vec<FieldChange>,
+    /// Drift found in live resources (reasons for a repair).
+    pub drift: Vec<Drift>,
+    /// The desired registry record written by this change, if any.
+    pub record: Option<RegistryRecord>,
+    /// The concrete steps, in execution order: PostgreSQL steps first, then Chroma steps.
+    pub steps: Vec<Step>,
+}
+
+impl TenantChange {
+    /// The most significant action, if any.
+    pub fn primary(&self) -> Option<Action> {
+        self.actions.first().copied()
+    }
+}
+
+/// The registry record a change writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegistryRecord {
+    pub name: String,
+    pub status: LiveStatus,
+    pub plan: String,
+    pub config: EffectiveConfig,
+    pub protected: bool,
+    /// Effective retention period: the tenant's own, else the `--retention-days` flag, else the
+    /// Settings document, else 30 days.
+    pub retention_days: u32,
+    pub suspend_reason: Option<String>,
+}
+
+/// One field of the registry record changing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldChange {
+    /// Dotted path, e.g. `config.max_tokens`.
+    pub path: String,
+    /// Old value; `None` when the field was absent.
+    pub old: Option<serde_json::Value>,
+    /// New value; `None` when the field goes away.
+    pub new: Option<serde_json::Value>,
+}
+
+/// A live resource that differs from what the tenant should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub resource: ResourceKind,
+    /// Resource name, e.g. `tenant_acme` or `tenant_acme.conversations`.
+    pub name: String,
+    pub problem: DriftProblem,
+    /// Human description of what is wrong.
+    pub detail: String,
+}
+
+/// Missing resources are re-created; wrong ones are corrected in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftProblem {
+    Missing,
+    Wrong,
+}
+
+/// The kinds of resources a tenant owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Schema,
+    Table,
+    Column,
+    Role,
+    Grant,
+    Collection,
+    Registry,
+}
+
+impl ResourceKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ResourceKind::Schema => "schema",
+            ResourceKind::Table => "table",
+            ResourceKind::Column => "column",
+            ResourceKind::Role => "role",
+            ResourceKind::Grant => "grant",
+            ResourceKind::Collection => "collection",
+            ResourceKind::Registry => "registry",
+        }
+    }
+}
+
+/// Something that stops tenantctl from touching a tenant, e.g. a role of the same name that it did
+/// not create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub tenant: String,
+    pub resource: ResourceKind,
+    pub name: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// One concrete operation. PostgreSQL steps of a tenant run in one transaction; Chroma steps run
+/// while that transaction is open and are compensated if it rolls back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    /// `CREATE SCHEMA`, marked as managed, PUBLIC revoked.
+    CreateSchema { schema: String },
+    /// `CREATE TABLE conversations (...)`, PUBLIC revoked.
+    CreateTable { schema: String, table: String },
+    /// `ALTER TABLE ... ADD COLUMN` for a column dropped by hand.
+    AddColumn {
+        schema: String,
+        table: String,
+        column: String,
+    },
+    /// `CREATE ROLE ... NOLOGIN`, marked as managed.
+    CreateRole { role: String },
+    /// `ALTER ROLE ... NOLOGIN` on a managed role that was given LOGIN.
+    DisableRoleLogin { role: String },
+    /// `REVOKE ALL ON SCHEMA ... FROM PUBLIC`.
+    RevokeSchemaFromPublic { schema: String },
+    /// `REVOKE ALL ON TABLE ... FROM PUBLIC`.
+    RevokeTableFromPublic { schema: String, table: String },
+    /// `GRANT USAGE ON SCHEMA ... TO role`: what access means for an active tenant.
+    GrantSchemaUsage { schema: String, role: String },
+    /// `REVOKE ALL ON SCHEMA ... FROM role`: a suspended or deleted tenant's role loses access.
+    RevokeSchemaUsage { schema: String, role: String },
+    /// `GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ... TO role`.
+    GrantTablePrivileges {
+        schema: String,
+        table: String,
+        role: String,
+    },
+    /// Insert the registry row; the database assigns the uid.
+    InsertRegistry,
+    /// Update the registry row to the change's record.
+    UpdateRegistry,
+    /// Create the collection with the tenant's metadata.
+    CreateCollection { collection: String },
+    /// Replace the collection's metadata with the tenant's.
+    UpdateCollectionMetadata { collection: String, id: String },
+}
+
+impl Step {
+    /// Chroma steps run after the PostgreSQL steps, inside the tenant's transaction window.
+    pub fn is_chroma(&self) -> bool {
+        matches!(
+            self,
+            Step::CreateCollection { .. } | Step::UpdateCollectionMetadata { .. }
+        )
+    }
+}

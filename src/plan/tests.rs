@@ -1,0 +1,655 @@
+//! Planner cases, without any server: hand-built desired and observed states.
+
+use super::*;
+use crate::observed::{
+    LiveStatus, ObservedCollection, ObservedColumn, ObservedRole, ObservedSchema, ObservedState,
+    ObservedTable, RegistryRow, PUBLIC,
+};
+use crate::plan::{Action, DriftProblem, ResourceKind, Step};
+use crate::spec::{DesiredState, DesiredStatus, EffectiveConfig, Location, Settings, TenantSpec};
+use chrono::{TimeZone, Utc};
+use std::collections::{BTreeMap, BTreeSet};
+use uuid::Uuid;
+
+fn config() -> EffectiveConfig {
+    EffectiveConfig {
+        model: "gpt-4o".into(),
+        max_tokens: 4000,
+        rate_limit_per_minute: 600,
+        features: BTreeMap::from([("basic_chat".into(), true), ("rag".into(), true)]),
+    }
+}
+
+fn tenant(id: &str) -> TenantSpec {
+    TenantSpec {
+        id: id.into(),
+        name: format!("{id} inc"),
+        state: DesiredStatus::Active,
+        plan: "pro".into(),
+        config: config(),
+        suspension_reason: None,
+        retention_days: None,
+        protected: false,
+        location: Location {
+            file: format!("tenants/{id}.yaml").into(),
+            line: 1,
+            column: 1,
+        },
+    }
+}
+
+fn desired(tenants: Vec<TenantSpec>) -> DesiredState {
+    DesiredState {
+        dir: "tenants".into(),
+        tenants: tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        plans: BTreeMap::new(),
+        settings: Settings::default(),
+        fingerprint: String::new(),
+    }
+}
+
+fn uid(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+fn empty_observed() -> ObservedState {
+    ObservedState {
+        server_time: Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap(),
+        control_schema_version: Some(1),
+        ..ObservedState::default()
+    }
+}
+
+fn privileges(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+    pairs
+        .iter()
+        .map(|(grantee, privileges)| {
+            (
+                grantee.to_string(),
+                privileges.iter().map(|p| p.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Adds a fully provisioned tenant to the observed state, exactly as apply leaves it.
+fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveStatus, n: u128) {
+    let id = &spec.id;
+    let schema = format!("tenant_{id}");
+    observed.registry.insert(
+        id.clone(),
+        RegistryRow {
+            id: id.clone(),
+            uid: uid(n),
+            name: spec.name.clone(),
+            status,
+            plan: spec.plan.clone(),
+            config: serde_json::to_value(&spec.config).unwrap(),
+            protected: spec.protected,
+            retention_days: Some(30),
+            suspend_reason: spec.suspension_reason.clone(),
+            created_at: observed.server_time,
+            updated_at: observed.server_time,
+            suspended_at: None,
+            deleted_at: None,
+            purge_after: None,
+        },
+    );
+    let column = |data_type: &str, default: Option<&str>, primary_key| ObservedColumn {
+        data_type: data_type.into(),
+        not_null: true,
+        default: default.map(str::to_string),
+        primary_key,
+    };
+    let usage: &[&str] = if status == LiveStatus::Active {
+        &["USAGE"]
+    } else {
+        &[]
+    };
+    let mut schema_privileges = privileges(&[("postgres", &["USAGE", "CREATE"])]);
+    if !usage.is_empty() {
+        schema_privileges.extend(privileges(&[(schema.as_str(), usage)]));
+    }
+    observed.schemas.insert(
+        schema.clone(),
+        ObservedSchema {
+            owner: "postgres".into(),
+            comment: MANAGED_COMMENT.into(),
+            privileges: schema_privileges,
+            tables: BTreeMap::from([(
+                "conversations".to_string(),
+                ObservedTable {
+                    columns: BTreeMap::from([
+                        ("id".to_string(), column("uuid", None, true)),
+                        (
+                            "created_at".to_string(),
+                            column("timestamp with time zone", Some("now()"), false),
+                        ),
+                        (
+                            "messages".to_string(),
+                            column("jsonb", Some("'[]'::jsonb"), false),
+                        ),
+                    ]),
+                    privileges: privileges(&[
+                        ("postgres", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
+                        (schema.as_str(), &["SELECT", "INSERT", "UPDATE", "DELETE"]),
+                    ]),
+                },
+            )]),
+        },
+    );
+    observed.roles.insert(
+        schema.clone(),
+        ObservedRole {
+            can_login: false,
+            comment: MANAGED_COMMENT.into(),
+        },
+    );
+    observed.collections.insert(
+        schema,
+        ObservedCollection {
+            id: format!("c-{n}"),
+            metadata: collection_metadata(id, uid(n)),
+        },
+    );
+}
+
+fn single(plan: &Plan) -> &TenantChange {
+    assert_eq!(plan.changes.len(), 1, "{plan:#?}");
+    &plan.changes[0]
+}
+
+#[test]
+fn new_tenant_is_created_with_every_resource_in_order() {
+    let plan = diff(
+        &desired(vec![tenant("acme")]),
+        &empty_observed(),
+        &PlanOptions::default(),
+    );
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Create]);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::CreateSchema {
+                schema: "tenant_acme".into()
+            },
+            Step::CreateTable {
+                schema: "tenant_acme".into(),
+                table: "conversations".into()
+            },
+            Step::CreateRole {
+                role: "tenant_acme".into()
+            },
+            Step::GrantSchemaUsage {
+                schema: "tenant_acme".into(),
+                role: "tenant_acme".into()
+            },
+            Step::GrantTablePrivileges {
+                schema: "tenant_acme".into(),
+                table: "conversations".into(),
+                role: "tenant_acme".into()
+            },
+            Step::InsertRegistry,
+            Step::CreateCollection {
+                collection: "tenant_acme".into()
+            },
+        ]
+    );
+    let record = change.record.as_ref().unwrap();
+    assert_eq!(record.status, LiveStatus::Active);
+    assert_eq!(record.retention_days, 30);
+    assert!(plan.conflicts.is_empty());
+    assert!(!plan.is_empty());
+    assert_eq!(plan.summary().create, 1);
+}
+
+#[test]
+fn missing_control_schema_is_a_pending_migration() {
+    let mut observed = empty_observed();
+    observed.control_schema_version = None;
+    let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
+    assert_eq!(plan.control_schema.pending, vec![1]);
+    assert!(!plan.is_empty());
+    let mut observed = empty_observed();
+    observed.control_schema_version = Some(1);
+    let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
+    assert!(plan.control_schema.pending.is_empty());
+    assert!(plan.is_empty());
+}
+
+#[test]
+fn role_prefix_names_the_role_only() {
+    let options = PlanOptions {
+        naming: Naming::with_role_prefix("t42_"),
+        ..PlanOptions::default()
+    };
+    let plan = diff(&desired(vec![tenant("acme")]), &empty_observed(), &options);
+    let steps = &single(&plan).steps;
+    assert!(steps.contains(&Step::CreateRole {
+        role: "t42_acme".into()
+    }));
+    assert!(steps.contains(&Step::CreateSchema {
+        schema: "tenant_acme".into()
+    }));
+}
+
+#[test]
+fn suspended_new_tenant_gets_no_schema_usage() {
+    let mut spec = tenant("acme");
+    spec.state = DesiredStatus::Suspended;
+    spec.suspension_reason = Some("invoice overdue".into());
+    let plan = diff(
+        &desired(vec![spec]),
+        &empty_observed(),
+        &PlanOptions::default(),
+    );
+    let change = single(&plan);
+    assert!(!change
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::GrantSchemaUsage { .. })));
+    let record = change.record.as_ref().unwrap();
+    assert_eq!(record.status, LiveStatus::Suspended);
+    assert_eq!(record.suspend_reason.as_deref(), Some("invoice overdue"));
+}
+
+#[test]
+fn deleted_tenant_never_provisioned_is_a_no_op() {
+    let mut spec = tenant("gone");
+    spec.state = DesiredStatus::Deleted;
+    let plan = diff(
+        &desired(vec![spec]),
+        &empty_observed(),
+        &PlanOptions::default(),
+    );
+    assert!(single(&plan).actions.is_empty());
+    assert!(plan.is_empty());
+}
+
+#[test]
+fn provisioned_tenant_in_sync_is_a_no_op() {
+    let spec = tenant("acme");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![], "{change:#?}");
+    assert!(change.steps.is_empty());
+    assert!(plan.is_empty());
+    assert_eq!(plan.summary().unchanged, 1);
+}
+
+#[test]
+fn config_change_is_an_update_with_old_and_new_values() {
+    let spec = tenant("globex");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let mut changed = spec.clone();
+    changed.config.max_tokens = 8000;
+    changed.config.features.insert("rag".into(), false);
+    changed.config.features.insert("streaming".into(), true);
+    changed.plan = "enterprise".into();
+    let plan = diff(&desired(vec![changed]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Update]);
+    let fields: Vec<(String, Option<serde_json::Value>, Option<serde_json::Value>)> = change
+        .fields
+        .iter()
+        .map(|f| (f.path.clone(), f.old.clone(), f.new.clone()))
+        .collect();
+    use serde_json::json;
+    assert_eq!(
+        fields,
+        vec![
+            ("plan".into(), Some(json!("pro")), Some(json!("enterprise"))),
+            (
+                "config.features.rag".into(),
+                Some(json!(true)),
+                Some(json!(false))
+            ),
+            ("config.features.streaming".into(), None, Some(json!(true))),
+            (
+                "config.max_tokens".into(),
+                Some(json!(4000)),
+                Some(json!(8000))
+            ),
+        ]
+    );
+    assert_eq!(change.steps, vec![Step::UpdateRegistry]);
+}
+
+#[test]
+fn removed_feature_shows_as_removed_field() {
+    let spec = tenant("globex");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let mut changed = spec.clone();
+    changed.config.features.remove("rag");
+    let plan = diff(&desired(vec![changed]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.fields.len(), 1);
+    assert_eq!(change.fields[0].path, "config.features.rag");
+    assert_eq!(change.fields[0].new, None);
+}
+
+#[test]
+fn dropped_schema_is_repaired_with_table_and_grants() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    observed.schemas.remove("tenant_initech");
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Repair]);
+    assert_eq!(change.drift.len(), 1, "{:#?}", change.drift);
+    assert_eq!(change.drift[0].resource, ResourceKind::Schema);
+    assert_eq!(change.drift[0].problem, DriftProblem::Missing);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::CreateSchema {
+                schema: "tenant_initech".into()
+            },
+            Step::CreateTable {
+                schema: "tenant_initech".into(),
+                table: "conversations".into()
+            },
+            Step::GrantSchemaUsage {
+                schema: "tenant_initech".into(),
+                role: "tenant_initech".into()
+            },
+            Step::GrantTablePrivileges {
+                schema: "tenant_initech".into(),
+                table: "conversations".into(),
+                role: "tenant_initech".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn dropped_collection_is_repaired() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    observed.collections.clear();
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Repair]);
+    assert_eq!(
+        change.steps,
+        vec![Step::CreateCollection {
+            collection: "tenant_initech".into()
+        }]
+    );
+}
+
+#[test]
+fn dropped_role_is_recreated_and_granted() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    observed.roles.clear();
+    // Dropping a role removes its grants too.
+    for schema in observed.schemas.values_mut() {
+        schema.privileges.remove("tenant_initech");
+        for table in schema.tables.values_mut() {
+            table.privileges.remove("tenant_initech");
+        }
+    }
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Repair]);
+    assert_eq!(change.drift.len(), 1, "{:#?}", change.drift);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::CreateRole {
+                role: "tenant_initech".into()
+            },
+            Step::GrantSchemaUsage {
+                schema: "tenant_initech".into(),
+                role: "tenant_initech".into()
+            },
+            Step::GrantTablePrivileges {
+                schema: "tenant_initech".into(),
+                table: "conversations".into(),
+                role: "tenant_initech".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn revoked_grant_public_access_login_and_column_are_repaired() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let schema = observed.schemas.get_mut("tenant_initech").unwrap();
+    schema.privileges.remove("tenant_initech");
+    schema
+        .privileges
+        .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
+    let table = schema.tables.get_mut("conversations").unwrap();
+    table.columns.remove("messages");
+    table
+        .privileges
+        .insert(PUBLIC.into(), BTreeSet::from(["SELECT".to_string()]));
+    observed.roles.get_mut("tenant_initech").unwrap().can_login = true;
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Repair]);
+    assert!(plan.conflicts.is_empty());
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::RevokeSchemaFromPublic {
+                schema: "tenant_initech".into()
+            },
+            Step::AddColumn {
+                schema: "tenant_initech".into(),
+                table: "conversations".into(),
+                column: "messages".into()
+            },
+            Step::RevokeTableFromPublic {
+                schema: "tenant_initech".into(),
+                table: "conversations".into()
+            },
+            Step::DisableRoleLogin {
+                role: "tenant_initech".into()
+            },
+            Step::GrantSchemaUsage {
+                schema: "tenant_initech".into(),
+                role: "tenant_initech".into()
+            },
+        ]
+    );
+    assert_eq!(change.drift.len(), 5, "{:#?}", change.drift);
+}
+
+#[test]
+fn wrong_collection_metadata_is_repaired_in_place() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let collection = observed.collections.get_mut("tenant_initech").unwrap();
+    collection.metadata.remove("tenant_id");
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    assert_eq!(
+        single(&plan).steps,
+        vec![Step::UpdateCollectionMetadata {
+            collection: "tenant_initech".into(),
+            id: "c-1".into()
+        }]
+    );
+}
+
+#[test]
+fn foreign_resources_with_a_tenants_name_are_conflicts_not_changes() {
+    let mut observed = empty_observed();
+    observed.roles.insert(
+        "tenant_acme".into(),
+        ObservedRole {
+            can_login: true,
+            comment: String::new(),
+        },
+    );
+    observed.collections.insert(
+        "tenant_acme".into(),
+        ObservedCollection {
+            id: "x".into(),
+            metadata: Default::default(),
+        },
+    );
+    let plan = diff(
+        &desired(vec![tenant("acme")]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    let kinds: Vec<ResourceKind> = plan.conflicts.iter().map(|c| c.resource).collect();
+    assert_eq!(kinds, vec![ResourceKind::Role, ResourceKind::Collection]);
+    assert!(plan.conflicts.iter().all(|c| c.tenant == "acme"));
+}
+
+#[test]
+fn unmanaged_role_of_a_provisioned_tenant_is_a_conflict() {
+    let spec = tenant("acme");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    observed.roles.get_mut("tenant_acme").unwrap().comment = "someone else's".into();
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.conflicts[0].resource, ResourceKind::Role);
+    // Nothing is planned against the role.
+    assert!(!single(&plan)
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::DisableRoleLogin { .. })));
+}
+
+#[test]
+fn collection_of_another_incarnation_is_a_conflict() {
+    let spec = tenant("acme");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    observed
+        .collections
+        .get_mut("tenant_acme")
+        .unwrap()
+        .metadata = collection_metadata("acme", uid(99));
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    assert_eq!(plan.conflicts.len(), 1);
+    assert!(plan.conflicts[0].message.contains("another incarnation"));
+}
+
+#[test]
+fn suspend_revokes_usage_and_records_the_reason() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let mut suspended = spec.clone();
+    suspended.state = DesiredStatus::Suspended;
+    suspended.suspension_reason = Some("invoice overdue".into());
+    let plan = diff(
+        &desired(vec![suspended]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Suspend]);
+    assert!(change.drift.is_empty(), "{:#?}", change.drift);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::RevokeSchemaUsage {
+                schema: "tenant_initech".into(),
+                role: "tenant_initech".into()
+            },
+            Step::UpdateRegistry,
+        ]
+    );
+}
+
+#[test]
+fn resume_grants_usage_back() {
+    let mut spec = tenant("initech");
+    spec.state = DesiredStatus::Suspended;
+    spec.suspension_reason = Some("invoice overdue".into());
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Suspended, 1);
+    let mut active = spec.clone();
+    active.state = DesiredStatus::Active;
+    active.suspension_reason = None;
+    let plan = diff(&desired(vec![active]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Resume]);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::GrantSchemaUsage {
+                schema: "tenant_initech".into(),
+                role: "tenant_initech".into()
+            },
+            Step::UpdateRegistry,
+        ]
+    );
+}
+
+#[test]
+fn usage_left_on_a_suspended_tenant_is_drift() {
+    let mut spec = tenant("initech");
+    spec.state = DesiredStatus::Suspended;
+    spec.suspension_reason = Some("abuse".into());
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Suspended, 1);
+    observed
+        .schemas
+        .get_mut("tenant_initech")
+        .unwrap()
+        .privileges
+        .insert("tenant_initech".into(), BTreeSet::from(["USAGE".into()]));
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Repair]);
+    assert_eq!(change.drift[0].problem, DriftProblem::Wrong);
+    assert_eq!(
+        change.steps,
+        vec![Step::RevokeSchemaUsage {
+            schema: "tenant_initech".into(),
+            role: "tenant_initech".into()
+        }]
+    );
+}
+
+#[test]
+fn retention_comes_from_tenant_then_flag_then_settings_then_default() {
+    let mut with_own = tenant("a_own");
+    with_own.retention_days = Some(7);
+    let plain = tenant("b_plain");
+    let mut state = desired(vec![with_own, plain]);
+    let retention =
+        |plan: &Plan, index: usize| plan.changes[index].record.as_ref().unwrap().retention_days;
+    let plan = diff(&state, &empty_observed(), &PlanOptions::default());
+    assert_eq!((retention(&plan, 0), retention(&plan, 1)), (7, 30));
+    state.settings.retention_days = Some(14);
+    let plan = diff(&state, &empty_observed(), &PlanOptions::default());
+    assert_eq!((retention(&plan, 0), retention(&plan, 1)), (7, 14));
+    let options = PlanOptions {
+        retention_days: Some(3),
+        ..PlanOptions::default()
+    };
+    let plan = diff(&state, &empty_observed(), &options);
+    assert_eq!((retention(&plan, 0), retention(&plan, 1)), (7, 3));
+}
+
+#[test]
+fn changes_are_sorted_by_tenant_id_whatever_the_input_order() {
+    let plan = diff(
+        &desired(vec![tenant("zeta"), tenant("alpha"), tenant("mid")]),
+        &empty_observed(),
+        &PlanOptions::default(),
+    );
+    let ids: Vec<&str> = plan.changes.iter().map(|c| c.tenant.as_str()).collect();
+    assert_eq!(ids, vec!["alpha", "mid", "zeta"]);
+}

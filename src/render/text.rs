@@ -1,0 +1,352 @@
+//! Human output in terraform's visual language: `+` create, `~` change, `-` delete, `!` purge,
+//! one block per tenant with per-field `old -> new`, and a closing summary line.
+
+use super::{PlanContext, Style};
+use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
+use crate::plan::{Action, DriftProblem, FieldChange, Plan, TenantChange};
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Width of the tenant column, so verbs line up.
+const TENANT_WIDTH: usize = 26;
+/// Width of the field column inside a block.
+const FIELD_WIDTH: usize = 22;
+
+/// The whole plan, header to summary line.
+pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "tenantctl plan: `{}` against {} and chroma {}",
+        context.dir, context.database, context.chroma
+    );
+    out.push('\n');
+
+    if !plan.control_schema.pending.is_empty() {
+        let target = plan.control_schema.pending.last().copied().unwrap_or(0);
+        let what = match plan.control_schema.current_version {
+            None => format!("tenantctl, version {target} (new)"),
+            Some(current) => format!("tenantctl, version {current} -> {target}"),
+        };
+        let symbol = if plan.control_schema.current_version.is_none() {
+            style.paint("32", "+")
+        } else {
+            style.paint("33", "~")
+        };
+        let _ = writeln!(out, "  {symbol} {:<TENANT_WIDTH$}{what}", "control schema");
+        out.push('\n');
+    }
+
+    for change in plan.effective_changes() {
+        tenant_block(&mut out, change, style);
+        out.push('\n');
+    }
+
+    if !plan.conflicts.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("31;1", "Conflicts: these tenants are left alone")
+        );
+        for conflict in &plan.conflicts {
+            let _ = writeln!(
+                out,
+                "  {} {:<TENANT_WIDTH$}{}",
+                style.paint("31;1", "x"),
+                conflict.tenant,
+                conflict.message
+            );
+            if let Some(hint) = &conflict.hint {
+                let _ = writeln!(out, "      hint: {hint}");
+            }
+        }
+        out.push('\n');
+    }
+
+    out.push_str(&summary_line(plan));
+    out.push('\n');
+    out
+}
+
+/// `Plan: 2 to create, 1 to update, 1 to repair. 3 unchanged.` or the no-changes line.
+pub fn summary_line(plan: &Plan) -> String {
+    let summary = plan.summary();
+    if plan.is_empty() && plan.conflicts.is_empty() {
+        return format!(
+            "No changes. Live state matches the desired state ({} tenant{}).",
+            summary.unchanged,
+            plural(summary.unchanged)
+        );
+    }
+    let parts: Vec<String> = Action::ALL
+        .iter()
+        .filter(|action| summary.count(**action) > 0)
+        .map(|action| format!("{} to {}", summary.count(*action), action.verb()))
+        .collect();
+    let mut line = if parts.is_empty() {
+        "Plan: no tenant changes".to_string()
+    } else {
+        format!("Plan: {}", parts.join(", "))
+    };
+    if !plan.control_schema.pending.is_empty() {
+        line.push_str(", control schema migration");
+    }
+    line.push('.');
+    if summary.unchanged > 0 {
+        let _ = write!(line, " {} unchanged.", summary.unchanged);
+    }
+    if summary.conflicts > 0 {
+        let _ = write!(
+            line,
+            " {} conflict{} (tenants left alone).",
+            summary.conflicts,
+            plural(summary.conflicts)
+        );
+    }
+    line
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn action_color(action: Action) -> &'static str {
+    match action {
+        Action::Create | Action::Restore => "32",
+        Action::Update | Action::Repair | Action::Suspend | Action::Resume => "33",
+        Action::Delete => "31",
+        Action::Purge => "31;1",
+    }
+}
+
+fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
+    let Some(primary) = change.primary() else {
+        return;
+    };
+    let verbs = change
+        .actions
+        .iter()
+        .map(|action| action.verb())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut verbs = verbs;
+    if let Some(reason) = change
+        .record
+        .as_ref()
+        .and_then(|record| record.suspend_reason.as_deref())
+        .filter(|_| change.actions.contains(&Action::Suspend))
+    {
+        let _ = write!(verbs, "  (reason: {})", quote(reason));
+    }
+    let _ = writeln!(
+        out,
+        "  {} {:<TENANT_WIDTH$}{verbs}",
+        style.paint(action_color(primary), primary.symbol()),
+        change.tenant
+    );
+
+    if primary == Action::Create {
+        create_lines(out, change, style);
+        return;
+    }
+    for field in &change.fields {
+        field_line(out, field, style);
+    }
+    for drift in &change.drift {
+        let symbol = match drift.problem {
+            DriftProblem::Missing => style.paint("32", "+"),
+            DriftProblem::Wrong => style.paint("33", "~"),
+        };
+        line(
+            out,
+            &symbol,
+            drift.resource.label(),
+            &format!("{} ({})", drift.name, drift.detail),
+        );
+    }
+}
+
+fn line(out: &mut String, symbol: &str, label: &str, value: &str) {
+    let _ = writeln!(out, "      {symbol} {label:<FIELD_WIDTH$}{value}");
+}
+
+fn continuation(out: &mut String, value: &str) {
+    let _ = writeln!(out, "        {:<FIELD_WIDTH$}{value}", "");
+}
+
+fn create_lines(out: &mut String, change: &TenantChange, style: Style) {
+    let plus = style.paint("32", "+");
+    let schema = step_target(change, "create_schema").unwrap_or_default();
+    let role = step_target(change, "create_role").unwrap_or_default();
+    let collection = step_target(change, "create_collection").unwrap_or_default();
+    line(
+        out,
+        &plus,
+        "schema",
+        &format!("{schema} (table conversations)"),
+    );
+    line(
+        out,
+        &plus,
+        "role",
+        &format!("{role} (usage on {schema} only)"),
+    );
+    line(out, &plus, "collection", &collection);
+    let Some(record) = &change.record else {
+        return;
+    };
+    line(out, &plus, "name", &quote(&record.name));
+    line(out, &plus, "plan", &record.plan);
+    let config = &record.config;
+    line(
+        out,
+        &plus,
+        "config",
+        &format!(
+            "model={}  max_tokens={}  rate_limit_per_minute={}",
+            quote(&config.model),
+            config.max_tokens,
+            config.rate_limit_per_minute
+        ),
+    );
+    let enabled: Vec<&str> = config
+        .features
+        .iter()
+        .filter(|(_, on)| **on)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let disabled: Vec<&str> = config
+        .features
+        .iter()
+        .filter(|(_, on)| !**on)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut features = format!(
+        "features: {}",
+        if enabled.is_empty() {
+            "none".to_string()
+        } else {
+            enabled.join(", ")
+        }
+    );
+    if !disabled.is_empty() {
+        let _ = write!(features, " (off: {})", disabled.join(", "));
+    }
+    continuation(out, &features);
+    if record.protected {
+        line(out, &plus, "protected", "true");
+    }
+    line(out, &plus, "status", record.status.as_str());
+    if let Some(reason) = &record.suspend_reason {
+        line(out, &plus, "suspension.reason", &quote(reason));
+    }
+}
+
+/// The name a step of the given JSON kind works on.
+fn step_target(change: &TenantChange, kind: &str) -> Option<String> {
+    change.steps.iter().find_map(|step| {
+        let value = serde_json::to_value(step).ok()?;
+        if value.get("kind")?.as_str()? != kind {
+            return None;
+        }
+        ["schema", "role", "collection"]
+            .iter()
+            .find_map(|key| value.get(*key).and_then(Value::as_str))
+            .map(str::to_string)
+    })
+}
+
+fn field_line(out: &mut String, field: &FieldChange, style: Style) {
+    let (symbol, value) = match (&field.old, &field.new) {
+        (None, Some(new)) => (style.paint("32", "+"), show(new)),
+        (Some(old), None) => (style.paint("31", "-"), show(old)),
+        (Some(old), Some(new)) => (
+            style.paint("33", "~"),
+            format!("{} -> {}", show(old), show(new)),
+        ),
+        (None, None) => return,
+    };
+    line(out, &symbol, &field.path, &value);
+}
+
+/// A value as a reviewer reads it: strings quoted, everything else plain.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(text) => quote(text),
+        other => other.to_string(),
+    }
+}
+
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
+}
+
+/// One line per tenant as apply finishes it.
+pub fn tenant_result(result: &TenantResult, style: Style) -> String {
+    let verbs = result
+        .actions
+        .iter()
+        .map(|action| action.verb())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = String::new();
+    match &result.outcome {
+        TenantOutcome::Applied => {
+            let _ = writeln!(
+                out,
+                "  {} {:<TENANT_WIDTH$}applied ({verbs})",
+                style.paint("32", "✓"),
+                result.tenant
+            );
+        }
+        TenantOutcome::RolledBack {
+            reason,
+            undone,
+            undo_failed,
+        } => {
+            let _ = writeln!(
+                out,
+                "  {} {:<TENANT_WIDTH$}rolled back: {reason}",
+                style.paint("31;1", "x"),
+                result.tenant
+            );
+            for item in undone {
+                let _ = writeln!(out, "      undone: {item}");
+            }
+            for item in undo_failed {
+                let _ = writeln!(out, "      {}: {item}", style.paint("31;1", "left behind"));
+            }
+        }
+        TenantOutcome::Blocked { reason } => {
+            let _ = writeln!(
+                out,
+                "  {} {:<TENANT_WIDTH$}not applied (conflict): {reason}",
+                style.paint("31;1", "x"),
+                result.tenant
+            );
+        }
+    }
+    out
+}
+
+/// The closing line of an apply.
+pub fn report_summary(report: &ApplyReport) -> String {
+    let applied = report.applied();
+    let failed = report.tenants.len() - applied;
+    let mut line = format!(
+        "Apply complete: {applied} tenant{} applied",
+        plural(applied)
+    );
+    if failed > 0 {
+        let _ = write!(line, ", {failed} failed");
+    }
+    if let Some(version) = report.migrated.last() {
+        let _ = write!(line, ", control schema migrated to version {version}");
+    }
+    line.push('.');
+    line
+}
