@@ -87,13 +87,26 @@ enum Compensation {
 }
 
 impl Compensation {
+    /// What was done, for the report.
+    fn done(&self) -> String {
+        match self {
+            Compensation::DeleteCreatedCollection { name, .. } => {
+                format!("collection `{name}` created by this run is gone")
+            }
+            Compensation::RestoreMetadata { name, .. } => {
+                format!("metadata of collection `{name}` restored")
+            }
+        }
+    }
+
+    /// What was attempted, for a failure message.
     fn describe(&self) -> String {
         match self {
             Compensation::DeleteCreatedCollection { name, .. } => {
-                format!("deleted collection `{name}` created by this run")
+                format!("delete collection `{name}` if this run created it")
             }
             Compensation::RestoreMetadata { name, .. } => {
-                format!("restored the metadata of collection `{name}`")
+                format!("restore the metadata of collection `{name}`")
             }
         }
     }
@@ -137,16 +150,16 @@ pub async fn execute(
         run_id: Some(context.run_id),
         ..ApplyReport::default()
     };
-    for change in plan.effective_changes() {
-        let conflicts: Vec<&str> = plan
-            .conflicts
-            .iter()
-            .filter(|conflict| conflict.tenant == change.tenant)
-            .map(|conflict| conflict.message.as_str())
-            .collect();
-        let outcome = if !conflicts.is_empty() {
+    for change in &plan.changes {
+        let outcome = if change.blocked {
+            let reasons: Vec<&str> = plan
+                .conflicts
+                .iter()
+                .filter(|conflict| conflict.tenant == change.tenant)
+                .map(|conflict| conflict.message.as_str())
+                .collect();
             TenantOutcome::Blocked {
-                reason: conflicts.join("; "),
+                reason: reasons.join("; "),
             }
         } else if change.steps.is_empty() {
             continue;
@@ -191,9 +204,9 @@ async fn apply_change(
             let mut undo_failed = Vec::new();
             for compensation in compensations.iter().rev() {
                 match compensation.run(chroma).await {
-                    Ok(()) => undone.push(compensation.describe()),
+                    Ok(()) => undone.push(compensation.done()),
                     Err(undo_error) => undo_failed.push(format!(
-                        "could not undo ({}): {undo_error}",
+                        "could not {}: {undo_error}; the next plan shows what is left",
                         compensation.describe()
                     )),
                 }
@@ -310,7 +323,7 @@ async fn run_steps(
             reason: change
                 .record
                 .as_ref()
-                .and_then(|record| record.suspend_reason.as_deref()),
+                .and_then(|record| record.suspension_reason.as_deref()),
             changes,
         },
     )

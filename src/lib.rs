@@ -31,3 +31,5 @@ pub mod observed;
 pub mod plan;
 pub mod render;
 pub mod spec;
+#[cfg(test)]
+mod test_support;

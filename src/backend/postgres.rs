@@ -660,7 +660,7 @@ pub async fn insert_registry(
                 &config,
                 &record.protected,
                 &retention,
-                &record.suspend_reason,
+                &record.suspension_reason,
             ],
         )
         .await
@@ -699,7 +699,7 @@ pub async fn update_registry(
                 &config,
                 &record.protected,
                 &retention,
-                &record.suspend_reason,
+                &record.suspension_reason,
             ],
         )
         .await

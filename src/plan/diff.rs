@@ -56,10 +56,14 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
             conflicts: Vec::new(),
             drift: Vec::new(),
         };
-        let change = match observed.registry.get(&spec.id) {
+        let mut change = match observed.registry.get(&spec.id) {
             None => planner.plan_new(),
             Some(row) => planner.plan_existing(row),
         };
+        if !planner.conflicts.is_empty() {
+            change.blocked = true;
+            change.steps.clear();
+        }
         conflicts.extend(planner.conflicts);
         changes.push(change);
     }
@@ -120,7 +124,7 @@ impl TenantPlanner<'_> {
             config: spec.config.clone(),
             protected: spec.protected,
             retention_days: self.retention_days,
-            suspend_reason: match status {
+            suspension_reason: match status {
                 LiveStatus::Suspended => spec.suspension_reason.clone(),
                 _ => None,
             },
@@ -164,7 +168,21 @@ impl TenantPlanner<'_> {
                 "roles are cluster-wide: give each database its own `--role-prefix`, or remove the role by hand",
             );
         }
-        if self.observed.collections.contains_key(&collection) {
+        // A collection marked for this tenant id whose uid no registry row holds is what a
+        // create leaves when its rollback could not reach Chroma: adopt it (new metadata, no
+        // data touched) instead of refusing, so the next apply finishes the work.
+        let mut adopt = None;
+        if let Some(existing) = self.observed.collections.get(&collection) {
+            let leftover = existing.metadata_str("managed_by") == Some(COLLECTION_MANAGED_BY)
+                && existing.metadata_str("tenant_id") == Some(id.as_str())
+                && !self.observed.registry.values().any(|row| {
+                    Some(row.uid.to_string().as_str()) == existing.metadata_str("tenant_uid")
+                });
+            if leftover {
+                adopt = Some(existing.id.clone());
+            }
+        }
+        if adopt.is_none() && self.observed.collections.contains_key(&collection) {
             self.conflict(
                 ResourceKind::Collection,
                 &collection,
@@ -195,7 +213,22 @@ impl TenantPlanner<'_> {
             role,
         });
         steps.push(Step::InsertRegistry);
-        steps.push(Step::CreateCollection { collection });
+        let mut drift = Vec::new();
+        match adopt {
+            Some(collection_id) => {
+                drift.push(Drift {
+                    resource: ResourceKind::Collection,
+                    name: collection.clone(),
+                    problem: DriftProblem::Wrong,
+                    detail: "left by an interrupted create; adopted with the new uid".to_string(),
+                });
+                steps.push(Step::UpdateCollectionMetadata {
+                    collection,
+                    id: collection_id,
+                });
+            }
+            None => steps.push(Step::CreateCollection { collection }),
+        }
 
         let record = self.record(status);
         let fields = record_fields(&record)
@@ -213,8 +246,9 @@ impl TenantPlanner<'_> {
             status_before: None,
             status_after: Some(status),
             fields,
-            drift: Vec::new(),
+            drift,
             record: Some(record),
+            blocked: false,
             steps,
         }
     }
@@ -276,6 +310,7 @@ impl TenantPlanner<'_> {
             fields,
             drift: std::mem::take(&mut self.drift),
             record,
+            blocked: false,
             steps: all_steps,
         }
     }
@@ -422,7 +457,7 @@ impl TenantPlanner<'_> {
                         ResourceKind::Role,
                         &role_name,
                         DriftProblem::Wrong,
-                        "role can log in (should be NOLOGIN)",
+                        "role can log in, should be NOLOGIN",
                     );
                     steps.postgres.push(Step::DisableRoleLogin {
                         role: role_name.clone(),
@@ -567,6 +602,7 @@ fn no_op(tenant: String, status: Option<LiveStatus>, uid: Option<uuid::Uuid>) ->
         fields: Vec::new(),
         drift: Vec::new(),
         record: None,
+        blocked: false,
         steps: Vec::new(),
     }
 }
@@ -599,7 +635,7 @@ fn record_fields(record: &RegistryRecord) -> Vec<(String, Value)> {
         Value::from(record.retention_days),
     ));
     fields.push(("status".to_string(), Value::from(record.status.as_str())));
-    if let Some(reason) = &record.suspend_reason {
+    if let Some(reason) = &record.suspension_reason {
         fields.push(("suspension.reason".to_string(), Value::from(reason.clone())));
     }
     fields
@@ -638,13 +674,19 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
 fn diff_fields(row: &RegistryRow, record: &RegistryRecord) -> Vec<FieldChange> {
     let old: BTreeMap<String, Value> = row_fields(row).into_iter().collect();
     let new = record_fields(record);
+    // Keys present only in the old row (a feature flag removed from the plan) go right after
+    // the last desired key of their group, so `config.features.*` lines stay together.
     let mut order: Vec<String> = new.iter().map(|(path, _)| path.clone()).collect();
-    // Keys present only in the old row (a feature flag removed from the plan) go after the
-    // desired keys of the same group.
     for path in old.keys() {
-        if !order.contains(path) {
-            order.push(path.clone());
+        if order.contains(path) {
+            continue;
         }
+        let group = path.rsplit_once('.').map(|(group, _)| format!("{group}."));
+        let position = group
+            .and_then(|group| order.iter().rposition(|other| other.starts_with(&group)))
+            .map(|index| index + 1)
+            .unwrap_or(order.len());
+        order.insert(position, path.clone());
     }
     let new: BTreeMap<String, Value> = new.into_iter().collect();
     order

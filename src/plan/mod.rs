@@ -49,6 +49,9 @@ impl Plan {
     pub fn summary(&self) -> Summary {
         let mut summary = Summary::default();
         for change in &self.changes {
+            if change.blocked {
+                continue;
+            }
             if change.actions.is_empty() {
                 summary.unchanged += 1;
             }
@@ -60,11 +63,11 @@ impl Plan {
         summary
     }
 
-    /// The changes that do something.
+    /// The changes that do something (blocked ones excluded).
     pub fn effective_changes(&self) -> impl Iterator<Item = &TenantChange> {
         self.changes
             .iter()
-            .filter(|change| !change.actions.is_empty())
+            .filter(|change| !change.blocked && !change.actions.is_empty())
     }
 }
 
@@ -196,6 +199,9 @@ pub struct TenantChange {
     pub drift: Vec<Drift>,
     /// The desired registry record written by this change, if any.
     pub record: Option<RegistryRecord>,
+    /// A conflict keeps tenantctl away from this tenant: `actions` says what it would do, but
+    /// `steps` is empty and the summary does not count it (see `Plan::conflicts`).
+    pub blocked: bool,
     /// The concrete steps, in execution order: PostgreSQL steps first, then Chroma steps.
     pub steps: Vec<Step>,
 }
@@ -218,7 +224,7 @@ pub struct RegistryRecord {
     /// Effective retention period: the tenant's own, else the `--retention-days` flag, else the
     /// Settings document, else 30 days.
     pub retention_days: u32,
-    pub suspend_reason: Option<String>,
+    pub suspension_reason: Option<String>,
 }
 
 /// One field of the registry record changing.

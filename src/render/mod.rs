@@ -35,3 +35,6 @@ impl Style {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

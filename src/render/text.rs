@@ -33,7 +33,11 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         } else {
             style.paint("33", "~")
         };
-        let _ = writeln!(out, "  {symbol} {:<TENANT_WIDTH$}{what}", "control schema");
+        let _ = writeln!(
+            out,
+            "  {symbol} {}{what}",
+            pad("control schema", TENANT_WIDTH)
+        );
         out.push('\n');
     }
 
@@ -51,9 +55,9 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         for conflict in &plan.conflicts {
             let _ = writeln!(
                 out,
-                "  {} {:<TENANT_WIDTH$}{}",
+                "  {} {}{}",
                 style.paint("31;1", "x"),
-                conflict.tenant,
+                pad(&conflict.tenant, TENANT_WIDTH),
                 conflict.message
             );
             if let Some(hint) = &conflict.hint {
@@ -137,23 +141,31 @@ fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
     if let Some(reason) = change
         .record
         .as_ref()
-        .and_then(|record| record.suspend_reason.as_deref())
+        .and_then(|record| record.suspension_reason.as_deref())
         .filter(|_| change.actions.contains(&Action::Suspend))
     {
         let _ = write!(verbs, "  (reason: {})", quote(reason));
     }
     let _ = writeln!(
         out,
-        "  {} {:<TENANT_WIDTH$}{verbs}",
+        "  {} {}{verbs}",
         style.paint(action_color(primary), primary.symbol()),
-        change.tenant
+        pad(&change.tenant, TENANT_WIDTH)
     );
 
     if primary == Action::Create {
         create_lines(out, change, style);
         return;
     }
+    let transition = change
+        .actions
+        .iter()
+        .any(|action| matches!(action, Action::Suspend | Action::Resume));
     for field in &change.fields {
+        // The header already shows the reason of a suspension.
+        if transition && field.path == "suspension.reason" && field.new.is_some() {
+            continue;
+        }
         field_line(out, field, style);
     }
     for drift in &change.drift {
@@ -170,37 +182,52 @@ fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
     }
 }
 
+/// Pads `text` to `width`, keeping at least two spaces before the next column so a long name
+/// never runs into its value.
+fn pad(text: &str, width: usize) -> String {
+    let length = text.chars().count();
+    if length + 2 <= width {
+        format!("{text:<width$}")
+    } else {
+        format!("{text}  ")
+    }
+}
+
 fn line(out: &mut String, symbol: &str, label: &str, value: &str) {
-    let _ = writeln!(out, "      {symbol} {label:<FIELD_WIDTH$}{value}");
+    let _ = writeln!(out, "      {symbol} {}{value}", pad(label, FIELD_WIDTH));
 }
 
 fn continuation(out: &mut String, value: &str) {
-    let _ = writeln!(out, "        {:<FIELD_WIDTH$}{value}", "");
+    let _ = writeln!(out, "        {}{value}", pad("", FIELD_WIDTH));
 }
 
 fn create_lines(out: &mut String, change: &TenantChange, style: Style) {
     let plus = style.paint("32", "+");
     let schema = step_target(change, "create_schema").unwrap_or_default();
     let role = step_target(change, "create_role").unwrap_or_default();
-    let collection = step_target(change, "create_collection").unwrap_or_default();
+    let collection = step_target(change, "create_collection")
+        .or_else(|| {
+            step_target(change, "update_collection_metadata")
+                .map(|name| format!("{name} (adopting the one left by an interrupted create)"))
+        })
+        .unwrap_or_default();
     line(
         out,
         &plus,
         "schema",
         &format!("{schema} (table conversations)"),
     );
-    line(
-        out,
-        &plus,
-        "role",
-        &format!("{role} (usage on {schema} only)"),
-    );
+    let access = match change.status_after {
+        Some(crate::observed::LiveStatus::Active) => format!("usage on {schema} only"),
+        _ => format!("no access to {schema} while not active"),
+    };
+    line(out, &plus, "role", &format!("{role} ({access})"));
     line(out, &plus, "collection", &collection);
     let Some(record) = &change.record else {
         return;
     };
     line(out, &plus, "name", &quote(&record.name));
-    line(out, &plus, "plan", &record.plan);
+    line(out, &plus, "plan", &quote(&record.plan));
     let config = &record.config;
     line(
         out,
@@ -241,7 +268,7 @@ fn create_lines(out: &mut String, change: &TenantChange, style: Style) {
         line(out, &plus, "protected", "true");
     }
     line(out, &plus, "status", record.status.as_str());
-    if let Some(reason) = &record.suspend_reason {
+    if let Some(reason) = &record.suspension_reason {
         line(out, &plus, "suspension.reason", &quote(reason));
     }
 }
@@ -261,6 +288,11 @@ fn step_target(change: &TenantChange, kind: &str) -> Option<String> {
 }
 
 fn field_line(out: &mut String, field: &FieldChange, style: Style) {
+    // Statuses are keywords, shown bare as in the create block; other strings are quoted.
+    let show = |value: &Value| match (field.path.as_str(), value) {
+        ("status", Value::String(text)) => text.clone(),
+        _ => show(value),
+    };
     let (symbol, value) = match (&field.old, &field.new) {
         (None, Some(new)) => (style.paint("32", "+"), show(new)),
         (Some(old), None) => (style.paint("31", "-"), show(old)),
@@ -298,9 +330,9 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
         TenantOutcome::Applied => {
             let _ = writeln!(
                 out,
-                "  {} {:<TENANT_WIDTH$}applied ({verbs})",
+                "  {} {}applied ({verbs})",
                 style.paint("32", "✓"),
-                result.tenant
+                pad(&result.tenant, TENANT_WIDTH)
             );
         }
         TenantOutcome::RolledBack {
@@ -310,23 +342,23 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
         } => {
             let _ = writeln!(
                 out,
-                "  {} {:<TENANT_WIDTH$}rolled back: {reason}",
+                "  {} {}rolled back: {reason}",
                 style.paint("31;1", "x"),
-                result.tenant
+                pad(&result.tenant, TENANT_WIDTH)
             );
             for item in undone {
                 let _ = writeln!(out, "      undone: {item}");
             }
             for item in undo_failed {
-                let _ = writeln!(out, "      {}: {item}", style.paint("31;1", "left behind"));
+                let _ = writeln!(out, "      {} {item}", style.paint("31;1", "warning:"));
             }
         }
         TenantOutcome::Blocked { reason } => {
             let _ = writeln!(
                 out,
-                "  {} {:<TENANT_WIDTH$}not applied (conflict): {reason}",
+                "  {} {}not applied (conflict): {reason}",
                 style.paint("31;1", "x"),
-                result.tenant
+                pad(&result.tenant, TENANT_WIDTH)
             );
         }
     }

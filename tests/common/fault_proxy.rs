@@ -1,0 +1,97 @@
+//! A loopback TCP relay in front of the real Chroma that cuts the network at a chosen moment:
+//! it forwards traffic untouched until a client sends a request whose bytes contain `trigger`,
+//! then drops that connection and refuses every later one, as a server that went away would.
+//! Listens on 127.0.0.1 only; its threads end with the test process.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+pub struct FaultProxy {
+    pub url: String,
+    tripped: Arc<AtomicBool>,
+    forwarded: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    /// Starts a relay to `upstream` (`http://host:port`) that trips on `trigger`.
+    pub fn start(upstream: &str, trigger: &'static [&'static str]) -> Self {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let tripped = Arc::new(AtomicBool::new(false));
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let (tripped_flag, forwarded_count) = (tripped.clone(), forwarded.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if tripped_flag.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let tripped = tripped_flag.clone();
+                let forwarded = forwarded_count.clone();
+                let (client_read, server_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // client -> server, watching for the trigger
+                thread::spawn(move || {
+                    relay(
+                        client_read,
+                        server_write,
+                        Some((trigger, tripped, forwarded)),
+                    )
+                });
+                // server -> client
+                thread::spawn(move || relay(server, client, None));
+            }
+        });
+        FaultProxy {
+            url,
+            tripped,
+            forwarded,
+        }
+    }
+
+    /// True once the trigger was seen.
+    pub fn tripped(&self) -> bool {
+        self.tripped.load(Ordering::SeqCst)
+    }
+
+    /// Chunks forwarded from clients before the trip.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(Ordering::SeqCst)
+    }
+}
+
+type Watch = (&'static [&'static str], Arc<AtomicBool>, Arc<AtomicUsize>);
+
+fn relay(mut from: TcpStream, mut to: TcpStream, watch: Option<Watch>) {
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if let Some((trigger, tripped, forwarded)) = &watch {
+            let chunk = String::from_utf8_lossy(&buffer[..read]);
+            if tripped.load(Ordering::SeqCst) || trigger.iter().all(|part| chunk.contains(part)) {
+                tripped.store(true, Ordering::SeqCst);
+                break;
+            }
+            forwarded.fetch_add(1, Ordering::SeqCst);
+        }
+        if to.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}

@@ -1,0 +1,330 @@
+//! Test harness for tests against the real PostgreSQL and Chroma that `scripts/test.sh` starts.
+//!
+//! Every test gets its own PostgreSQL database, its own Chroma database and its own role prefix
+//! (roles are cluster-wide), so tests run in parallel without seeing each other. The servers are
+//! required: a test fails, never skips, when `TENANTCTL_TEST_DATABASE_URL` or
+//! `TENANTCTL_TEST_CHROMA_URL` is missing or unreachable.
+
+#![allow(dead_code)] // each test binary uses a different subset of the harness
+
+pub mod fault_proxy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio_postgres::{types::ToSql, Client, NoTls, Row};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Two plans used by most tests.
+pub const PLANS: &str = "\
+apiVersion: tenantctl/v1
+kind: Plan
+name: trial
+config:
+  model: gpt-4o-mini
+  max_tokens: 1000
+  rate_limit_per_minute: 60
+  features: { basic_chat: true }
+---
+apiVersion: tenantctl/v1
+kind: Plan
+name: pro
+config:
+  model: gpt-4o
+  max_tokens: 4000
+  rate_limit_per_minute: 600
+  features: { basic_chat: true, rag: true }
+";
+
+/// A tenant document.
+pub fn tenant_yaml(id: &str, plan: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: tenantctl/v1\nkind: Tenant\nid: {id}\nname: {id} corp\nplan: {plan}\n{extra}"
+    )
+}
+
+/// What a run of the binary printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with both streams unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// One isolated environment on the shared test servers.
+pub struct TestEnv {
+    pub runtime: tokio::runtime::Runtime,
+    pub database: String,
+    pub database_url: String,
+    admin_url: String,
+    pub chroma_url: String,
+    pub chroma_database: String,
+    pub role_prefix: String,
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+    http: reqwest::Client,
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the real servers; run them with `bash scripts/test.sh`"
+        )
+    })
+}
+
+/// Replaces the database name of a postgres URL.
+fn with_database(url: &str, database: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("TENANTCTL_TEST_DATABASE_URL is a URL");
+    parsed.set_path(&format!("/{database}"));
+    parsed.to_string()
+}
+
+async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach the test PostgreSQL at {url}: {error}"));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+impl TestEnv {
+    /// Creates a fresh database, Chroma database name and role prefix for `label`.
+    pub fn new(label: &str) -> Self {
+        let admin_url = required_env("TENANTCTL_TEST_DATABASE_URL");
+        let chroma_url = required_env("TENANTCTL_TEST_CHROMA_URL");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let database = format!("tct_{label}_{pid}_{n}");
+        let role_prefix = format!("r{pid}x{n}_");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let database_url = with_database(&admin_url, &database);
+        let client = runtime.block_on(async {
+            let admin = connect(&admin_url).await;
+            admin
+                .batch_execute(&format!("CREATE DATABASE \"{database}\""))
+                .await
+                .expect("create the test database");
+            connect(&database_url).await
+        });
+        let http = reqwest::Client::new();
+        let env = TestEnv {
+            runtime,
+            database: database.clone(),
+            database_url,
+            admin_url,
+            chroma_url,
+            chroma_database: database,
+            role_prefix,
+            dir: tempfile::tempdir().unwrap(),
+            client,
+            http,
+        };
+        env.write("plans.yaml", PLANS);
+        env
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Writes a file of the tenant directory, creating folders.
+    pub fn write(&self, relative: &str, content: &str) {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    pub fn remove(&self, relative: &str) {
+        std::fs::remove_file(self.path(relative)).unwrap();
+    }
+
+    /// Writes `<id>.yaml`.
+    pub fn tenant(&self, id: &str, plan: &str, extra: &str) {
+        self.write(&format!("{id}.yaml"), &tenant_yaml(id, plan, extra));
+    }
+
+    /// Runs the real binary against this environment.
+    pub fn tenantctl(&self, args: &[&str]) -> Output {
+        self.tenantctl_with(args, &[])
+    }
+
+    /// Runs the real binary with extra environment variables (which override the defaults).
+    pub fn tenantctl_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        command
+            .args(args)
+            .env("TENANTCTL_DIR", self.dir.path())
+            .env("DATABASE_URL", &self.database_url)
+            .env("CHROMA_URL", &self.chroma_url)
+            .env("CHROMA_DATABASE", &self.chroma_database)
+            .env("TENANTCTL_ROLE_PREFIX", &self.role_prefix)
+            .env_remove("CHROMA_TENANT")
+            .env_remove("CHROMA_TOKEN")
+            .env_remove("TENANTCTL_RETENTION_DAYS")
+            .stdin(std::process::Stdio::null());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let output = command.output().expect("run tenantctl");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `apply --auto-approve`, expected to succeed.
+    pub fn apply(&self) -> Output {
+        self.tenantctl(&["apply", "--auto-approve"]).expect_code(0)
+    }
+
+    /// `plan`, expected to succeed.
+    pub fn plan(&self) -> Output {
+        self.tenantctl(&["plan"]).expect_code(0)
+    }
+
+    pub fn role(&self, id: &str) -> String {
+        format!("{}{id}", self.role_prefix)
+    }
+
+    pub fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Vec<Row> {
+        self.runtime
+            .block_on(self.client.query(sql, params))
+            .unwrap_or_else(|error| panic!("query failed: {sql}: {error}"))
+    }
+
+    pub fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Row {
+        self.runtime
+            .block_on(self.client.query_one(sql, params))
+            .unwrap_or_else(|error| panic!("query failed: {sql}: {error}"))
+    }
+
+    /// Runs statements; returns the error instead of panicking.
+    pub fn try_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.runtime.block_on(self.client.batch_execute(sql))
+    }
+
+    pub fn execute(&self, sql: &str) {
+        self.try_execute(sql)
+            .unwrap_or_else(|error| panic!("statement failed: {sql}: {error}"));
+    }
+
+    /// Fetches a collection of this environment's Chroma database by name.
+    pub fn collection(&self, name: &str) -> Option<serde_json::Value> {
+        let url = format!(
+            "{}/api/v2/tenants/default_tenant/databases/{}/collections/{name}",
+            self.chroma_url, self.chroma_database
+        );
+        self.runtime.block_on(async {
+            let response = self.http.get(&url).send().await.expect("chroma answers");
+            match response.status().as_u16() {
+                404 => None,
+                200 => Some(response.json().await.unwrap()),
+                other => panic!("chroma answered {other} for {url}"),
+            }
+        })
+    }
+
+    /// Deletes a collection by hand, as an operator (or an accident) would.
+    pub fn delete_collection(&self, name: &str) {
+        let url = format!(
+            "{}/api/v2/tenants/default_tenant/databases/{}/collections/{name}",
+            self.chroma_url, self.chroma_database
+        );
+        self.runtime.block_on(async {
+            let response = self.http.delete(&url).send().await.expect("chroma answers");
+            assert!(
+                response.status().is_success(),
+                "delete {name}: {response:?}"
+            );
+        });
+    }
+
+    /// Creates a collection by hand with the given metadata.
+    pub fn create_collection(&self, name: &str, metadata: serde_json::Value) {
+        let base = format!(
+            "{}/api/v2/tenants/default_tenant/databases",
+            self.chroma_url
+        );
+        self.runtime.block_on(async {
+            let _ = self
+                .http
+                .post(&base)
+                .json(&serde_json::json!({ "name": self.chroma_database }))
+                .send()
+                .await
+                .expect("chroma answers");
+            let response = self
+                .http
+                .post(format!("{base}/{}/collections", self.chroma_database))
+                .json(&serde_json::json!({ "name": name, "metadata": metadata }))
+                .send()
+                .await
+                .expect("chroma answers");
+            assert!(
+                response.status().is_success(),
+                "create {name}: {response:?}"
+            );
+        });
+    }
+
+    pub fn dir_path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let database = self.database.clone();
+        let prefix = self.role_prefix.clone();
+        let admin_url = self.admin_url.clone();
+        let chroma = format!(
+            "{}/api/v2/tenants/default_tenant/databases/{}",
+            self.chroma_url, self.chroma_database
+        );
+        let http = self.http.clone();
+        self.runtime.block_on(async move {
+            let admin = connect(&admin_url).await;
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                ))
+                .await;
+            // Roles are cluster-wide: remove the ones this test's prefix created.
+            if let Ok(rows) = admin
+                .query(
+                    "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname::text, $1)",
+                    &[&prefix],
+                )
+                .await
+            {
+                for row in rows {
+                    let role: String = row.get(0);
+                    let _ = admin
+                        .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                        .await;
+                }
+            }
+            let _ = http.delete(&chroma).send().await;
+        });
+    }
+}
