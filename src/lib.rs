@@ -24,6 +24,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -1,0 +1,1 @@
+//! Final backups of soft-deleted tenants (being written).
