@@ -19,6 +19,8 @@ use uuid::Uuid;
 pub struct RunContext {
     pub run_id: Uuid,
     pub actor: String,
+    /// Root of the final backups written at soft delete and deleted at purge.
+    pub backup_root: std::path::PathBuf,
 }
 
 /// How one tenant ended.
@@ -84,6 +86,8 @@ enum Compensation {
         id: String,
         previous: Map<String, Value>,
     },
+    /// Remove a backup written by this run (its soft delete rolled back).
+    RemoveBackup { dir: std::path::PathBuf },
 }
 
 impl Compensation {
@@ -96,6 +100,9 @@ impl Compensation {
             Compensation::RestoreMetadata { name, .. } => {
                 format!("metadata of collection `{name}` restored")
             }
+            Compensation::RemoveBackup { dir } => {
+                format!("backup `{}` written by this run removed", dir.display())
+            }
         }
     }
 
@@ -107,6 +114,9 @@ impl Compensation {
             }
             Compensation::RestoreMetadata { name, .. } => {
                 format!("restore the metadata of collection `{name}`")
+            }
+            Compensation::RemoveBackup { dir } => {
+                format!("remove backup `{}` written by this run", dir.display())
             }
         }
     }
@@ -127,6 +137,10 @@ impl Compensation {
             }
             Compensation::RestoreMetadata { id, previous, .. } => {
                 chroma.update_metadata(id, previous).await?;
+                Ok(())
+            }
+            Compensation::RemoveBackup { dir } => {
+                crate::backup::remove(dir)?;
                 Ok(())
             }
         }
@@ -229,17 +243,31 @@ async fn run_steps(
     compensations: &mut Vec<Compensation>,
 ) -> Result<(), BackendError> {
     let tenant = change.tenant.as_str();
-    let transaction =
-        postgres
-            .client
-            .transaction()
-            .await
-            .map_err(|source| PostgresError::Query {
-                operation: format!("begin the transaction of `{tenant}`"),
-                source,
-            })?;
+    // A soft delete exports several tables: REPEATABLE READ makes every COPY read the same
+    // snapshot, so the backup is consistent across tables.
+    let isolation = if change
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::ExportBackup { .. }))
+    {
+        tokio_postgres::IsolationLevel::RepeatableRead
+    } else {
+        tokio_postgres::IsolationLevel::ReadCommitted
+    };
+    let transaction = postgres
+        .client
+        .build_transaction()
+        .isolation_level(isolation)
+        .start()
+        .await
+        .map_err(|source| PostgresError::Query {
+            operation: format!("begin the transaction of `{tenant}`"),
+            source,
+        })?;
     let mut uid = change.uid;
-    for step in change.steps.iter().filter(|step| !step.is_chroma()) {
+    // Steps run in plan order: PostgreSQL statements, the registry write and the backup inside
+    // the transaction, then Chroma, then (purge only) the backups, then commit.
+    for step in &change.steps {
         match step {
             Step::InsertRegistry => {
                 let record = change.record.as_ref().expect("insert carries a record");
@@ -249,25 +277,49 @@ async fn run_steps(
                 let record = change.record.as_ref().expect("update carries a record");
                 postgres::update_registry(&transaction, tenant, record).await?;
             }
-            other => {
-                if let Some(sql) = postgres::step_sql(other)? {
-                    transaction.batch_execute(&sql).await.map_err(|source| {
-                        PostgresError::Query {
-                            operation: format!("{} for `{tenant}`", step_label(other)),
-                            source,
-                        }
-                    })?;
-                }
+            Step::SoftDeleteRegistry { retention_days } => {
+                postgres::soft_delete_registry(&transaction, tenant, *retention_days).await?;
             }
-        }
-    }
-    let uid = uid.ok_or_else(|| {
-        PostgresError::Unexpected(format!("tenant `{tenant}` has no uid after its steps"))
-    })?;
-
-    for step in change.steps.iter().filter(|step| step.is_chroma()) {
-        match step {
+            Step::DeleteRegistry => {
+                let uid = uid.expect("a purged tenant has a uid");
+                postgres::delete_registry(&transaction, tenant, uid).await?;
+            }
+            Step::ExportBackup {
+                schema,
+                tables,
+                collection,
+            } => {
+                let uid = uid.expect("a deleted tenant has a uid");
+                let collection = collection.as_ref().and_then(|name| {
+                    observed
+                        .collections
+                        .get(name)
+                        .map(|live| (name.as_str(), live.id.as_str()))
+                });
+                let written = crate::backup::export(
+                    &transaction,
+                    chroma,
+                    &crate::backup::ExportRequest {
+                        root: &context.backup_root,
+                        tenant,
+                        uid,
+                        schema,
+                        tables,
+                        collection,
+                        taken_at: observed.server_time,
+                    },
+                )
+                .await?;
+                compensations.push(Compensation::RemoveBackup { dir: written.dir });
+            }
+            Step::DeleteBackups => {
+                let uid = uid.expect("a purged tenant has a uid");
+                crate::backup::delete_all(&context.backup_root, tenant, uid)?;
+            }
             Step::CreateCollection { collection } => {
+                let uid = uid.ok_or_else(|| {
+                    PostgresError::Unexpected(format!("tenant `{tenant}` has no uid yet"))
+                })?;
                 // Registered before the call: if the answer is lost, the collection may exist
                 // anyway, and the compensation checks the uid before deleting.
                 compensations.push(Compensation::DeleteCreatedCollection {
@@ -279,6 +331,9 @@ async fn run_steps(
                     .await?;
             }
             Step::UpdateCollectionMetadata { collection, id } => {
+                let uid = uid.ok_or_else(|| {
+                    PostgresError::Unexpected(format!("tenant `{tenant}` has no uid yet"))
+                })?;
                 let previous = observed
                     .collections
                     .get(collection)
@@ -295,7 +350,21 @@ async fn run_steps(
                     });
                 }
             }
-            _ => unreachable!("only chroma steps here"),
+            Step::DeleteCollection { collection } => {
+                // Not undoable: the planner puts it after every step that can fail and roll
+                // back, so a failure before it leaves the tenant soft-deleted and intact.
+                chroma.delete_collection(collection).await?;
+            }
+            other => {
+                if let Some(sql) = postgres::step_sql(other)? {
+                    transaction.batch_execute(&sql).await.map_err(|source| {
+                        PostgresError::Query {
+                            operation: format!("{} for `{tenant}`", step_label(other)),
+                            source,
+                        }
+                    })?;
+                }
+            }
         }
     }
 
@@ -316,14 +385,11 @@ async fn run_steps(
             run_id: context.run_id,
             actor: &context.actor,
             tenant,
-            uid: Some(uid),
+            uid,
             action: &action,
             status_before: change.status_before,
             status_after: change.status_after,
-            reason: change
-                .record
-                .as_ref()
-                .and_then(|record| record.suspension_reason.as_deref()),
+            reason: change.reason.as_deref(),
             changes,
         },
     )
@@ -373,5 +439,12 @@ pub fn step_label(step: &Step) -> String {
         Step::UpdateCollectionMetadata { collection, .. } => {
             format!("update the metadata of collection `{collection}`")
         }
+        Step::SoftDeleteRegistry { .. } => "mark the registry row deleted".to_string(),
+        Step::DeleteRegistry => "delete the registry row".to_string(),
+        Step::ExportBackup { .. } => "write the final backup".to_string(),
+        Step::DeleteBackups => "delete the backups".to_string(),
+        Step::DropSchema { schema } => format!("drop schema `{schema}`"),
+        Step::DropRole { role } => format!("drop role `{role}`"),
+        Step::DeleteCollection { collection } => format!("delete collection `{collection}`"),
     }
 }

@@ -75,6 +75,18 @@ pub struct PlanningArgs {
     /// Retention period in days for soft-deleted tenants that set none (overrides a Settings document)
     #[arg(long, env = "TENANTCTL_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
+
+    /// Soft-delete tenants that are in the registry but in no file (never purges them directly)
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Refuse a run that would soft-delete or purge more tenants than this
+    #[arg(long, env = "TENANTCTL_MAX_DELETES", default_value_t = 10)]
+    pub max_deletes: usize,
+
+    /// Where final backups of soft-deleted tenants are written (and deleted at purge)
+    #[arg(long, env = "TENANTCTL_BACKUP_DIR", default_value = "backups")]
+    pub backup_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

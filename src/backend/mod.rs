@@ -5,9 +5,10 @@ pub mod chroma;
 pub mod postgres;
 
 use crate::observed::ObservedState;
-use crate::plan::Naming;
+use crate::plan::{Action, DataAtRisk, Naming, Plan};
 use chroma::{ChromaClient, ChromaError};
 use postgres::{Postgres, PostgresError};
+use std::path::Path;
 
 /// A failure of either backend.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,8 @@ pub enum BackendError {
     Postgres(#[from] PostgresError),
     #[error(transparent)]
     Chroma(#[from] ChromaError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 /// Reads the whole live state: PostgreSQL catalogs and registry, then every Chroma collection
@@ -33,4 +36,73 @@ pub async fn observe(
     let mut state = state?;
     state.collections = collections?;
     Ok(state)
+}
+
+/// Measures what each delete and purge of `plan` puts at risk: exact rows in the tenant's
+/// tables (one query for all of them), records in its collection (one request per collection
+/// at risk) and, for purges, the backups on disk. Only destructive changes pay for this.
+///
+/// # Errors
+/// A backend failed while counting; the plan itself is unchanged.
+pub async fn measure_at_risk(
+    plan: &mut Plan,
+    observed: &ObservedState,
+    postgres: &Postgres,
+    chroma: &ChromaClient,
+    naming: &Naming,
+    backup_root: &Path,
+) -> Result<(), BackendError> {
+    let at_risk: Vec<usize> = plan
+        .changes
+        .iter()
+        .enumerate()
+        .filter(|(_, change)| {
+            !change.blocked && change.actions.iter().any(|action| action.is_destructive())
+        })
+        .map(|(index, _)| index)
+        .collect();
+    if at_risk.is_empty() {
+        return Ok(());
+    }
+    let mut tables = Vec::new();
+    let mut owners = Vec::new();
+    for &index in &at_risk {
+        let schema = naming.schema(&plan.changes[index].tenant);
+        if let Some(live) = observed.schemas.get(&schema) {
+            for table in live.tables.keys() {
+                tables.push((schema.clone(), table.clone()));
+                owners.push(index);
+            }
+        }
+    }
+    let counts = postgres::count_rows(&postgres.client, &tables).await?;
+    for &index in &at_risk {
+        let change = &plan.changes[index];
+        let mut risk = DataAtRisk::default();
+        if observed
+            .schemas
+            .contains_key(&naming.schema(&change.tenant))
+        {
+            risk.rows = Some(
+                owners
+                    .iter()
+                    .zip(&counts)
+                    .filter(|(owner, _)| **owner == index)
+                    .map(|(_, count)| u64::try_from(*count).unwrap_or(0))
+                    .sum(),
+            );
+        }
+        if let Some(collection) = observed.collections.get(&naming.collection(&change.tenant)) {
+            risk.records = Some(chroma.count_records(&collection.id).await?);
+        }
+        if change.actions.contains(&Action::Purge) {
+            if let Some(uid) = change.uid {
+                let usage = crate::backup::usage(backup_root, &change.tenant, uid)?;
+                risk.backup_files = usage.files;
+                risk.backup_bytes = usage.bytes;
+            }
+        }
+        plan.changes[index].at_risk = Some(risk);
+    }
+    Ok(())
 }

@@ -630,10 +630,19 @@ pub fn step_sql(step: &Step) -> Result<Option<String>, PostgresError> {
             table_name(schema, table)?,
             quote_ident(role)?
         ),
+        // Purge only: the planner emits these for managed resources of a soft-deleted tenant
+        // whose retention elapsed by the server's clock.
+        Step::DropSchema { schema } => format!("DROP SCHEMA {} CASCADE;", quote_ident(schema)?),
+        Step::DropRole { role } => format!("DROP ROLE {};", quote_ident(role)?),
         Step::InsertRegistry
         | Step::UpdateRegistry
+        | Step::SoftDeleteRegistry { .. }
+        | Step::DeleteRegistry
+        | Step::ExportBackup { .. }
+        | Step::DeleteBackups
         | Step::CreateCollection { .. }
-        | Step::UpdateCollectionMetadata { .. } => return Ok(None),
+        | Step::UpdateCollectionMetadata { .. }
+        | Step::DeleteCollection { .. } => return Ok(None),
     }))
 }
 
@@ -710,6 +719,75 @@ pub async fn update_registry(
         )));
     }
     Ok(())
+}
+
+/// Marks a registry row soft-deleted, keeping its other fields; `purge_after` is the server's
+/// `now()` plus `retention_days`.
+pub async fn soft_delete_registry(
+    client: &impl GenericClient,
+    tenant: &str,
+    retention_days: u32,
+) -> Result<(), PostgresError> {
+    let retention = retention_days as i32;
+    let updated = client
+        .execute(
+            "UPDATE tenantctl.tenants SET status = 'deleted', suspend_reason = NULL,                  retention_days = $2, updated_at = now(), deleted_at = now(),                  purge_after = now() + make_interval(days => $2)              WHERE id = $1 AND status <> 'deleted'",
+            &[&tenant, &retention],
+        )
+        .await
+        .map_err(query_error(format!("soft-delete the registry row of `{tenant}`")))?;
+    if updated != 1 {
+        return Err(PostgresError::Unexpected(format!(
+            "the registry row of `{tenant}` changed during the apply"
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a purged tenant's registry row. Checks the purge is due by the server's clock once
+/// more, inside the transaction: a row whose `purge_after` moved is never deleted.
+pub async fn delete_registry(
+    client: &impl GenericClient,
+    tenant: &str,
+    uid: Uuid,
+) -> Result<(), PostgresError> {
+    let deleted = client
+        .execute(
+            "DELETE FROM tenantctl.tenants              WHERE id = $1 AND uid = $2 AND status = 'deleted' AND purge_after <= now()",
+            &[&tenant, &uid],
+        )
+        .await
+        .map_err(query_error(format!("delete the registry row of `{tenant}`")))?;
+    if deleted != 1 {
+        return Err(PostgresError::Unexpected(format!(
+            "the registry row of `{tenant}` is no longer due for purge"
+        )));
+    }
+    Ok(())
+}
+
+/// Exact row counts of tenant tables, in one round trip: `(schema, table) -> rows`.
+pub async fn count_rows(
+    client: &impl GenericClient,
+    tables: &[(String, String)],
+) -> Result<Vec<i64>, PostgresError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut parts = Vec::with_capacity(tables.len());
+    for (index, (schema, table)) in tables.iter().enumerate() {
+        parts.push(format!(
+            "SELECT {index} AS i, count(*) AS n FROM {}.{}",
+            quote_ident(schema)?,
+            quote_ident(table)?
+        ));
+    }
+    let sql = format!("{} ORDER BY i", parts.join(" UNION ALL "));
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(query_error("count the rows at risk"))?;
+    Ok(rows.iter().map(|row| row.get::<_, i64>(1)).collect())
 }
 
 /// One audit event.

@@ -23,10 +23,32 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
         .await
         .context("another apply is running")?;
     let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
-    let plan = plan::diff(&desired, &observed, &options);
+    let mut plan = plan::diff(&desired, &observed, &options);
+    backend::measure_at_risk(
+        &mut plan,
+        &observed,
+        &postgres,
+        &chroma,
+        &options.naming,
+        &args.planning.backup_dir,
+    )
+    .await?;
     if text {
         let context = super::context(&args.dir.dir, &postgres, &chroma);
         print!("{}", render::text::plan(&plan, &context, style));
+    }
+    if !plan.refusals.is_empty() {
+        postgres.unlock().await?;
+        let reasons: Vec<String> = plan
+            .refusals
+            .iter()
+            .map(|refusal| format!("error: {}", refusal.message))
+            .collect();
+        return Err(Reported(format!(
+            "{}\napply refused: the plan breaks a safety rule; nothing was changed",
+            reasons.join("\n")
+        ))
+        .into());
     }
     if plan.is_empty() {
         if !text {
@@ -55,6 +77,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
     let context = RunContext {
         run_id: Uuid::new_v4(),
         actor: postgres::actor(),
+        backup_root: args.planning.backup_dir.clone(),
     };
     if text {
         println!();

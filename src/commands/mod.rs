@@ -41,6 +41,8 @@ pub fn plan_options(connection: &ConnectionArgs, planning: &PlanningArgs) -> Res
     Ok(PlanOptions {
         naming: Naming::with_role_prefix(&connection.role_prefix),
         retention_days: planning.retention_days,
+        prune: planning.prune,
+        max_deletes: Some(planning.max_deletes),
     })
 }
 

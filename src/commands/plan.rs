@@ -14,7 +14,16 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
     let options = super::plan_options(&args.connection, &args.planning)?;
     let (postgres, chroma) = super::connect(&args.connection, "plan").await?;
     let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
-    let plan = plan::diff(&desired, &observed, &options);
+    let mut plan = plan::diff(&desired, &observed, &options);
+    backend::measure_at_risk(
+        &mut plan,
+        &observed,
+        &postgres,
+        &chroma,
+        &options.naming,
+        &args.planning.backup_dir,
+    )
+    .await?;
     match args.format {
         Format::Text => {
             let style = Style::detect(std::io::stdout().is_terminal());
@@ -22,6 +31,10 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
             print!("{}", render::text::plan(&plan, &context, style));
         }
         Format::Json => println!("{}", render::json::plan(&plan)),
+    }
+    if !plan.refusals.is_empty() {
+        eprintln!("error: the plan breaks a safety rule; apply would refuse it");
+        return Ok(Exit::Failure);
     }
     if plan.conflicts.is_empty() {
         Ok(Exit::Success)

@@ -2,8 +2,8 @@
 
 use super::{
     collection_metadata, Action, Conflict, ControlSchemaChange, Drift, DriftProblem, FieldChange,
-    Naming, Plan, RegistryRecord, ResourceKind, Step, TenantChange, COLLECTION_MANAGED_BY,
-    CONVERSATIONS_TABLE, MANAGED_COMMENT, TABLE_PRIVILEGES,
+    Naming, Orphan, Plan, Refusal, RegistryRecord, ResourceKind, ScheduledPurge, Step,
+    TenantChange, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
 use crate::observed::{LiveStatus, ObservedState, RegistryRow, PUBLIC};
 use crate::spec::{DesiredState, DesiredStatus, TenantSpec};
@@ -21,6 +21,11 @@ pub struct PlanOptions {
     /// Retention period from the command line, for tenants that do not set their own; it
     /// overrides the Settings document.
     pub retention_days: Option<u32>,
+    /// Turn orphans (registry rows in no file) into soft deletes, and purge pruned tenants
+    /// whose retention elapsed. Never purges an orphan that was not soft-deleted first.
+    pub prune: bool,
+    /// Refuse the run when it would soft-delete or purge more tenants than this.
+    pub max_deletes: Option<usize>,
 }
 
 /// Retention period when neither the tenant, the flag nor a Settings document sets one.
@@ -40,42 +45,334 @@ pub(crate) const CONVERSATIONS_COLUMNS: [(&str, &str, Option<&str>); 3] = [
 pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOptions) -> Plan {
     let current = observed.control_schema_version;
     let pending = (current.unwrap_or(0) + 1..=CONTROL_SCHEMA_VERSION).collect();
-    let mut changes = Vec::with_capacity(desired.tenants.len());
-    let mut conflicts = Vec::new();
-    for spec in desired.tenants.values() {
-        let retention_days = spec
-            .retention_days
-            .or(options.retention_days)
-            .or(desired.settings.retention_days)
-            .unwrap_or(DEFAULT_RETENTION_DAYS);
-        let mut planner = TenantPlanner {
-            spec,
-            retention_days,
-            observed,
-            naming: &options.naming,
-            conflicts: Vec::new(),
-            drift: Vec::new(),
-        };
-        let mut change = match observed.registry.get(&spec.id) {
-            None => planner.plan_new(),
-            Some(row) => planner.plan_existing(row),
-        };
-        if !planner.conflicts.is_empty() {
-            change.blocked = true;
-            change.steps.clear();
-        }
-        conflicts.extend(planner.conflicts);
-        changes.push(change);
-    }
-    Plan {
+    let mut plan = Plan {
         server_time: observed.server_time,
         control_schema: ControlSchemaChange {
             current_version: current,
             pending,
         },
-        changes,
-        conflicts,
+        changes: Vec::with_capacity(desired.tenants.len()),
+        conflicts: Vec::new(),
+        refusals: Vec::new(),
+        orphans: Vec::new(),
+        scheduled_purges: Vec::new(),
+    };
+    let default_retention = options
+        .retention_days
+        .or(desired.settings.retention_days)
+        .unwrap_or(DEFAULT_RETENTION_DAYS);
+    for spec in desired.tenants.values() {
+        let mut planner = TenantPlanner {
+            spec,
+            retention_days: spec.retention_days.unwrap_or(default_retention),
+            observed,
+            naming: &options.naming,
+            conflicts: Vec::new(),
+            drift: Vec::new(),
+            refusals: Vec::new(),
+        };
+        let mut change = match observed.registry.get(&spec.id) {
+            None => planner.plan_new(),
+            Some(row) => planner.plan_existing(row),
+        };
+        change.file = Some(spec.location.file.display().to_string());
+        if !planner.conflicts.is_empty() {
+            change.blocked = true;
+            change.steps.clear();
+        }
+        plan.conflicts.extend(planner.conflicts);
+        plan.refusals.extend(planner.refusals);
+        plan.changes.push(change);
     }
+    plan_orphans(&mut plan, desired, observed, options, default_retention);
+    for change in &plan.changes {
+        if let (Some(LiveStatus::Deleted), Some(purge_after), true) = (
+            change.status_after,
+            change.purge_after,
+            change.actions.is_empty() || !change.actions.contains(&Action::Purge),
+        ) {
+            if change.primary() != Some(Action::Delete) {
+                plan.scheduled_purges.push(ScheduledPurge {
+                    tenant: change.tenant.clone(),
+                    deleted_at: change.deleted_at,
+                    purge_after,
+                });
+            }
+        }
+    }
+    if let Some(limit) = options.max_deletes {
+        let deletes = plan.deletes();
+        if deletes > limit {
+            plan.refusals.push(Refusal {
+                tenant: None,
+                message: format!(
+                    "this plan would soft-delete or purge {deletes} tenants, more than `--max-deletes {limit}` allows"
+                ),
+                hint: Some(
+                    "if the directory lost files by accident, restore them; if the deletes are intended, raise `--max-deletes` for this run".to_string(),
+                ),
+            });
+        }
+    }
+    plan.changes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    plan
+}
+
+/// Registry rows and managed resources that no file describes.
+fn plan_orphans(
+    plan: &mut Plan,
+    desired: &DesiredState,
+    observed: &ObservedState,
+    options: &PlanOptions,
+    default_retention: u32,
+) {
+    let naming = &options.naming;
+    let mut resources: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let known = |id: &str| desired.tenants.contains_key(id) || observed.registry.contains_key(id);
+    for (name, schema) in &observed.schemas {
+        if let Some(id) = name.strip_prefix(&naming.schema_prefix) {
+            if schema.comment == MANAGED_COMMENT && !known(id) {
+                resources
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(format!("schema {name}"));
+            }
+        }
+    }
+    for (name, role) in &observed.roles {
+        if let Some(id) = name.strip_prefix(&naming.role_prefix) {
+            if role.comment == MANAGED_COMMENT && !known(id) {
+                resources
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(format!("role {name}"));
+            }
+        }
+    }
+    for (name, collection) in &observed.collections {
+        let Some(id) = collection.metadata_str("tenant_id") else {
+            continue;
+        };
+        if collection.metadata_str("managed_by") == Some(COLLECTION_MANAGED_BY)
+            && name == &naming.collection(id)
+            && !known(id)
+        {
+            resources
+                .entry(id.to_string())
+                .or_default()
+                .push(format!("collection {name}"));
+        }
+    }
+    // Resources without a registry row are never touched, even with --prune: without the
+    // registry there is no uid to prove they belong to a tenant tenantctl created.
+    for (tenant, resources) in resources {
+        plan.orphans.push(Orphan {
+            tenant,
+            status: None,
+            resources,
+            pruned: false,
+        });
+    }
+
+    for (id, row) in &observed.registry {
+        if desired.tenants.contains_key(id) {
+            continue;
+        }
+        let mut orphan = Orphan {
+            tenant: id.clone(),
+            status: Some(row.status),
+            resources: vec![format!("registry row ({})", row.status)],
+            pruned: false,
+        };
+        let mut change = TenantChange::new(id);
+        change.uid = Some(row.uid);
+        change.status_before = Some(row.status);
+        change.status_after = Some(row.status);
+        change.deleted_at = row.deleted_at;
+        change.purge_after = row.purge_after;
+        if options.prune {
+            let mut drift = Vec::new();
+            match row.status {
+                LiveStatus::Active | LiveStatus::Suspended => {
+                    if row.protected {
+                        plan.refusals
+                            .push(protected_refusal(id, "soft-delete (prune)"));
+                    }
+                    let retention = row
+                        .retention_days
+                        .and_then(|days| u32::try_from(days).ok())
+                        .unwrap_or(default_retention);
+                    change.actions.push(Action::Delete);
+                    change.status_after = Some(LiveStatus::Deleted);
+                    change.purge_after =
+                        Some(observed.server_time + chrono::Duration::days(i64::from(retention)));
+                    change.reason = Some("pruned: the tenant is in no file".to_string());
+                    change.steps = soft_delete_steps(id, observed, naming, row);
+                    change.steps.insert(
+                        change.steps.len() - 1,
+                        Step::SoftDeleteRegistry {
+                            retention_days: retention,
+                        },
+                    );
+                    change.fields.push(FieldChange {
+                        path: "status".to_string(),
+                        old: Some(Value::from(row.status.as_str())),
+                        new: Some(Value::from("deleted")),
+                    });
+                    orphan.pruned = true;
+                }
+                LiveStatus::Deleted if purge_due(row, observed) => {
+                    if row.protected {
+                        plan.refusals.push(protected_refusal(id, "purge"));
+                    }
+                    change.actions.push(Action::Purge);
+                    change.status_after = None;
+                    change.reason = Some(retention_reason(row));
+                    change.steps = purge_steps(id, observed, naming, row, &mut drift);
+                    change.drift = drift;
+                    orphan.pruned = true;
+                }
+                LiveStatus::Deleted => {}
+            }
+        }
+        plan.orphans.push(orphan);
+        if !change.actions.is_empty() {
+            plan.changes.push(change);
+        }
+    }
+    plan.orphans.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+}
+
+fn purge_due(row: &RegistryRow, observed: &ObservedState) -> bool {
+    row.status == LiveStatus::Deleted
+        && row
+            .purge_after
+            .is_some_and(|purge_after| purge_after <= observed.server_time)
+}
+
+fn retention_reason(row: &RegistryRow) -> String {
+    match row.retention_days {
+        Some(days) => format!("retention of {days} days elapsed"),
+        None => "retention elapsed".to_string(),
+    }
+}
+
+fn protected_refusal(id: &str, what: &str) -> Refusal {
+    Refusal {
+        tenant: Some(id.to_string()),
+        message: format!("tenant `{id}` is protected; refusing to {what} it"),
+        hint: Some(
+            "remove `protected: true` from its file and apply that reviewed change first"
+                .to_string(),
+        ),
+    }
+}
+
+/// Steps of a soft delete: access revoked, final backup written. The registry write goes
+/// before the backup (the caller inserts it at `len() - 1`).
+fn soft_delete_steps(
+    id: &str,
+    observed: &ObservedState,
+    naming: &Naming,
+    row: &RegistryRow,
+) -> Vec<Step> {
+    let schema_name = naming.schema(id);
+    let role_name = naming.role(id);
+    let mut steps = Vec::new();
+    let schema = observed
+        .schemas
+        .get(&schema_name)
+        .filter(|schema| schema.comment == MANAGED_COMMENT);
+    let role_managed = observed
+        .roles
+        .get(&role_name)
+        .is_some_and(|role| role.comment == MANAGED_COMMENT);
+    if let Some(schema) = schema {
+        if role_managed && schema.privileges.contains_key(&role_name) {
+            steps.push(Step::RevokeSchemaUsage {
+                schema: schema_name.clone(),
+                role: role_name,
+            });
+        }
+    }
+    steps.push(Step::ExportBackup {
+        schema: schema_name.clone(),
+        tables: schema
+            .map(|schema| schema.tables.keys().cloned().collect())
+            .unwrap_or_default(),
+        collection: owned_collection(id, observed, naming, row).map(|_| naming.collection(id)),
+    });
+    steps
+}
+
+/// The tenant's collection if it carries this incarnation's uid.
+fn owned_collection<'a>(
+    id: &str,
+    observed: &'a ObservedState,
+    naming: &Naming,
+    row: &RegistryRow,
+) -> Option<&'a crate::observed::ObservedCollection> {
+    observed
+        .collections
+        .get(&naming.collection(id))
+        .filter(|collection| {
+            collection.metadata_str("managed_by") == Some(COLLECTION_MANAGED_BY)
+                && collection.metadata_str("tenant_uid") == Some(row.uid.to_string().as_str())
+        })
+}
+
+/// Steps of a purge, in the order that keeps a failure retryable: PostgreSQL drops (rolled back
+/// on failure), then the collection, then the backups, then commit. Resources tenantctl did not
+/// create are left alone and noted as drift.
+fn purge_steps(
+    id: &str,
+    observed: &ObservedState,
+    naming: &Naming,
+    row: &RegistryRow,
+    drift: &mut Vec<Drift>,
+) -> Vec<Step> {
+    let schema_name = naming.schema(id);
+    let role_name = naming.role(id);
+    let mut steps = Vec::new();
+    match observed.schemas.get(&schema_name) {
+        Some(schema) if schema.comment == MANAGED_COMMENT => steps.push(Step::DropSchema {
+            schema: schema_name,
+        }),
+        Some(_) => drift.push(Drift {
+            resource: ResourceKind::Schema,
+            name: schema_name,
+            problem: DriftProblem::Wrong,
+            detail: "not created by tenantctl; left alone".to_string(),
+        }),
+        None => {}
+    }
+    match observed.roles.get(&role_name) {
+        Some(role) if role.comment == MANAGED_COMMENT => {
+            steps.push(Step::DropRole { role: role_name })
+        }
+        Some(_) => drift.push(Drift {
+            resource: ResourceKind::Role,
+            name: role_name,
+            problem: DriftProblem::Wrong,
+            detail: "not created by tenantctl; left alone".to_string(),
+        }),
+        None => {}
+    }
+    steps.push(Step::DeleteRegistry);
+    if owned_collection(id, observed, naming, row).is_some() {
+        steps.push(Step::DeleteCollection {
+            collection: naming.collection(id),
+        });
+    } else if observed.collections.contains_key(&naming.collection(id)) {
+        drift.push(Drift {
+            resource: ResourceKind::Collection,
+            name: naming.collection(id),
+            problem: DriftProblem::Wrong,
+            detail: "not this tenant's (no matching uid); left alone".to_string(),
+        });
+    }
+    steps.push(Step::DeleteBackups);
+    steps
 }
 
 struct TenantPlanner<'a> {
@@ -85,6 +382,7 @@ struct TenantPlanner<'a> {
     naming: &'a Naming,
     conflicts: Vec<Conflict>,
     drift: Vec<Drift>,
+    refusals: Vec<Refusal>,
 }
 
 /// Steps found while checking resources, kept apart so they can be ordered: PostgreSQL DDL,
@@ -136,7 +434,7 @@ impl TenantPlanner<'_> {
     fn plan_new(&mut self) -> TenantChange {
         let id = self.spec.id.clone();
         let status = match self.spec.state {
-            DesiredStatus::Deleted => return no_op(id, None, None),
+            DesiredStatus::Deleted => return no_op(&id),
             DesiredStatus::Active => LiveStatus::Active,
             DesiredStatus::Suspended => LiveStatus::Suspended,
         };
@@ -231,7 +529,10 @@ impl TenantPlanner<'_> {
         }
 
         let record = self.record(status);
-        let fields = record_fields(&record)
+        let mut change = TenantChange::new(&id);
+        change.actions.push(Action::Create);
+        change.status_after = Some(status);
+        change.fields = record_fields(&record)
             .into_iter()
             .map(|(path, new)| FieldChange {
                 path,
@@ -239,18 +540,11 @@ impl TenantPlanner<'_> {
                 new: Some(new),
             })
             .collect();
-        TenantChange {
-            tenant: id,
-            uid: None,
-            actions: vec![Action::Create],
-            status_before: None,
-            status_after: Some(status),
-            fields,
-            drift,
-            record: Some(record),
-            blocked: false,
-            steps,
-        }
+        change.drift = drift;
+        change.reason = record.suspension_reason.clone();
+        change.record = Some(record);
+        change.steps = steps;
+        change
     }
 
     fn plan_existing(&mut self, row: &RegistryRow) -> TenantChange {
@@ -260,15 +554,35 @@ impl TenantPlanner<'_> {
             DesiredStatus::Suspended => LiveStatus::Suspended,
             DesiredStatus::Deleted => LiveStatus::Deleted,
         };
-        let mut actions = Vec::new();
+        let mut change = TenantChange::new(&id);
+        change.uid = Some(row.uid);
+        change.status_before = Some(row.status);
+        change.status_after = Some(desired_status);
+        change.deleted_at = row.deleted_at;
+        change.purge_after = row.purge_after;
+
+        // A due purge wins over everything else the file says about a deleted tenant.
+        if desired_status == LiveStatus::Deleted && purge_due(row, self.observed) {
+            if self.spec.protected || row.protected {
+                self.refusals.push(protected_refusal(&id, "purge"));
+            }
+            change.actions.push(Action::Purge);
+            change.status_after = None;
+            change.reason = Some(retention_reason(row));
+            let mut drift = Vec::new();
+            change.steps = purge_steps(&id, self.observed, self.naming, row, &mut drift);
+            change.drift = drift;
+            return change;
+        }
+
         match (row.status, desired_status) {
-            (LiveStatus::Active, LiveStatus::Suspended) => actions.push(Action::Suspend),
-            (LiveStatus::Suspended, LiveStatus::Active) => actions.push(Action::Resume),
+            (LiveStatus::Active, LiveStatus::Suspended) => change.actions.push(Action::Suspend),
+            (LiveStatus::Suspended, LiveStatus::Active) => change.actions.push(Action::Resume),
             (LiveStatus::Active | LiveStatus::Suspended, LiveStatus::Deleted) => {
-                actions.push(Action::Delete)
+                change.actions.push(Action::Delete)
             }
             (LiveStatus::Deleted, LiveStatus::Active | LiveStatus::Suspended) => {
-                actions.push(Action::Restore)
+                change.actions.push(Action::Restore)
             }
             _ => {}
         }
@@ -277,42 +591,59 @@ impl TenantPlanner<'_> {
         let fields = diff_fields(row, &record);
         // Status and suspension reason belong to a transition; on their own (a new reason for
         // a tenant that stays suspended) they are an update.
-        let transition = !actions.is_empty();
+        let transition = !change.actions.is_empty();
         if fields.iter().any(|field| {
             field.path != "status" && !(transition && field.path == "suspension.reason")
         }) {
-            actions.push(Action::Update);
+            change.actions.push(Action::Update);
+        }
+        change.reason = record.suspension_reason.clone();
+
+        if change.actions.contains(&Action::Delete) {
+            if self.spec.protected || row.protected {
+                self.refusals.push(protected_refusal(&id, "soft-delete"));
+            }
+            // Nothing is repaired on a tenant being deleted: its access goes, its data is
+            // exported as it is.
+            change.purge_after = Some(
+                self.observed.server_time + chrono::Duration::days(i64::from(self.retention_days)),
+            );
+            change.reason = Some(format!(
+                "`state: deleted` in {}",
+                self.spec.location.file.display()
+            ));
+            let mut steps = soft_delete_steps(&id, self.observed, self.naming, row);
+            steps.insert(steps.len() - 1, Step::UpdateRegistry);
+            change.steps = steps;
+            change.fields = fields;
+            change.record = Some(record);
+            change.actions.sort_by_key(|action| precedence(*action));
+            return change;
         }
 
         // A soft-deleted tenant that stays deleted keeps whatever is left until its purge:
         // re-creating a dropped schema for it would only make an empty copy.
         let mut steps = Steps::default();
-        if desired_status != LiveStatus::Deleted || row.status != LiveStatus::Deleted {
+        if desired_status != LiveStatus::Deleted {
             self.check_resources(row, desired_status, &mut steps);
         }
         if !self.drift.is_empty() {
-            actions.push(Action::Repair);
+            change.actions.push(Action::Repair);
         }
-        actions.sort_by_key(|action| precedence(*action));
+        change.actions.sort_by_key(|action| precedence(*action));
 
         let mut all_steps = steps.postgres;
         if !fields.is_empty() {
             all_steps.push(Step::UpdateRegistry);
         }
         all_steps.extend(steps.chroma);
-        let record = (!fields.is_empty()).then_some(record);
-        TenantChange {
-            tenant: id,
-            uid: Some(row.uid),
-            actions,
-            status_before: Some(row.status),
-            status_after: Some(desired_status),
-            fields,
-            drift: std::mem::take(&mut self.drift),
-            record,
-            blocked: false,
-            steps: all_steps,
+        if !fields.is_empty() {
+            change.record = Some(record);
         }
+        change.fields = fields;
+        change.drift = std::mem::take(&mut self.drift);
+        change.steps = all_steps;
+        change
     }
 
     /// Compares the tenant's live resources with what it should have and records drift, steps
@@ -592,19 +923,8 @@ impl TenantPlanner<'_> {
     }
 }
 
-fn no_op(tenant: String, status: Option<LiveStatus>, uid: Option<uuid::Uuid>) -> TenantChange {
-    TenantChange {
-        tenant,
-        uid,
-        actions: Vec::new(),
-        status_before: status,
-        status_after: status,
-        fields: Vec::new(),
-        drift: Vec::new(),
-        record: None,
-        blocked: false,
-        steps: Vec::new(),
-    }
+fn no_op(tenant: &str) -> TenantChange {
+    TenantChange::new(tenant)
 }
 
 /// Most significant first: the verb a reviewer must not miss comes first.

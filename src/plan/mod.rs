@@ -36,6 +36,13 @@ pub struct Plan {
     pub changes: Vec<TenantChange>,
     /// Problems that block a tenant: apply leaves those tenants alone and fails.
     pub conflicts: Vec<Conflict>,
+    /// Safety rules the plan breaks (a protected tenant deleted, too many deletes): apply
+    /// refuses the whole run.
+    pub refusals: Vec<Refusal>,
+    /// Tenants and resources that exist live but are in no file; left alone unless pruned.
+    pub orphans: Vec<Orphan>,
+    /// Soft-deleted tenants whose purge is not due yet.
+    pub scheduled_purges: Vec<ScheduledPurge>,
 }
 
 impl Plan {
@@ -60,7 +67,17 @@ impl Plan {
             }
         }
         summary.conflicts = self.conflicts.len();
+        summary.orphans = self.orphans.len();
         summary
+    }
+
+    /// Number of tenants this plan soft-deletes or purges, for `--max-deletes`.
+    pub fn deletes(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|change| !change.blocked)
+            .filter(|change| change.actions.iter().any(|action| action.is_destructive()))
+            .count()
     }
 
     /// The changes that do something (blocked ones excluded).
@@ -93,6 +110,7 @@ pub struct Summary {
     pub purge: usize,
     pub unchanged: usize,
     pub conflicts: usize,
+    pub orphans: usize,
 }
 
 impl Summary {
@@ -199,6 +217,16 @@ pub struct TenantChange {
     pub drift: Vec<Drift>,
     /// The desired registry record written by this change, if any.
     pub record: Option<RegistryRecord>,
+    /// Where the tenant's file is (`None` for a pruned orphan).
+    pub file: Option<String>,
+    /// For a soft delete: when the purge will be due; for a purge: when it became due.
+    pub purge_after: Option<DateTime<Utc>>,
+    /// For a purge: when the tenant was soft-deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// What a delete or purge puts at risk, measured live (filled after planning).
+    pub at_risk: Option<DataAtRisk>,
+    /// Why the change happens, recorded in its event (suspension reason, prune, retention).
+    pub reason: Option<String>,
     /// A conflict keeps tenantctl away from this tenant: `actions` says what it would do, but
     /// `steps` is empty and the summary does not count it (see `Plan::conflicts`).
     pub blocked: bool,
@@ -207,10 +235,69 @@ pub struct TenantChange {
 }
 
 impl TenantChange {
+    /// A change that does nothing yet.
+    pub fn new(tenant: &str) -> Self {
+        TenantChange {
+            tenant: tenant.to_string(),
+            uid: None,
+            actions: Vec::new(),
+            status_before: None,
+            status_after: None,
+            fields: Vec::new(),
+            drift: Vec::new(),
+            record: None,
+            file: None,
+            purge_after: None,
+            deleted_at: None,
+            at_risk: None,
+            reason: None,
+            blocked: false,
+            steps: Vec::new(),
+        }
+    }
+
     /// The most significant action, if any.
     pub fn primary(&self) -> Option<Action> {
         self.actions.first().copied()
     }
+}
+
+/// Data a destructive change touches: rows in the tenant's tables, records in its collection,
+/// its backups. `None` where it could not be measured.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DataAtRisk {
+    pub rows: Option<u64>,
+    pub records: Option<u64>,
+    pub backup_files: u64,
+    pub backup_bytes: u64,
+}
+
+/// A safety rule that stops the whole run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub tenant: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Something live that no file describes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Orphan {
+    pub tenant: String,
+    /// Registry status, or `None` for resources without a registry row.
+    pub status: Option<LiveStatus>,
+    /// Resources found, e.g. `schema tenant_x`, `collection tenant_x`.
+    pub resources: Vec<String>,
+    /// True when `--prune` turned it into a change of this plan.
+    pub pruned: bool,
+}
+
+/// A soft-deleted tenant waiting for its purge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledPurge {
+    pub tenant: String,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub purge_after: DateTime<Utc>,
 }
 
 /// The registry record a change writes.
@@ -332,10 +419,29 @@ pub enum Step {
     InsertRegistry,
     /// Update the registry row to the change's record.
     UpdateRegistry,
+    /// Write the final backup of a tenant being soft-deleted (tables and collection records).
+    ExportBackup {
+        schema: String,
+        tables: Vec<String>,
+        collection: Option<String>,
+    },
+    /// `DROP SCHEMA ... CASCADE`: purge only.
+    DropSchema { schema: String },
+    /// `DROP ROLE`: purge only, and only a role marked as managed.
+    DropRole { role: String },
+    /// Mark the registry row deleted without rewriting its other fields (a pruned orphan has
+    /// no file to take them from).
+    SoftDeleteRegistry { retention_days: u32 },
+    /// Remove the registry row (the purge event stays).
+    DeleteRegistry,
     /// Create the collection with the tenant's metadata.
     CreateCollection { collection: String },
     /// Replace the collection's metadata with the tenant's.
     UpdateCollectionMetadata { collection: String, id: String },
+    /// Delete the collection: purge only, and only one marked with the tenant's uid.
+    DeleteCollection { collection: String },
+    /// Delete the tenant's backups: purge only, the last step before commit.
+    DeleteBackups,
 }
 
 impl Step {
@@ -343,7 +449,9 @@ impl Step {
     pub fn is_chroma(&self) -> bool {
         matches!(
             self,
-            Step::CreateCollection { .. } | Step::UpdateCollectionMetadata { .. }
+            Step::CreateCollection { .. }
+                | Step::UpdateCollectionMetadata { .. }
+                | Step::DeleteCollection { .. }
         )
     }
 }

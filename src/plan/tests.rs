@@ -1,9 +1,9 @@
 //! Planner cases, without any server: hand-built desired and observed states.
 
 use super::*;
-use crate::observed::{LiveStatus, ObservedCollection, ObservedRole, PUBLIC};
+use crate::observed::{LiveStatus, ObservedCollection, ObservedRole, ObservedState, PUBLIC};
 use crate::plan::{Action, DriftProblem, ResourceKind, Step};
-use crate::spec::DesiredStatus;
+use crate::spec::{DesiredStatus, TenantSpec};
 use crate::test_support::*;
 use std::collections::BTreeSet;
 
@@ -505,4 +505,278 @@ fn changes_are_sorted_by_tenant_id_whatever_the_input_order() {
     );
     let ids: Vec<&str> = plan.changes.iter().map(|c| c.tenant.as_str()).collect();
     assert_eq!(ids, vec!["alpha", "mid", "zeta"]);
+}
+
+fn deleted(observed: &mut ObservedState, id: &str, purge_in_days: i64) {
+    let now = observed.server_time;
+    let row = observed.registry.get_mut(id).unwrap();
+    row.status = LiveStatus::Deleted;
+    row.deleted_at = Some(now - chrono::Duration::days(30));
+    row.purge_after = Some(now + chrono::Duration::days(purge_in_days));
+    // a deleted tenant's role has no access
+    observed
+        .schemas
+        .get_mut(&format!("tenant_{id}"))
+        .unwrap()
+        .privileges
+        .remove(&format!("tenant_{id}"));
+}
+
+fn with_state(mut spec: TenantSpec, state: DesiredStatus) -> TenantSpec {
+    spec.state = state;
+    spec
+}
+
+#[test]
+fn soft_delete_revokes_access_and_writes_a_backup() {
+    let spec = tenant("hooli");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let plan = diff(
+        &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Delete]);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::RevokeSchemaUsage {
+                schema: "tenant_hooli".into(),
+                role: "tenant_hooli".into()
+            },
+            Step::UpdateRegistry,
+            Step::ExportBackup {
+                schema: "tenant_hooli".into(),
+                tables: vec!["conversations".into()],
+                collection: Some("tenant_hooli".into()),
+            },
+        ]
+    );
+    assert_eq!(
+        change.purge_after,
+        Some(observed.server_time + chrono::Duration::days(30))
+    );
+    assert_eq!(change.record.as_ref().unwrap().status, LiveStatus::Deleted);
+    assert!(plan.refusals.is_empty());
+    assert_eq!(plan.deletes(), 1);
+}
+
+#[test]
+fn protected_tenant_is_never_deleted_or_purged() {
+    // protected in the file
+    let mut spec = tenant("umbrella");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    spec.protected = true;
+    let plan = diff(
+        &desired(vec![with_state(spec.clone(), DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    assert_eq!(plan.refusals.len(), 1);
+    assert!(plan.refusals[0].message.contains("protected"));
+
+    // protected in the registry, flag dropped in the same change: still refused
+    spec.protected = false;
+    observed.registry.get_mut("umbrella").unwrap().protected = true;
+    let plan = diff(
+        &desired(vec![with_state(spec.clone(), DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    assert_eq!(plan.refusals.len(), 1);
+
+    // and no purge either
+    deleted(&mut observed, "umbrella", -1);
+    let plan = diff(
+        &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    assert_eq!(plan.refusals.len(), 1);
+    assert!(plan.refusals[0].message.contains("purge"));
+}
+
+#[test]
+fn due_purge_drops_everything_in_a_retryable_order() {
+    let spec = tenant("piedpiper");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    deleted(&mut observed, "piedpiper", 0);
+    let plan = diff(
+        &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Purge]);
+    assert_eq!(change.status_after, None);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::DropSchema {
+                schema: "tenant_piedpiper".into()
+            },
+            Step::DropRole {
+                role: "tenant_piedpiper".into()
+            },
+            Step::DeleteRegistry,
+            Step::DeleteCollection {
+                collection: "tenant_piedpiper".into()
+            },
+            Step::DeleteBackups,
+        ]
+    );
+    assert!(plan.scheduled_purges.is_empty());
+}
+
+#[test]
+fn purge_not_yet_due_is_scheduled_not_planned() {
+    let spec = tenant("piedpiper");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    deleted(&mut observed, "piedpiper", 3);
+    let plan = diff(
+        &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    assert!(single(&plan).actions.is_empty());
+    assert!(plan.is_empty());
+    assert_eq!(plan.scheduled_purges.len(), 1);
+    assert_eq!(
+        plan.scheduled_purges[0].purge_after,
+        observed.server_time + chrono::Duration::days(3)
+    );
+}
+
+#[test]
+fn purge_leaves_resources_tenantctl_did_not_create() {
+    let spec = tenant("piedpiper");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    deleted(&mut observed, "piedpiper", -1);
+    observed.roles.get_mut("tenant_piedpiper").unwrap().comment = String::new();
+    observed
+        .collections
+        .get_mut("tenant_piedpiper")
+        .unwrap()
+        .metadata = collection_metadata("piedpiper", uid(77));
+    let plan = diff(
+        &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
+        &observed,
+        &PlanOptions::default(),
+    );
+    let change = single(&plan);
+    assert!(!change
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::DropRole { .. } | Step::DeleteCollection { .. })));
+    assert_eq!(change.drift.len(), 2);
+}
+
+#[test]
+fn restore_brings_access_back_and_repairs_what_is_missing() {
+    let spec = tenant("hooli");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    deleted(&mut observed, "hooli", 10);
+    observed.collections.clear();
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert_eq!(change.actions, vec![Action::Restore, Action::Repair]);
+    assert_eq!(
+        change.steps,
+        vec![
+            Step::GrantSchemaUsage {
+                schema: "tenant_hooli".into(),
+                role: "tenant_hooli".into()
+            },
+            Step::UpdateRegistry,
+            Step::CreateCollection {
+                collection: "tenant_hooli".into()
+            },
+        ]
+    );
+    assert_eq!(change.record.as_ref().unwrap().status, LiveStatus::Active);
+}
+
+#[test]
+fn orphans_are_reported_and_only_pruned_on_request() {
+    let mut observed = empty_observed();
+    provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 1);
+    provision(&mut observed, &tenant("oldco"), LiveStatus::Active, 2);
+    deleted(&mut observed, "oldco", -1);
+    // resources without a registry row: reported, never touched
+    provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 3);
+    observed.registry.remove("ghost");
+    // a schema named like a tenant's but not created by tenantctl: not ours, not an orphan
+    observed.schemas.insert(
+        "tenant_reports".into(),
+        crate::observed::ObservedSchema::default(),
+    );
+
+    let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
+    let orphans: Vec<(&str, bool)> = plan
+        .orphans
+        .iter()
+        .map(|orphan| (orphan.tenant.as_str(), orphan.pruned))
+        .collect();
+    assert_eq!(
+        orphans,
+        vec![("ghost", false), ("oldco", false), ("soylent", false)]
+    );
+    assert!(plan.is_empty(), "{plan:#?}");
+
+    let options = PlanOptions {
+        prune: true,
+        ..PlanOptions::default()
+    };
+    let plan = diff(&desired(vec![]), &observed, &options);
+    let actions: Vec<(&str, Vec<Action>)> = plan
+        .changes
+        .iter()
+        .map(|change| (change.tenant.as_str(), change.actions.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("oldco", vec![Action::Purge]),
+            ("soylent", vec![Action::Delete])
+        ]
+    );
+    let soylent = &plan.changes[1];
+    assert!(soylent
+        .steps
+        .contains(&Step::SoftDeleteRegistry { retention_days: 30 }));
+    assert!(!soylent
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::DropSchema { .. })));
+    assert!(plan
+        .orphans
+        .iter()
+        .all(|o| o.pruned == (o.tenant != "ghost")));
+}
+
+#[test]
+fn max_deletes_refuses_a_run_that_deletes_too_much() {
+    let mut observed = empty_observed();
+    let mut specs = Vec::new();
+    for (n, id) in ["a1", "b2", "c3"].iter().enumerate() {
+        let spec = tenant(id);
+        provision(&mut observed, &spec, LiveStatus::Active, n as u128 + 1);
+        specs.push(with_state(spec, DesiredStatus::Deleted));
+    }
+    let limited = |limit| PlanOptions {
+        max_deletes: Some(limit),
+        ..PlanOptions::default()
+    };
+    let plan = diff(&desired(specs.clone()), &observed, &limited(2));
+    assert_eq!(plan.refusals.len(), 1);
+    assert!(plan.refusals[0].message.contains("3 tenants"));
+    let plan = diff(&desired(specs), &observed, &limited(3));
+    assert!(plan.refusals.is_empty());
 }

@@ -7,7 +7,7 @@
 use super::{json, text, PlanContext, Style};
 use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
 use crate::observed::{LiveStatus, ObservedRole, PUBLIC};
-use crate::plan::{diff, Action, Plan, PlanOptions, FORMAT_VERSION};
+use crate::plan::{diff, Action, DataAtRisk, Plan, PlanOptions, FORMAT_VERSION};
 use crate::spec::DesiredStatus;
 use crate::test_support::*;
 use serde_json::Value;
@@ -113,6 +113,92 @@ fn mixed_plan() -> Plan {
     )
 }
 
+/// Soft delete, due purge (with measured data at risk), restore, a scheduled purge, orphans
+/// (one pruned, one with no registry row) and a protected tenant refused.
+fn lifecycle_plan() -> Plan {
+    let mut observed = empty_observed();
+    let now = observed.server_time;
+    let mark_deleted = |observed: &mut crate::observed::ObservedState, id: &str, days: i64| {
+        let row = observed.registry.get_mut(id).unwrap();
+        row.status = LiveStatus::Deleted;
+        row.deleted_at = Some(now - chrono::Duration::days(30));
+        row.purge_after = Some(now + chrono::Duration::days(days));
+        observed
+            .schemas
+            .get_mut(&format!("tenant_{id}"))
+            .unwrap()
+            .privileges
+            .remove(&format!("tenant_{id}"));
+    };
+    let mut specs = Vec::new();
+
+    let hooli = tenant("hooli");
+    provision(&mut observed, &hooli, LiveStatus::Active, 1);
+    let mut hooli = hooli.clone();
+    hooli.state = DesiredStatus::Deleted;
+    specs.push(hooli);
+
+    let piedpiper = tenant("piedpiper");
+    provision(&mut observed, &piedpiper, LiveStatus::Active, 2);
+    mark_deleted(&mut observed, "piedpiper", -1);
+    let mut piedpiper = piedpiper.clone();
+    piedpiper.state = DesiredStatus::Deleted;
+    specs.push(piedpiper);
+
+    let aviato = tenant("aviato");
+    provision(&mut observed, &aviato, LiveStatus::Active, 3);
+    mark_deleted(&mut observed, "aviato", 12);
+    specs.push(aviato); // restored
+
+    let raviga = tenant("raviga");
+    provision(&mut observed, &raviga, LiveStatus::Active, 4);
+    mark_deleted(&mut observed, "raviga", 5);
+    let mut raviga = raviga.clone();
+    raviga.state = DesiredStatus::Deleted;
+    specs.push(raviga); // scheduled
+
+    let mut umbrella = tenant("umbrella");
+    umbrella.protected = true;
+    provision(&mut observed, &umbrella, LiveStatus::Active, 5);
+    umbrella.state = DesiredStatus::Deleted;
+    specs.push(umbrella); // refused
+
+    provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 6); // pruned orphan
+    provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 7);
+    observed.registry.remove("ghost"); // resources without registry row
+
+    let mut plan = diff(
+        &desired(specs),
+        &observed,
+        &PlanOptions {
+            prune: true,
+            max_deletes: Some(10),
+            ..PlanOptions::default()
+        },
+    );
+    for change in &mut plan.changes {
+        match change.tenant.as_str() {
+            "hooli" => {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(1204),
+                    records: Some(3400),
+                    ..DataAtRisk::default()
+                })
+            }
+            "piedpiper" => {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(987_654),
+                    records: Some(12),
+                    backup_files: 3,
+                    backup_bytes: 18_200_000,
+                })
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
 fn no_change_plan() -> Plan {
     let mut observed = empty_observed();
     let acme = tenant("acme");
@@ -171,6 +257,34 @@ fn text_plan_fresh_database() {
     let plan = fresh_plan();
     assert!(plan.conflicts.is_empty(), "{:#?}", plan.conflicts);
     insta::assert_snapshot!(text::plan(&plan, &context(), PLAIN));
+}
+
+#[test]
+fn text_plan_lifecycle() {
+    let plan = lifecycle_plan();
+    let actions: Vec<(&str, &[Action])> = plan
+        .changes
+        .iter()
+        .map(|change| (change.tenant.as_str(), change.actions.as_slice()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("aviato", &[Action::Restore][..]),
+            ("hooli", &[Action::Delete][..]),
+            ("piedpiper", &[Action::Purge][..]),
+            ("raviga", &[][..]),
+            ("soylent", &[Action::Delete][..]),
+            ("umbrella", &[Action::Delete][..]),
+        ]
+    );
+    assert_eq!(plan.refusals.len(), 1);
+    insta::assert_snapshot!(text::plan(&plan, &context(), PLAIN));
+}
+
+#[test]
+fn json_plan_lifecycle() {
+    insta::assert_snapshot!(json_plan_without_version(&lifecycle_plan()));
 }
 
 #[test]

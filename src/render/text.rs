@@ -46,6 +46,67 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         out.push('\n');
     }
 
+    if !plan.orphans.is_empty() {
+        for orphan in &plan.orphans {
+            let what = orphan.resources.join(", ");
+            let verdict = if orphan.pruned {
+                "pruned by this plan"
+            } else if orphan.status.is_some() {
+                "left alone (use --prune)"
+            } else {
+                "left alone (no registry row: clean up by hand)"
+            };
+            let _ = writeln!(
+                out,
+                "  {} {}orphan: {what}, in no file; {verdict}",
+                style.paint("35", "?"),
+                pad(&orphan.tenant, TENANT_WIDTH)
+            );
+        }
+        out.push('\n');
+    }
+
+    if !plan.scheduled_purges.is_empty() {
+        let _ = writeln!(
+            out,
+            "Scheduled purges (soft-deleted, data kept until then):"
+        );
+        for purge in &plan.scheduled_purges {
+            let deleted = purge
+                .deleted_at
+                .map(|at| format!(" (deleted {})", at.format("%Y-%m-%d")))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  · {}purge after {}{deleted}",
+                pad(&purge.tenant, TENANT_WIDTH),
+                purge.purge_after.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        out.push('\n');
+    }
+
+    if !plan.refusals.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("31;1", "Refused: apply will change nothing")
+        );
+        for refusal in &plan.refusals {
+            let _ = writeln!(
+                out,
+                "  {} {}{}",
+                style.paint("31;1", "x"),
+                pad(refusal.tenant.as_deref().unwrap_or("(plan)"), TENANT_WIDTH),
+                refusal.message
+            );
+            if let Some(hint) = &refusal.hint {
+                let _ = writeln!(out, "      hint: {hint}");
+            }
+        }
+        out.push('\n');
+    }
+
     if !plan.conflicts.is_empty() {
         let _ = writeln!(
             out,
@@ -75,12 +136,21 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
 /// `Plan: 2 to create, 1 to update, 1 to repair. 3 unchanged.` or the no-changes line.
 pub fn summary_line(plan: &Plan) -> String {
     let summary = plan.summary();
-    if plan.is_empty() && plan.conflicts.is_empty() {
-        return format!(
+    if plan.is_empty() && plan.conflicts.is_empty() && plan.refusals.is_empty() {
+        let mut line = format!(
             "No changes. Live state matches the desired state ({} tenant{}).",
             summary.unchanged,
             plural(summary.unchanged)
         );
+        if summary.orphans > 0 {
+            let _ = write!(
+                line,
+                " {} orphan{} left alone.",
+                summary.orphans,
+                plural(summary.orphans)
+            );
+        }
+        return line;
     }
     let parts: Vec<String> = Action::ALL
         .iter()
@@ -99,6 +169,14 @@ pub fn summary_line(plan: &Plan) -> String {
     if summary.unchanged > 0 {
         let _ = write!(line, " {} unchanged.", summary.unchanged);
     }
+    if summary.orphans > 0 {
+        let _ = write!(
+            line,
+            " {} orphan{}.",
+            summary.orphans,
+            plural(summary.orphans)
+        );
+    }
     if summary.conflicts > 0 {
         let _ = write!(
             line,
@@ -107,7 +185,116 @@ pub fn summary_line(plan: &Plan) -> String {
             plural(summary.conflicts)
         );
     }
+    if !plan.refusals.is_empty() {
+        line.push_str(" Refused: nothing will be applied.");
+    }
     line
+}
+
+/// `1,204 rows, 3,400 records`, leaving out what was not measured.
+fn volume(rows: Option<u64>, records: Option<u64>) -> String {
+    let mut parts = Vec::new();
+    if let Some(rows) = rows {
+        parts.push(format!("{} row{}", thousands(rows), plural(rows as usize)));
+    }
+    if let Some(records) = records {
+        parts.push(format!(
+            "{} record{}",
+            thousands(records),
+            plural(records as usize)
+        ));
+    }
+    if parts.is_empty() {
+        "not measured".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// `1204` -> `1,204`.
+fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `18.2 MB`.
+fn bytes(value: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut size = value as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+/// The resources a purge destroys, with what they hold.
+fn purge_lines(out: &mut String, change: &TenantChange, style: Style) {
+    let minus = style.paint("31", "-");
+    let risk = change.at_risk.clone().unwrap_or_default();
+    for step in &change.steps {
+        match step {
+            crate::plan::Step::DropSchema { schema } => {
+                let rows = risk
+                    .rows
+                    .map(|rows| format!(" ({} row{})", thousands(rows), plural(rows as usize)))
+                    .unwrap_or_default();
+                line(out, &minus, "schema", &format!("{schema}{rows}"));
+            }
+            crate::plan::Step::DropRole { role } => line(out, &minus, "role", role),
+            crate::plan::Step::DeleteCollection { collection } => {
+                let records = risk
+                    .records
+                    .map(|records| {
+                        format!(
+                            " ({} record{})",
+                            thousands(records),
+                            plural(records as usize)
+                        )
+                    })
+                    .unwrap_or_default();
+                line(out, &minus, "collection", &format!("{collection}{records}"));
+            }
+            crate::plan::Step::DeleteBackups => line(
+                out,
+                &minus,
+                "backups",
+                &format!(
+                    "{} file{}, {}",
+                    risk.backup_files,
+                    plural(risk.backup_files as usize),
+                    bytes(risk.backup_bytes)
+                ),
+            ),
+            crate::plan::Step::DeleteRegistry => line(
+                out,
+                &minus,
+                "registry row",
+                &format!("{} (an event records the purge)", change.tenant),
+            ),
+            _ => {}
+        }
+    }
+    for drift in &change.drift {
+        line(
+            out,
+            &style.paint("33", "~"),
+            drift.resource.label(),
+            &format!("{} ({})", drift.name, drift.detail),
+        );
+    }
 }
 
 fn plural(count: usize) -> &'static str {
@@ -138,13 +325,32 @@ fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
         .collect::<Vec<_>>()
         .join(", ");
     let mut verbs = verbs;
-    if let Some(reason) = change
-        .record
-        .as_ref()
-        .and_then(|record| record.suspension_reason.as_deref())
-        .filter(|_| change.actions.contains(&Action::Suspend))
-    {
-        let _ = write!(verbs, "  (reason: {})", quote(reason));
+    match primary {
+        Action::Suspend => {
+            if let Some(reason) = change
+                .record
+                .as_ref()
+                .and_then(|record| record.suspension_reason.as_deref())
+            {
+                let _ = write!(verbs, "  (reason: {})", quote(reason));
+            }
+        }
+        Action::Delete => {
+            verbs = verbs.replacen("delete", "delete (soft)", 1);
+            let _ = write!(verbs, "  data kept");
+            if let Some(purge_after) = change.purge_after {
+                let _ = write!(verbs, ", purge after {}", purge_after.format("%Y-%m-%d"));
+            }
+        }
+        Action::Purge => {
+            if let Some(deleted_at) = change.deleted_at {
+                let _ = write!(verbs, "  deleted {}", deleted_at.format("%Y-%m-%d"));
+            }
+            if let Some(reason) = &change.reason {
+                let _ = write!(verbs, ", {reason}");
+            }
+        }
+        _ => {}
     }
     let _ = writeln!(
         out,
@@ -157,6 +363,10 @@ fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
         create_lines(out, change, style);
         return;
     }
+    if primary == Action::Purge {
+        purge_lines(out, change, style);
+        return;
+    }
     let transition = change
         .actions
         .iter()
@@ -167,6 +377,27 @@ fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
             continue;
         }
         field_line(out, field, style);
+    }
+    let access =
+        if change.actions.contains(&Action::Suspend) || change.actions.contains(&Action::Delete) {
+            Some("revoked")
+        } else if change.actions.contains(&Action::Resume)
+            || (change.actions.contains(&Action::Restore)
+                && change.status_after == Some(crate::observed::LiveStatus::Active))
+        {
+            Some("restored")
+        } else {
+            None
+        };
+    if let Some(access) = access {
+        line(out, &style.paint("33", "~"), "access", access);
+    }
+    if primary == Action::Delete {
+        let mut what = "final export of tables and collection".to_string();
+        if let Some(risk) = &change.at_risk {
+            let _ = write!(what, " ({})", volume(risk.rows, risk.records));
+        }
+        line(out, &style.paint("32", "+"), "backup", &what);
     }
     for drift in &change.drift {
         let symbol = match drift.problem {

@@ -74,6 +74,8 @@ pub struct TestEnv {
     pub chroma_database: String,
     pub role_prefix: String,
     pub dir: tempfile::TempDir,
+    /// Where this test's final backups go (`TENANTCTL_BACKUP_DIR`).
+    pub backups: tempfile::TempDir,
     pub client: Client,
     http: reqwest::Client,
 }
@@ -135,6 +137,7 @@ impl TestEnv {
             chroma_database: database,
             role_prefix,
             dir: tempfile::tempdir().unwrap(),
+            backups: tempfile::tempdir().unwrap(),
             client,
             http,
         };
@@ -177,9 +180,12 @@ impl TestEnv {
             .env("CHROMA_URL", &self.chroma_url)
             .env("CHROMA_DATABASE", &self.chroma_database)
             .env("TENANTCTL_ROLE_PREFIX", &self.role_prefix)
+            .env("TENANTCTL_BACKUP_DIR", self.backups.path())
             .env_remove("CHROMA_TENANT")
             .env_remove("CHROMA_TOKEN")
             .env_remove("TENANTCTL_RETENTION_DAYS")
+            .env_remove("TENANTCTL_MAX_DELETES")
+            .env_remove("NO_COLOR")
             .stdin(std::process::Stdio::null());
         for (key, value) in envs {
             command.env(key, value);
@@ -284,6 +290,31 @@ impl TestEnv {
                 response.status().is_success(),
                 "create {name}: {response:?}"
             );
+        });
+    }
+
+    /// Adds `count` records with 3-dimensional embeddings to a collection.
+    pub fn add_records(&self, name: &str, count: usize) {
+        let collection = self.collection(name).expect("collection exists");
+        let id = collection["id"].as_str().unwrap().to_string();
+        let url = format!(
+            "{}/api/v2/tenants/default_tenant/databases/{}/collections/{id}/add",
+            self.chroma_url, self.chroma_database
+        );
+        let ids: Vec<String> = (0..count).map(|n| format!("doc-{n}")).collect();
+        let embeddings: Vec<[f32; 3]> = (0..count).map(|n| [n as f32, 0.5, -1.0]).collect();
+        let documents: Vec<String> = (0..count).map(|n| format!("document {n}")).collect();
+        self.runtime.block_on(async {
+            let response = self
+                .http
+                .post(&url)
+                .json(&serde_json::json!({
+                    "ids": ids, "embeddings": embeddings, "documents": documents
+                }))
+                .send()
+                .await
+                .expect("chroma answers");
+            assert!(response.status().is_success(), "add records: {response:?}");
         });
     }
 
