@@ -18,7 +18,7 @@ pub const DEFAULT_CHROMA_URL: &str = "http://127.0.0.1:8000";
         YAML files (one per tenant, kept in git) describe the desired tenants; tenantctl \
         validates them, reads the live state of PostgreSQL and Chroma, prints a terraform-style \
         plan and applies it with per-tenant rollback.",
-    after_help = "Exit codes: 0 success, 1 error (invalid files, unreachable server, conflict, failed tenant), 2 usage error."
+    after_help = "Exit codes: 0 success; 1 error (usage, invalid files, unreachable server, conflict, refused or failed apply); 2 changes present (plan --detailed-exitcode only)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -31,8 +31,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show what apply would change, without changing anything
     Plan(PlanArgs),
-    /// Plan again under the apply lock, then carry the plan out
+    /// Plan again under the apply lock and carry the plan out, or apply a saved plan exactly
     Apply(ApplyArgs),
+    /// Render a saved plan (from `plan --out`) in any format
+    Show(ShowArgs),
 }
 
 #[derive(Debug, Args)]
@@ -87,10 +89,26 @@ pub struct PlanningArgs {
     /// Where final backups of soft-deleted tenants are written (and deleted at purge)
     #[arg(long, env = "TENANTCTL_BACKUP_DIR", default_value = "backups")]
     pub backup_dir: PathBuf,
+
+    /// Limit the run to this tenant (repeatable); the others are not looked at
+    #[arg(long = "tenant", value_name = "ID")]
+    pub tenants: Vec<String>,
 }
 
+/// Formats of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub enum PlanFormat {
+    /// Terraform-style text for terminals and logs
+    Text,
+    /// Stable, versioned JSON for machines
+    Json,
+    /// A pull-request comment (at most 65,536 characters)
+    Markdown,
+}
+
+/// Formats of an apply result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
     Text,
     Json,
 }
@@ -110,8 +128,14 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub planning: PlanningArgs,
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also save the plan to FILE, for `apply FILE` (contains no secrets)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -129,8 +153,22 @@ pub struct ApplyArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     /// Output format of the result
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// A plan saved with `plan --out`: apply exactly it, refusing if the files or the live
+    /// state changed since it was made
+    #[arg(value_name = "PLANFILE")]
+    pub plan_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved with `plan --out`
+    #[arg(value_name = "PLANFILE")]
+    pub file: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.

@@ -5,8 +5,10 @@
 pub enum Exit {
     /// Success; for `plan`, also "changes present" unless `--detailed-exitcode` is given.
     Success,
-    /// Invalid files, unreachable server, conflict, refused or failed apply.
+    /// Usage error, invalid files, unreachable server, conflict, refused or failed apply.
     Failure,
+    /// `plan --detailed-exitcode` found changes (terraform's meaning).
+    Changes,
 }
 
 impl Exit {
@@ -14,6 +16,7 @@ impl Exit {
         match self {
             Exit::Success => 0,
             Exit::Failure => 1,
+            Exit::Changes => 2,
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod error;
 pub mod observed;
 pub mod plan;
 pub mod render;
+pub mod saved;
 pub mod spec;
 #[cfg(test)]
 mod test_support;

@@ -4,7 +4,16 @@ use tenantctl::commands;
 use tenantctl::error::{Exit, Reported};
 
 fn main() {
-    let cli = Cli::parse();
+    // clap exits 2 on a usage error, which `plan --detailed-exitcode` uses for "changes
+    // present": usage errors exit 1 like every other error.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 1 } else { 0 };
+            let _ = error.print();
+            std::process::exit(code);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -15,6 +24,7 @@ fn main() {
             Command::Validate(args) => commands::validate::run(args),
             Command::Plan(args) => commands::plan::run(args).await,
             Command::Apply(args) => commands::apply::run(args).await,
+            Command::Show(args) => commands::show::run(args),
         }
     });
     let exit = match result {

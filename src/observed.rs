@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub const PUBLIC: &str = "PUBLIC";
 
 /// Everything tenantctl can see of the live systems at one moment.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ObservedState {
     /// `now()` of the database server: retention and purge decisions use this clock, never the
     /// clock of the machine running tenantctl.
@@ -67,7 +67,7 @@ impl std::fmt::Display for LiveStatus {
 }
 
 /// One row of `tenantctl.tenants`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegistryRow {
     pub id: String,
     /// Assigned at creation; a tenant re-created after a purge gets a new one, which keeps the
@@ -90,7 +90,7 @@ pub struct RegistryRow {
 }
 
 /// A schema, its comment, privileges and tables.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ObservedSchema {
     pub owner: String,
     /// `COMMENT ON SCHEMA`: tenantctl marks the schemas it creates.
@@ -101,7 +101,7 @@ pub struct ObservedSchema {
 }
 
 /// A table's columns and privileges.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ObservedTable {
     pub columns: BTreeMap<String, ObservedColumn>,
     /// Privileges on the table by grantee (role name, or [`PUBLIC`]).
@@ -109,7 +109,7 @@ pub struct ObservedTable {
 }
 
 /// A column as the catalogs describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObservedColumn {
     /// `format_type()` output, e.g. `uuid`, `timestamp with time zone`.
     pub data_type: String,
@@ -120,7 +120,7 @@ pub struct ObservedColumn {
 }
 
 /// A cluster-wide role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObservedRole {
     pub can_login: bool,
     /// `COMMENT ON ROLE`: tenantctl marks the roles it creates and touches no other.
@@ -128,7 +128,7 @@ pub struct ObservedRole {
 }
 
 /// A Chroma collection.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObservedCollection {
     pub id: String,
     pub metadata: serde_json::Map<String, serde_json::Value>,

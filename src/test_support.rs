@@ -54,7 +54,7 @@ pub fn uid(n: u128) -> Uuid {
 pub fn empty_observed() -> ObservedState {
     ObservedState {
         server_time: Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap(),
-        control_schema_version: Some(1),
+        control_schema_version: Some(crate::plan::CONTROL_SCHEMA_VERSION),
         ..ObservedState::default()
     }
 }

@@ -22,9 +22,10 @@ pub const APPLY_LOCK_KEY: i64 = 0x7465_6e61;
 
 /// Control schema migrations, in order. Each runs once, in its own transaction, under the apply
 /// lock; never edit a released one, add the next.
-const MIGRATIONS: [(i32, &str); 1] = [(
-    1,
-    r#"
+const MIGRATIONS: [(i32, &str); 2] = [
+    (
+        1,
+        r#"
 CREATE SCHEMA IF NOT EXISTS tenantctl;
 COMMENT ON SCHEMA tenantctl IS 'tenantctl control schema: tenant registry and audit events';
 CREATE TABLE tenantctl.schema_migrations (
@@ -72,7 +73,21 @@ $$;
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON tenantctl.events
     FOR EACH STATEMENT EXECUTE FUNCTION tenantctl.events_append_only();
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Saved plans applied with `apply FILE`: a plan id is recorded before its first change, so the
+-- same saved plan never applies twice.
+CREATE TABLE tenantctl.applied_plans (
+    plan_id uuid PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    run_id uuid NOT NULL,
+    actor text NOT NULL
+);
+"#,
+    ),
+];
 
 /// Errors of PostgreSQL calls, with what was being done. They never contain the password.
 #[derive(Debug, thiserror::Error)]
@@ -788,6 +803,48 @@ pub async fn count_rows(
         .await
         .map_err(query_error("count the rows at risk"))?;
     Ok(rows.iter().map(|row| row.get::<_, i64>(1)).collect())
+}
+
+/// When a saved plan was applied, if it was.
+pub async fn plan_applied(
+    client: &impl GenericClient,
+    plan_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, PostgresError> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('tenantctl.applied_plans') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(query_error("look for applied plans"))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT applied_at FROM tenantctl.applied_plans WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await
+        .map_err(query_error("look for applied plans"))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Records that a saved plan is being applied. Fails if it already was (primary key).
+pub async fn record_plan(
+    client: &impl GenericClient,
+    plan_id: Uuid,
+    run_id: Uuid,
+    actor: &str,
+) -> Result<(), PostgresError> {
+    client
+        .execute(
+            "INSERT INTO tenantctl.applied_plans (plan_id, run_id, actor) VALUES ($1, $2, $3)",
+            &[&plan_id, &run_id, &actor],
+        )
+        .await
+        .map_err(query_error("record the saved plan as applied"))?;
+    Ok(())
 }
 
 /// One audit event.

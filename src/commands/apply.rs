@@ -1,21 +1,33 @@
-//! `tenantctl apply`: lock, re-read, re-plan, confirm, execute.
+//! `tenantctl apply [PLANFILE]`: lock, re-read, (re-)plan or check the saved plan, confirm,
+//! execute.
 
-use crate::apply::{self, RunContext};
-use crate::backend::{self, postgres};
-use crate::cli::{ApplyArgs, Format};
+use crate::apply::{self, ApplyReport, RunContext};
+use crate::backend::chroma::ChromaClient;
+use crate::backend::postgres::{self, Postgres};
+use crate::backend::{self};
+use crate::cli::{ApplyArgs, ReportFormat};
 use crate::error::{Exit, Reported};
-use crate::plan;
+use crate::observed::ObservedState;
+use crate::plan::{self, Naming, Plan, PlanOptions};
 use crate::render::{self, Style};
+use crate::saved::{SavedPlan, StaleReason};
 use anyhow::{Context, Result};
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
 pub async fn run(args: &ApplyArgs) -> Result<Exit> {
+    match &args.plan_file {
+        Some(file) => apply_saved(args, file).await,
+        None => apply_fresh(args).await,
+    }
+}
+
+/// Plans under the lock and applies that plan.
+async fn apply_fresh(args: &ApplyArgs) -> Result<Exit> {
     let desired = super::load(&args.dir.dir)?;
     let options = super::plan_options(&args.connection, &args.planning)?;
     let (mut postgres, chroma) = super::connect(&args.connection, "apply").await?;
-    let style = Style::detect(std::io::stdout().is_terminal());
-    let text = args.format == Format::Text;
 
     // Everything from here runs under the lock: the plan shown is the plan executed.
     postgres
@@ -23,6 +35,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
         .await
         .context("another apply is running")?;
     let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
+    super::check_targets(&options, &desired, &observed)?;
     let mut plan = plan::diff(&desired, &observed, &options);
     backend::measure_at_risk(
         &mut plan,
@@ -33,84 +46,161 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
         &args.planning.backup_dir,
     )
     .await?;
-    if text {
-        let context = super::context(&args.dir.dir, &postgres, &chroma);
-        print!("{}", render::text::plan(&plan, &context, style));
-    }
-    if !plan.refusals.is_empty() {
+    let context = super::context(&args.dir.dir, &postgres, &chroma);
+    let run = Run {
+        args,
+        plan: &plan,
+        observed: &observed,
+        backup_root: args.planning.backup_dir.clone(),
+        saved_id: None,
+        context,
+    };
+    run.execute(&mut postgres, &chroma).await
+}
+
+/// Applies a saved plan exactly, after checking that neither the files nor the live state
+/// changed and that it was never applied.
+async fn apply_saved(args: &ApplyArgs, file: &Path) -> Result<Exit> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the saved plan `{}`", file.display()))?;
+    let saved = SavedPlan::parse(&file.display().to_string(), &text)?;
+    // The files the plan was made from must still be the same; validate them as usual.
+    let desired = super::load(Path::new(&saved.dir))?;
+    let options = PlanOptions {
+        naming: Naming::with_role_prefix(&saved.options.role_prefix),
+        retention_days: saved.options.retention_days,
+        prune: saved.options.prune,
+        max_deletes: saved.options.max_deletes,
+        targets: saved.options.tenants.clone(),
+    };
+    let (mut postgres, chroma) = super::connect(&args.connection, "apply").await?;
+    postgres
+        .lock(args.lock_timeout)
+        .await
+        .context("another apply is running")?;
+    let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
+    let stale = match postgres::plan_applied(&postgres.client, saved.id).await? {
+        Some(at) => Err(StaleReason::AlreadyApplied(
+            at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        )),
+        None => saved.check_fresh(&desired.fingerprint, &observed),
+    };
+    if let Err(reason) = stale {
         postgres.unlock().await?;
-        let reasons: Vec<String> = plan
-            .refusals
-            .iter()
-            .map(|refusal| format!("error: {}", refusal.message))
-            .collect();
         return Err(Reported(format!(
-            "{}\napply refused: the plan breaks a safety rule; nothing was changed",
-            reasons.join("\n")
+            "error: refusing to apply `{}`: {reason}\n  hint: make a new plan with `tenantctl plan --out FILE` and review it",
+            file.display()
         ))
         .into());
     }
-    if plan.is_empty() {
-        if !text {
-            println!("{}", render::json::report(&apply::ApplyReport::default()));
+    let context = render::PlanContext {
+        dir: saved.dir.clone(),
+        database: postgres.url().to_string(),
+        chroma: format!("{} ({})", chroma.url(), chroma.scope()),
+    };
+    let run = Run {
+        args,
+        plan: &saved.plan,
+        observed: &observed,
+        backup_root: PathBuf::from(&saved.options.backup_dir),
+        saved_id: Some(saved.id),
+        context,
+    };
+    run.execute(&mut postgres, &chroma).await
+}
+
+/// One apply, from showing the plan to the report.
+struct Run<'a> {
+    args: &'a ApplyArgs,
+    plan: &'a Plan,
+    observed: &'a ObservedState,
+    backup_root: PathBuf,
+    /// Id of the saved plan being applied, recorded before the first change.
+    saved_id: Option<Uuid>,
+    context: render::PlanContext,
+}
+
+impl Run<'_> {
+    async fn execute(self, postgres: &mut Postgres, chroma: &ChromaClient) -> Result<Exit> {
+        let style = Style::detect(std::io::stdout().is_terminal());
+        let text = self.args.format == ReportFormat::Text;
+        let plan = self.plan;
+        if text {
+            print!("{}", render::text::plan(plan, &self.context, style));
         }
-        postgres.unlock().await?;
-        return Ok(if plan.conflicts.is_empty() {
-            Exit::Success
-        } else {
-            Exit::Failure
-        });
-    }
+        if !plan.refusals.is_empty() {
+            postgres.unlock().await?;
+            let reasons: Vec<String> = plan
+                .refusals
+                .iter()
+                .map(|refusal| format!("error: {}", refusal.message))
+                .collect();
+            return Err(Reported(format!(
+                "{}\napply refused: the plan breaks a safety rule; nothing was changed",
+                reasons.join("\n")
+            ))
+            .into());
+        }
+        if plan.is_empty() {
+            if !text {
+                println!("{}", render::json::report(&ApplyReport::default()));
+            }
+            postgres.unlock().await?;
+            return Ok(if plan.conflicts.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            });
+        }
+        if !self.args.auto_approve {
+            if let Err(error) = confirm() {
+                postgres.unlock().await?;
+                return Err(error);
+            }
+        }
 
-    if !args.auto_approve {
-        confirm()?;
-    }
-
-    let mut report = apply::ApplyReport {
-        migrated: postgres.migrate().await?,
-        ..apply::ApplyReport::default()
-    };
-    chroma
-        .ensure_scope()
-        .await
-        .context("cannot prepare the chroma tenant and database")?;
-    let context = RunContext {
-        run_id: Uuid::new_v4(),
-        actor: postgres::actor(),
-        backup_root: args.planning.backup_dir.clone(),
-    };
-    if text {
-        println!();
-    }
-    let executed = apply::execute(
-        &mut postgres,
-        &chroma,
-        &plan,
-        &observed,
-        &context,
-        |result| {
+        let context = RunContext {
+            run_id: Uuid::new_v4(),
+            actor: postgres::actor(),
+            backup_root: self.backup_root.clone(),
+        };
+        let mut report = ApplyReport {
+            migrated: postgres.migrate().await?,
+            ..ApplyReport::default()
+        };
+        if let Some(id) = self.saved_id {
+            postgres::record_plan(&postgres.client, id, context.run_id, &context.actor).await?;
+        }
+        chroma
+            .ensure_scope()
+            .await
+            .context("cannot prepare the chroma tenant and database")?;
+        if text {
+            println!();
+        }
+        let executed = apply::execute(postgres, chroma, plan, self.observed, &context, |result| {
             if text {
                 print!("{}", render::text::tenant_result(result, style));
                 let _ = std::io::stdout().flush();
             }
-        },
-    )
-    .await;
-    report.run_id = executed.run_id;
-    report.tenants = executed.tenants;
-    postgres.unlock().await?;
+        })
+        .await;
+        report.run_id = executed.run_id;
+        report.tenants = executed.tenants;
+        postgres.unlock().await?;
 
-    if text {
-        println!();
-        println!("{}", render::text::report_summary(&report));
-    } else {
-        println!("{}", render::json::report(&report));
+        if text {
+            println!();
+            println!("{}", render::text::report_summary(&report));
+        } else {
+            println!("{}", render::json::report(&report));
+        }
+        Ok(if report.failed() {
+            Exit::Failure
+        } else {
+            Exit::Success
+        })
     }
-    Ok(if report.failed() {
-        Exit::Failure
-    } else {
-        Exit::Success
-    })
 }
 
 /// Asks for `yes` on a terminal; refuses without one.

@@ -2,12 +2,15 @@
 
 pub mod apply;
 pub mod plan;
+pub mod show;
 pub mod validate;
 
 use crate::backend::chroma::ChromaClient;
 use crate::backend::postgres::Postgres;
 use crate::cli::{ConnectionArgs, PlanningArgs};
-use crate::error::Reported;
+use crate::error::{Exit, Reported};
+use crate::observed::ObservedState;
+use crate::plan::Plan;
 use crate::plan::{Naming, PlanOptions};
 use crate::render::PlanContext;
 use crate::spec::{self, DesiredState};
@@ -43,6 +46,7 @@ pub fn plan_options(connection: &ConnectionArgs, planning: &PlanningArgs) -> Res
         retention_days: planning.retention_days,
         prune: planning.prune,
         max_deletes: Some(planning.max_deletes),
+        targets: planning.tenants.iter().cloned().collect(),
     })
 }
 
@@ -68,5 +72,68 @@ pub fn context(dir: &Path, postgres: &Postgres, chroma: &ChromaClient) -> PlanCo
         dir: dir.display().to_string(),
         database: postgres.url().to_string(),
         chroma: format!("{} ({})", chroma.url(), chroma.scope()),
+    }
+}
+
+/// With `--tenant`: every id must be known (in a file or the registry), and stderr says that
+/// the rest was not looked at.
+pub fn check_targets(
+    options: &PlanOptions,
+    desired: &DesiredState,
+    observed: &ObservedState,
+) -> Result<()> {
+    if options.targets.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&str> = options
+        .targets
+        .iter()
+        .filter(|id| !desired.tenants.contains_key(*id) && !observed.registry.contains_key(*id))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Reported(format!(
+            "error: unknown tenant{} in `--tenant`: {}\n  hint: a tenant must have a file in the directory or a row in the registry",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown
+                .iter()
+                .map(|id| format!("`{id}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    let total = desired
+        .tenants
+        .keys()
+        .chain(observed.registry.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    eprintln!(
+        "warning: `--tenant` limits this run to {} of {total} tenants; the others were not looked at",
+        options.targets.len()
+    );
+    Ok(())
+}
+
+/// Exit code of a plan: failure on conflicts or refusals; with `--detailed-exitcode`, 2 when
+/// there are changes.
+pub fn plan_exit(plan: &Plan, detailed: bool) -> Exit {
+    if !plan.refusals.is_empty() {
+        eprintln!("error: the plan breaks a safety rule; apply would refuse it");
+        return Exit::Failure;
+    }
+    if !plan.conflicts.is_empty() {
+        eprintln!(
+            "error: {} conflict{} found; apply would leave those tenants alone and fail",
+            plan.conflicts.len(),
+            if plan.conflicts.len() == 1 { "" } else { "s" }
+        );
+        return Exit::Failure;
+    }
+    if detailed && !plan.is_empty() {
+        Exit::Changes
+    } else {
+        Exit::Success
     }
 }

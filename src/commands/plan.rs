@@ -1,11 +1,12 @@
-//! `tenantctl plan`: read-only; shows what apply would do.
+//! `tenantctl plan`: read-only; shows what apply would do, optionally saves it.
 
 use crate::backend;
-use crate::cli::{Format, PlanArgs};
+use crate::cli::{PlanArgs, PlanFormat};
 use crate::error::Exit;
 use crate::plan;
 use crate::render::{self, Style};
-use anyhow::Result;
+use crate::saved::{self, SavedOptions, SavedPlan};
+use anyhow::{Context, Result};
 use std::io::IsTerminal;
 
 pub async fn run(args: &PlanArgs) -> Result<Exit> {
@@ -14,6 +15,7 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
     let options = super::plan_options(&args.connection, &args.planning)?;
     let (postgres, chroma) = super::connect(&args.connection, "plan").await?;
     let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
+    super::check_targets(&options, &desired, &observed)?;
     let mut plan = plan::diff(&desired, &observed, &options);
     backend::measure_at_risk(
         &mut plan,
@@ -24,26 +26,46 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
         &args.planning.backup_dir,
     )
     .await?;
+    let context = super::context(&args.dir.dir, &postgres, &chroma);
+
+    if let Some(out) = &args.out {
+        let saved = SavedPlan {
+            kind: saved::KIND.to_string(),
+            format_version: saved::FORMAT_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            id: uuid::Uuid::new_v4(),
+            created_at: observed.server_time,
+            dir: args.dir.dir.display().to_string(),
+            desired_fingerprint: desired.fingerprint.clone(),
+            live_fingerprint: saved::live_fingerprint(&observed),
+            database: context.database.clone(),
+            chroma: context.chroma.clone(),
+            options: SavedOptions {
+                role_prefix: options.naming.role_prefix.clone(),
+                retention_days: options.retention_days,
+                prune: options.prune,
+                max_deletes: options.max_deletes,
+                tenants: options.targets.clone(),
+                backup_dir: args.planning.backup_dir.display().to_string(),
+            },
+            plan: plan.clone(),
+        };
+        std::fs::write(out, saved.to_json())
+            .with_context(|| format!("cannot write the saved plan to `{}`", out.display()))?;
+        eprintln!(
+            "saved the plan to `{}`; apply exactly it with `tenantctl apply {}`",
+            out.display(),
+            out.display()
+        );
+    }
+
     match args.format {
-        Format::Text => {
+        PlanFormat::Text => {
             let style = Style::detect(std::io::stdout().is_terminal());
-            let context = super::context(&args.dir.dir, &postgres, &chroma);
             print!("{}", render::text::plan(&plan, &context, style));
         }
-        Format::Json => println!("{}", render::json::plan(&plan)),
+        PlanFormat::Json => println!("{}", render::json::plan(&plan)),
+        PlanFormat::Markdown => print!("{}", render::markdown::plan(&plan, &context)),
     }
-    if !plan.refusals.is_empty() {
-        eprintln!("error: the plan breaks a safety rule; apply would refuse it");
-        return Ok(Exit::Failure);
-    }
-    if plan.conflicts.is_empty() {
-        Ok(Exit::Success)
-    } else {
-        eprintln!(
-            "error: {} conflict{} found; apply would leave those tenants alone and fail",
-            plan.conflicts.len(),
-            if plan.conflicts.len() == 1 { "" } else { "s" }
-        );
-        Ok(Exit::Failure)
-    }
+    Ok(super::plan_exit(&plan, args.detailed_exitcode))
 }

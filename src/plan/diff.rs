@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 /// Latest version of the control schema this release knows. The SQL of each version lives in
 /// `backend::postgres`; the planner only needs the numbers.
-pub const CONTROL_SCHEMA_VERSION: i32 = 1;
+pub const CONTROL_SCHEMA_VERSION: i32 = 2;
 
 /// Knobs of a plan run that do not come from the files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -26,6 +26,15 @@ pub struct PlanOptions {
     pub prune: bool,
     /// Refuse the run when it would soft-delete or purge more tenants than this.
     pub max_deletes: Option<usize>,
+    /// Only these tenants (`--tenant`); empty means all.
+    pub targets: std::collections::BTreeSet<String>,
+}
+
+impl PlanOptions {
+    /// True when `tenant` is part of this run.
+    pub fn targets(&self, tenant: &str) -> bool {
+        self.targets.is_empty() || self.targets.contains(tenant)
+    }
 }
 
 /// Retention period when neither the tenant, the flag nor a Settings document sets one.
@@ -61,7 +70,11 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         .retention_days
         .or(desired.settings.retention_days)
         .unwrap_or(DEFAULT_RETENTION_DAYS);
-    for spec in desired.tenants.values() {
+    for spec in desired
+        .tenants
+        .values()
+        .filter(|spec| options.targets(&spec.id))
+    {
         let mut planner = TenantPlanner {
             spec,
             retention_days: spec.retention_days.unwrap_or(default_retention),
@@ -128,7 +141,11 @@ fn plan_orphans(
 ) {
     let naming = &options.naming;
     let mut resources: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let known = |id: &str| desired.tenants.contains_key(id) || observed.registry.contains_key(id);
+    let known = |id: &str| {
+        desired.tenants.contains_key(id)
+            || observed.registry.contains_key(id)
+            || !options.targets(id)
+    };
     for (name, schema) in &observed.schemas {
         if let Some(id) = name.strip_prefix(&naming.schema_prefix) {
             if schema.comment == MANAGED_COMMENT && !known(id) {
@@ -175,7 +192,7 @@ fn plan_orphans(
     }
 
     for (id, row) in &observed.registry {
-        if desired.tenants.contains_key(id) {
+        if desired.tenants.contains_key(id) || !options.targets(id) {
             continue;
         }
         let mut orphan = Orphan {

@@ -10,7 +10,7 @@ mod naming;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{diff, PlanOptions};
+pub use diff::{diff, PlanOptions, CONTROL_SCHEMA_VERSION};
 pub use naming::{
     collection_metadata, Naming, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT,
     TABLE_PRIVILEGES,
@@ -19,14 +19,14 @@ pub use naming::{
 use crate::observed::LiveStatus;
 use crate::spec::EffectiveConfig;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Version of the JSON plan format; bumped on any incompatible change of field names or meaning.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Everything a plan run decided.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Time of the database server when live state was read.
     pub server_time: DateTime<Utc>,
@@ -89,7 +89,7 @@ impl Plan {
 }
 
 /// The control schema's migration state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControlSchemaChange {
     /// Installed version, `None` when the control schema does not exist yet.
     pub current_version: Option<i32>,
@@ -98,7 +98,7 @@ pub struct ControlSchemaChange {
 }
 
 /// Counts per action kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub create: usize,
     pub update: usize,
@@ -135,7 +135,7 @@ impl Summary {
 }
 
 /// What happens to a tenant. A closed set: renderers match on it and never re-derive it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Provision a tenant that has no registry row.
@@ -200,7 +200,7 @@ impl Action {
 }
 
 /// The plan for one tenant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantChange {
     pub tenant: String,
     /// The registry uid; `None` before creation.
@@ -264,7 +264,7 @@ impl TenantChange {
 
 /// Data a destructive change touches: rows in the tenant's tables, records in its collection,
 /// its backups. `None` where it could not be measured.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct DataAtRisk {
     pub rows: Option<u64>,
     pub records: Option<u64>,
@@ -273,7 +273,7 @@ pub struct DataAtRisk {
 }
 
 /// A safety rule that stops the whole run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     pub tenant: Option<String>,
     pub message: String,
@@ -281,7 +281,7 @@ pub struct Refusal {
 }
 
 /// Something live that no file describes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Orphan {
     pub tenant: String,
     /// Registry status, or `None` for resources without a registry row.
@@ -293,7 +293,7 @@ pub struct Orphan {
 }
 
 /// A soft-deleted tenant waiting for its purge.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledPurge {
     pub tenant: String,
     pub deleted_at: Option<DateTime<Utc>>,
@@ -301,7 +301,7 @@ pub struct ScheduledPurge {
 }
 
 /// The registry record a change writes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistryRecord {
     pub name: String,
     pub status: LiveStatus,
@@ -315,7 +315,7 @@ pub struct RegistryRecord {
 }
 
 /// One field of the registry record changing.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// Dotted path, e.g. `config.max_tokens`.
     pub path: String,
@@ -326,7 +326,7 @@ pub struct FieldChange {
 }
 
 /// A live resource that differs from what the tenant should have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     pub resource: ResourceKind,
     /// Resource name, e.g. `tenant_acme` or `tenant_acme.conversations`.
@@ -337,7 +337,7 @@ pub struct Drift {
 }
 
 /// Missing resources are re-created; wrong ones are corrected in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftProblem {
     Missing,
@@ -345,7 +345,7 @@ pub enum DriftProblem {
 }
 
 /// The kinds of resources a tenant owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceKind {
     Schema,
@@ -373,7 +373,7 @@ impl ResourceKind {
 
 /// Something that stops tenantctl from touching a tenant, e.g. a role of the same name that it did
 /// not create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     pub tenant: String,
     pub resource: ResourceKind,
@@ -384,7 +384,7 @@ pub struct Conflict {
 
 /// One concrete operation. PostgreSQL steps of a tenant run in one transaction; Chroma steps run
 /// while that transaction is open and are compensated if it rolls back.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     /// `CREATE SCHEMA`, marked as managed, PUBLIC revoked.

@@ -62,10 +62,10 @@ fn missing_control_schema_is_a_pending_migration() {
     let mut observed = empty_observed();
     observed.control_schema_version = None;
     let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
-    assert_eq!(plan.control_schema.pending, vec![1]);
+    assert_eq!(plan.control_schema.pending, vec![1, 2]);
     assert!(!plan.is_empty());
     let mut observed = empty_observed();
-    observed.control_schema_version = Some(1);
+    observed.control_schema_version = Some(CONTROL_SCHEMA_VERSION);
     let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
     assert!(plan.control_schema.pending.is_empty());
     assert!(plan.is_empty());

@@ -2,6 +2,7 @@
 //! Pure: they take data and return strings, so every format is snapshot-tested.
 
 pub mod json;
+pub mod markdown;
 pub mod text;
 
 /// Where the plan was made, for its header. URLs carry no password.
