@@ -291,7 +291,7 @@ impl Postgres {
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                  WHERE l.locktype = 'advisory' AND l.granted \
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                   AND l.classid::bigint = ($1 >> 32) AND l.objid::bigint = ($1 & 4294967295) AND l.objsubid = 1",
+                   AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295) AND l.objsubid = 1",
                 &[&APPLY_LOCK_KEY],
             )
             .await
