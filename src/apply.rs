@@ -21,6 +21,20 @@ pub struct RunContext {
     pub actor: String,
     /// Root of the final backups written at soft delete and deleted at purge.
     pub backup_root: std::path::PathBuf,
+    /// Set by a signal handler: the tenant in progress finishes, no further tenant starts.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RunContext {
+    /// A new run by the current user.
+    pub fn new(backup_root: std::path::PathBuf) -> Self {
+        RunContext {
+            run_id: Uuid::new_v4(),
+            actor: postgres::actor(),
+            backup_root,
+            stop: Default::default(),
+        }
+    }
 }
 
 /// How one tenant ended.
@@ -57,6 +71,8 @@ pub struct ApplyReport {
     /// Control schema versions migrated by this run.
     pub migrated: Vec<i32>,
     pub tenants: Vec<TenantResult>,
+    /// Tenants not started because the run was asked to stop.
+    pub not_started: usize,
 }
 
 impl ApplyReport {
@@ -165,6 +181,12 @@ pub async fn execute(
         ..ApplyReport::default()
     };
     for change in &plan.changes {
+        if context.stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if change.blocked || !change.steps.is_empty() {
+                report.not_started += 1;
+            }
+            continue;
+        }
         let outcome = if change.blocked {
             let reasons: Vec<&str> = plan
                 .conflicts
@@ -189,6 +211,57 @@ pub async fn execute(
         report.tenants.push(result);
     }
     report
+}
+
+/// Reads the live state and plans against it, measuring what destructive changes put at risk.
+///
+/// # Errors
+/// A backend failed; nothing was changed.
+pub async fn observe_and_plan(
+    postgres: &Postgres,
+    chroma: &ChromaClient,
+    desired: &crate::spec::DesiredState,
+    options: &crate::plan::PlanOptions,
+    backup_root: &std::path::Path,
+) -> Result<(ObservedState, Plan), BackendError> {
+    let observed = crate::backend::observe(postgres, chroma, &options.naming).await?;
+    let mut plan = crate::plan::diff(desired, &observed, options);
+    crate::backend::measure_at_risk(
+        &mut plan,
+        &observed,
+        postgres,
+        chroma,
+        &options.naming,
+        backup_root,
+    )
+    .await?;
+    Ok((observed, plan))
+}
+
+/// Carries out an approved plan: migrates the control schema, records a saved plan's id,
+/// prepares the Chroma database, then executes tenant by tenant. The caller holds the apply
+/// lock and has checked that the plan has no refusals.
+///
+/// # Errors
+/// The migration, the plan record or the Chroma set-up failed: no tenant was touched.
+/// Failures of single tenants are in the report, not errors.
+pub async fn run(
+    postgres: &mut Postgres,
+    chroma: &ChromaClient,
+    plan: &Plan,
+    observed: &ObservedState,
+    context: &RunContext,
+    saved_plan: Option<Uuid>,
+    progress: impl FnMut(&TenantResult),
+) -> Result<ApplyReport, BackendError> {
+    let migrated = postgres.migrate().await?;
+    if let Some(id) = saved_plan {
+        postgres::record_plan(&postgres.client, id, context.run_id, &context.actor).await?;
+    }
+    chroma.ensure_scope().await?;
+    let mut report = execute(postgres, chroma, plan, observed, context, progress).await;
+    report.migrated = migrated;
+    Ok(report)
 }
 
 /// One tenant, atomically.

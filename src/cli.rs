@@ -35,6 +35,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Render a saved plan (from `plan --out`) in any format
     Show(ShowArgs),
+    /// Reconcile continuously: on every change of the directory and on a timer
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -211,4 +213,41 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5d").is_err());
     }
+}
+
+/// Log formats of `watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event
+    Human,
+    /// One JSON object per line, for log collectors
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+    /// Apply changes (leader only); without it the watcher only logs its plans
+    #[arg(long)]
+    pub apply: bool,
+    /// Reconcile at least this often even without file changes (repairs drift, runs due purges)
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Quiet period after a file change before reconciling: a burst of saves makes one reconcile
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// How long one reconcile waits for the apply lock held by a CLI apply
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9187
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Log format
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
 }

@@ -35,3 +35,4 @@ pub mod saved;
 pub mod spec;
 #[cfg(test)]
 mod test_support;
+pub mod watch;

@@ -25,6 +25,7 @@ fn main() {
             Command::Plan(args) => commands::plan::run(args).await,
             Command::Apply(args) => commands::apply::run(args).await,
             Command::Show(args) => commands::show::run(args),
+            Command::Watch(args) => commands::watch::run(args).await,
         }
     });
     let exit = match result {

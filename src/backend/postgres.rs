@@ -20,6 +20,10 @@ pub const CONTROL_SCHEMA: &str = "tenantctl";
 /// are scoped to the current database, so registries in separate databases do not contend.
 pub const APPLY_LOCK_KEY: i64 = 0x7465_6e61;
 
+/// Advisory lock key held for its whole life by the `watch --apply` process that leads ("tenb").
+/// It is session-level: it goes away with the leader's connection, and a standby takes it.
+pub const LEADER_LOCK_KEY: i64 = 0x7465_6e62;
+
 /// Control schema migrations, in order. Each runs once, in its own transaction, under the apply
 /// lock; never edit a released one, add the next.
 const MIGRATIONS: [(i32, &str); 2] = [
@@ -270,6 +274,42 @@ impl Postgres {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Tries once to take the session-level advisory lock `key`.
+    pub async fn try_lock_key(&self, key: i64) -> Result<bool, PostgresError> {
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(query_error("take an advisory lock"))?;
+        Ok(row.get(0))
+    }
+
+    /// True when the connection to the server is gone.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Registry rows by status (empty before the first apply).
+    pub async fn count_by_status(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, PostgresError> {
+        if self.control_schema_version().await?.is_none() {
+            return Ok(Default::default());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT status, count(*) FROM tenantctl.tenants GROUP BY status",
+                &[],
+            )
+            .await
+            .map_err(query_error("count tenants by status"))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+            .collect())
     }
 
     /// Releases the apply lock (also released when the session ends).

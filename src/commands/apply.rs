@@ -2,13 +2,13 @@
 //! execute.
 
 use crate::apply::{self, ApplyReport, RunContext};
+use crate::backend;
 use crate::backend::chroma::ChromaClient;
 use crate::backend::postgres::{self, Postgres};
-use crate::backend::{self};
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::error::{Exit, Reported};
 use crate::observed::ObservedState;
-use crate::plan::{self, Naming, Plan, PlanOptions};
+use crate::plan::{Naming, Plan, PlanOptions};
 use crate::render::{self, Style};
 use crate::saved::{SavedPlan, StaleReason};
 use anyhow::{Context, Result};
@@ -34,18 +34,15 @@ async fn apply_fresh(args: &ApplyArgs) -> Result<Exit> {
         .lock(args.lock_timeout)
         .await
         .context("another apply is running")?;
-    let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
-    super::check_targets(&options, &desired, &observed)?;
-    let mut plan = plan::diff(&desired, &observed, &options);
-    backend::measure_at_risk(
-        &mut plan,
-        &observed,
+    let (observed, plan) = apply::observe_and_plan(
         &postgres,
         &chroma,
-        &options.naming,
+        &desired,
+        &options,
         &args.planning.backup_dir,
     )
     .await?;
+    super::check_targets(&options, &desired, &observed)?;
     let context = super::context(&args.dir.dir, &postgres, &chroma);
     let run = Run {
         args,
@@ -159,34 +156,25 @@ impl Run<'_> {
             }
         }
 
-        let context = RunContext {
-            run_id: Uuid::new_v4(),
-            actor: postgres::actor(),
-            backup_root: self.backup_root.clone(),
-        };
-        let mut report = ApplyReport {
-            migrated: postgres.migrate().await?,
-            ..ApplyReport::default()
-        };
-        if let Some(id) = self.saved_id {
-            postgres::record_plan(&postgres.client, id, context.run_id, &context.actor).await?;
-        }
-        chroma
-            .ensure_scope()
-            .await
-            .context("cannot prepare the chroma tenant and database")?;
+        let context = RunContext::new(self.backup_root.clone());
         if text {
             println!();
         }
-        let executed = apply::execute(postgres, chroma, plan, self.observed, &context, |result| {
-            if text {
-                print!("{}", render::text::tenant_result(result, style));
-                let _ = std::io::stdout().flush();
-            }
-        })
-        .await;
-        report.run_id = executed.run_id;
-        report.tenants = executed.tenants;
+        let report = apply::run(
+            postgres,
+            chroma,
+            plan,
+            self.observed,
+            &context,
+            self.saved_id,
+            |result| {
+                if text {
+                    print!("{}", render::text::tenant_result(result, style));
+                    let _ = std::io::stdout().flush();
+                }
+            },
+        )
+        .await?;
         postgres.unlock().await?;
 
         if text {

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod plan;
 pub mod show;
 pub mod validate;
+pub mod watch;
 
 use crate::backend::chroma::ChromaClient;
 use crate::backend::postgres::Postgres;

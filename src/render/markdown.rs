@@ -26,10 +26,28 @@ pub const COMMENT_LIMIT: usize = 65_536;
 /// rest are counted as "and N more": the summary must fit in the comment whatever the plan.
 const LIST_LIMIT: usize = 20;
 
+/// What the warning says a purge and a soft delete do.
+const PURGE_MEANS: &str =
+    "A purge drops the tenant's schema, role and collection and deletes its backups, for good.";
+const SOFT_DELETE_MEANS: &str =
+    "A soft delete revokes access and keeps the data (with a final backup) until the purge.";
+
 /// Destructive tenants named in the warning when even a names-only list would not fit.
 const WARNING_NAME_LIMIT: usize = 100;
 
+/// Heading of the blocks.
+const CHANGES_HEADING: &str = "\n#### Changes\n";
+
+/// Heading of the blocks collapsed to one line.
+const MORE_HEADING: &str =
+    "\n#### More changes\n\nCollapsed to one line each to stay under GitHub's comment limit.\n\n";
+
 /// The plan as a pull-request comment of at most [`COMMENT_LIMIT`] characters (and bytes).
+///
+/// The summary is always whole. Blocks of soft deletes, purges, blocked and refused tenants come
+/// first and are kept in full when they fit; then as many tenants as possible are shown at all
+/// (in full, else collapsed to one line), and as many of those in full as that allows. Whatever
+/// is left is counted in a closing sentence.
 pub fn plan(plan: &Plan, context: &PlanContext) -> String {
     let entries = entries(plan);
     let mut out = summary_within_limit(plan, context, &entries);
@@ -37,46 +55,78 @@ pub fn plan(plan: &Plan, context: &PlanContext) -> String {
         return out;
     }
 
-    let total = entries.len();
-    let more_heading = "\n#### More changes\n\nCollapsed to one line each to stay under GitHub's comment limit.\n\n";
-    // Room for the closing parts, sized for the longest they can be.
-    let footer_room = more_heading.len() + left_out_sentence(total).len() + 2;
-    let budget = COMMENT_LIMIT.saturating_sub(footer_room);
+    let blocks: Vec<String> = entries.iter().map(block).collect();
+    let lines: Vec<String> = entries.iter().map(collapsed_line).collect();
+    let must = entries.iter().filter(|entry| entry.open()).count();
+    let (full, covered) = layout(
+        out.len() + CHANGES_HEADING.len(),
+        &blocks.iter().map(String::len).collect::<Vec<_>>(),
+        &lines.iter().map(String::len).collect::<Vec<_>>(),
+        must,
+    );
 
-    out.push_str("\n#### Changes\n");
-    let mut shown = 0;
-    for entry in &entries {
-        let block = block(entry);
-        if out.len() + 1 + block.len() > budget {
-            break;
-        }
+    out.push_str(CHANGES_HEADING);
+    for block in &blocks[..full] {
         out.push('\n');
-        out.push_str(&block);
-        shown += 1;
+        out.push_str(block);
     }
-
-    let mut collapsed = String::new();
-    let mut collapsed_count = 0;
-    for entry in &entries[shown..] {
-        let line = collapsed_line(entry);
-        if out.len() + more_heading.len() + collapsed.len() + line.len() > budget {
-            break;
+    if covered > full {
+        out.push_str(MORE_HEADING);
+        for line in &lines[full..covered] {
+            out.push_str(line);
         }
-        collapsed.push_str(&line);
-        collapsed_count += 1;
     }
-    if collapsed_count > 0 {
-        out.push_str(more_heading);
-        out.push_str(&collapsed);
-    }
-
-    let left_out = total - shown - collapsed_count;
+    let left_out = entries.len() - covered;
     if left_out > 0 {
         out.push('\n');
         out.push_str(&left_out_sentence(left_out));
     }
     debug_assert!(out.len() <= COMMENT_LIMIT, "{} bytes", out.len());
     out
+}
+
+/// How many entries are shown in full and how many are shown at all (the rest collapsed), given
+/// the bytes already used and the size of each entry's block and collapsed line.
+///
+/// The first `must` entries (destructive and held) get full blocks as far as they fit. Then the
+/// number of entries shown at all is maximised, and with it the number shown in full: showing one
+/// more in full never lets more entries be shown, so both are found by binary search.
+fn layout(used: usize, blocks: &[usize], lines: &[usize], must: usize) -> (usize, usize) {
+    let count = blocks.len();
+    let footer = MORE_HEADING.len() + 1 + left_out_sentence(count).len();
+    let budget = COMMENT_LIMIT.saturating_sub(used + footer);
+    let prefix = |sizes: &[usize], extra: usize| {
+        let mut sums = vec![0];
+        for size in sizes {
+            sums.push(sums.last().copied().unwrap_or(0) + size + extra);
+        }
+        sums
+    };
+    // A block is written after a blank line.
+    let block_sums = prefix(blocks, 1);
+    let line_sums = prefix(lines, 0);
+    // With the first `full` entries in full, how many entries fit at all.
+    let covered = |full: usize| -> Option<usize> {
+        let room = budget.checked_sub(block_sums[full])?;
+        let limit = room + line_sums[full];
+        let end = line_sums.partition_point(|sum| *sum <= limit) - 1;
+        Some(end.max(full))
+    };
+    let mut minimum = 0;
+    while minimum < must.min(count) && covered(minimum + 1).is_some() {
+        minimum += 1;
+    }
+    let best = covered(minimum).unwrap_or(minimum);
+    let (mut low, mut high) = (minimum, count);
+    while low < high {
+        let middle = (low + high).div_ceil(2);
+        if covered(middle).is_some_and(|shown| shown >= best) {
+            low = middle;
+        } else {
+            high = middle - 1;
+        }
+    }
+    (low, best)
 }
 
 /// `3 tenants left out of this comment (run `tenantctl plan` to see them all)`.
@@ -355,10 +405,12 @@ fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
             plural(purges)
         ),
     };
-    let _ = writeln!(
-        out,
-        "\n> [!WARNING]\n> **{headline}.** A purge destroys a tenant's schema, collection and backups for good; a soft delete revokes access and keeps the data until the purge."
-    );
+    let explanation = match (purges, deletes) {
+        (_, 0) => PURGE_MEANS.to_string(),
+        (0, _) => SOFT_DELETE_MEANS.to_string(),
+        _ => format!("{PURGE_MEANS} {SOFT_DELETE_MEANS}"),
+    };
+    let _ = writeln!(out, "\n> [!WARNING]\n> **{headline}.** {explanation}");
     match detail {
         Detail::Full => {
             for entry in &destructive {
@@ -407,18 +459,19 @@ fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
             )
         });
     if destructive.len() > 1 && total != (0, 0, 0, 0) {
-        let _ = writeln!(
-            out,
-            ">\n> Measured in total: {}, {}, {} ({}).",
-            count(total.0, "row"),
-            count(total.1, "record"),
-            count(total.2, "backup file"),
-            bytes(total.3)
-        );
+        let mut parts = vec![count(total.0, "row"), count(total.1, "record")];
+        if total.2 > 0 {
+            parts.push(format!(
+                "{} ({})",
+                count(total.2, "backup file"),
+                bytes(total.3)
+            ));
+        }
+        let _ = writeln!(out, ">\n> Measured in total: {}.", parts.join(", "));
     }
 }
 
-/// `purge `piedpiper`: 987,654 rows, 12 records, 3 backup files (18.2 MB) destroyed`.
+/// `purge <code>piedpiper</code>: 987,654 rows, 12 records, 3 backup files (18.2 MB), destroyed`.
 fn at_risk_line(entry: &Entry) -> String {
     let change = entry.change;
     let mut line = format!(
@@ -427,11 +480,14 @@ fn at_risk_line(entry: &Entry) -> String {
         markdown(&change.tenant)
     );
     let risk = change.at_risk.as_ref();
-    let volume = risk
-        .map(|risk| volume(risk.rows, risk.records))
-        .unwrap_or_else(|| "not measured".to_string());
+    let mut what = match risk {
+        Some(risk) => volume(risk.rows, risk.records),
+        None => "not measured".to_string(),
+    };
+    if what == "not measured" {
+        what = "data not measured".to_string();
+    }
     if entry.primary() == Action::Purge {
-        let mut what = volume;
         if let Some(risk) = risk {
             let _ = write!(
                 what,
@@ -440,9 +496,9 @@ fn at_risk_line(entry: &Entry) -> String {
                 bytes(risk.backup_bytes)
             );
         }
-        let _ = write!(line, "{what} destroyed");
+        let _ = write!(line, "{what}, destroyed");
     } else {
-        let _ = write!(line, "{volume} kept");
+        let _ = write!(line, "{what}, kept");
         if let Some(purge_after) = change.purge_after {
             let _ = write!(
                 line,
@@ -970,5 +1026,480 @@ fn bytes(value: u64) -> String {
         format!("{value} B")
     } else {
         format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Plans come from the real planner run on hand-built states, as in `render::tests`.
+    //! Update snapshots with `INSTA_UPDATE=always cargo test --lib render::markdown`, then read
+    //! every changed `.snap` file.
+
+    use super::*;
+    use crate::observed::{LiveStatus, ObservedRole, ObservedState, PUBLIC};
+    use crate::plan::{diff, DataAtRisk, PlanOptions};
+    use crate::spec::DesiredStatus;
+    use crate::test_support::*;
+    use std::collections::BTreeSet;
+
+    fn context() -> PlanContext {
+        PlanContext {
+            dir: "tenants".into(),
+            database: "postgres://tenantctl@db.internal:5432/app".into(),
+            chroma: "http://chroma.internal:8000 (default_tenant/default_database)".into(),
+        }
+    }
+
+    /// Every kind of routine change, plus one conflict and one unchanged tenant.
+    fn mixed_plan() -> Plan {
+        let mut observed = empty_observed();
+
+        // Update: plan, max_tokens, a feature added and one removed.
+        let globex_live = tenant("globex");
+        provision(&mut observed, &globex_live, LiveStatus::Active, 1);
+        let mut globex = tenant("globex");
+        globex.plan = "enterprise".into();
+        globex.config.max_tokens = 8000;
+        globex.config.features.remove("rag");
+        globex.config.features.insert("tools".into(), true);
+
+        // Repair: schema dropped by hand, collection deleted.
+        let initech = tenant("initech");
+        provision(&mut observed, &initech, LiveStatus::Active, 2);
+        observed.schemas.remove("tenant_initech");
+        observed.collections.remove("tenant_initech");
+
+        // Repair: PUBLIC given access to the schema, role given LOGIN.
+        let umbrella = tenant("umbrella");
+        provision(&mut observed, &umbrella, LiveStatus::Active, 3);
+        observed
+            .schemas
+            .get_mut("tenant_umbrella")
+            .unwrap()
+            .privileges
+            .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
+        observed.roles.get_mut("tenant_umbrella").unwrap().can_login = true;
+
+        // Suspend with a reason.
+        provision(&mut observed, &tenant("hooli"), LiveStatus::Active, 4);
+        let mut hooli = tenant("hooli");
+        hooli.state = DesiredStatus::Suspended;
+        hooli.suspension_reason = Some("invoice overdue".into());
+
+        // Resume a tenant suspended with a reason.
+        let mut massive_live = tenant("massive");
+        massive_live.state = DesiredStatus::Suspended;
+        massive_live.suspension_reason = Some("abuse report #4411".into());
+        provision(&mut observed, &massive_live, LiveStatus::Suspended, 5);
+        let massive = tenant("massive");
+
+        // Create.
+        let acme = tenant("acme");
+
+        // Conflict: a new tenant whose role exists and was not created by tenantctl.
+        observed.roles.insert(
+            "tenant_stark".into(),
+            ObservedRole {
+                can_login: true,
+                comment: String::new(),
+            },
+        );
+        let stark = tenant("stark");
+
+        // Unchanged.
+        let wayne = tenant("wayne");
+        provision(&mut observed, &wayne, LiveStatus::Active, 6);
+
+        diff(
+            &desired(vec![
+                acme, globex, initech, umbrella, hooli, massive, stark, wayne,
+            ]),
+            &observed,
+            &PlanOptions::default(),
+        )
+    }
+
+    /// Soft delete, due purge (with measured data at risk), restore, a scheduled purge, orphans
+    /// (one pruned, one with no registry row) and a protected tenant refused.
+    fn lifecycle_plan() -> Plan {
+        let mut observed = empty_observed();
+        let now = observed.server_time;
+        let mark_deleted = |observed: &mut ObservedState, id: &str, days: i64| {
+            let row = observed.registry.get_mut(id).unwrap();
+            row.status = LiveStatus::Deleted;
+            row.deleted_at = Some(now - chrono::Duration::days(30));
+            row.purge_after = Some(now + chrono::Duration::days(days));
+            observed
+                .schemas
+                .get_mut(&format!("tenant_{id}"))
+                .unwrap()
+                .privileges
+                .remove(&format!("tenant_{id}"));
+        };
+        let mut specs = Vec::new();
+
+        let hooli = tenant("hooli");
+        provision(&mut observed, &hooli, LiveStatus::Active, 1);
+        let mut hooli = hooli.clone();
+        hooli.state = DesiredStatus::Deleted;
+        specs.push(hooli);
+
+        let piedpiper = tenant("piedpiper");
+        provision(&mut observed, &piedpiper, LiveStatus::Active, 2);
+        mark_deleted(&mut observed, "piedpiper", -1);
+        let mut piedpiper = piedpiper.clone();
+        piedpiper.state = DesiredStatus::Deleted;
+        specs.push(piedpiper);
+
+        let aviato = tenant("aviato");
+        provision(&mut observed, &aviato, LiveStatus::Active, 3);
+        mark_deleted(&mut observed, "aviato", 12);
+        specs.push(aviato); // restored
+
+        let raviga = tenant("raviga");
+        provision(&mut observed, &raviga, LiveStatus::Active, 4);
+        mark_deleted(&mut observed, "raviga", 5);
+        let mut raviga = raviga.clone();
+        raviga.state = DesiredStatus::Deleted;
+        specs.push(raviga); // scheduled
+
+        let mut umbrella = tenant("umbrella");
+        umbrella.protected = true;
+        provision(&mut observed, &umbrella, LiveStatus::Active, 5);
+        umbrella.state = DesiredStatus::Deleted;
+        specs.push(umbrella); // refused
+
+        provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 6); // pruned orphan
+        provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 7);
+        observed.registry.remove("ghost"); // resources without registry row
+
+        let mut plan = diff(
+            &desired(specs),
+            &observed,
+            &PlanOptions {
+                prune: true,
+                max_deletes: Some(10),
+                ..PlanOptions::default()
+            },
+        );
+        for change in &mut plan.changes {
+            match change.tenant.as_str() {
+                "hooli" => {
+                    change.at_risk = Some(DataAtRisk {
+                        rows: Some(1204),
+                        records: Some(3400),
+                        ..DataAtRisk::default()
+                    })
+                }
+                "piedpiper" => {
+                    change.at_risk = Some(DataAtRisk {
+                        rows: Some(987_654),
+                        records: Some(12),
+                        backup_files: 3,
+                        backup_bytes: 18_200_000,
+                    })
+                }
+                _ => {}
+            }
+        }
+        plan
+    }
+
+    fn no_change_plan() -> Plan {
+        let mut observed = empty_observed();
+        let acme = tenant("acme");
+        let globex = tenant("globex");
+        provision(&mut observed, &acme, LiveStatus::Active, 1);
+        provision(&mut observed, &globex, LiveStatus::Active, 2);
+        diff(
+            &desired(vec![acme, globex]),
+            &observed,
+            &PlanOptions::default(),
+        )
+    }
+
+    /// Creates with long ids, names and models, and three soft deletes.
+    fn huge_plan(creates: usize) -> Plan {
+        let mut observed = empty_observed();
+        let mut specs = Vec::new();
+        for index in 0..creates {
+            let mut spec = tenant(&format!("tenant_with_a_rather_long_identifier_{index:04}"));
+            spec.name = format!("Customer {index} {}", "with a long display name ".repeat(8));
+            spec.config.model = format!("model-{}", "x".repeat(120));
+            specs.push(spec);
+        }
+        for (index, id) in ["zeta_gone", "omega_gone", "alpha_gone"].iter().enumerate() {
+            let mut spec = tenant(id);
+            provision(&mut observed, &spec, LiveStatus::Active, 10 + index as u128);
+            spec.state = DesiredStatus::Deleted;
+            specs.push(spec);
+        }
+        let mut plan = diff(&desired(specs), &observed, &PlanOptions::default());
+        for change in &mut plan.changes {
+            if change.tenant.ends_with("_gone") {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(10_000),
+                    records: Some(250),
+                    ..DataAtRisk::default()
+                });
+            }
+        }
+        plan
+    }
+
+    /// Checks what GitHub needs to keep the comment's structure: code fences closed, every
+    /// `<details>` closed outside them, and no raw HTML from values outside code blocks.
+    /// Returns the lines outside code blocks.
+    fn structure(output: &str) -> Vec<&str> {
+        let mut outside = Vec::new();
+        let mut fence: Option<usize> = None;
+        for line in output.lines() {
+            let ticks = line.chars().take_while(|c| *c == '`').count();
+            match fence {
+                Some(open) => {
+                    if ticks >= open && line.trim_end().len() == ticks {
+                        fence = None;
+                    }
+                }
+                None if ticks >= 3 => fence = Some(ticks),
+                None => outside.push(line),
+            }
+        }
+        assert!(fence.is_none(), "unclosed code fence:\n{output}");
+        let opened = outside
+            .iter()
+            .filter(|line| line.starts_with("<details"))
+            .count();
+        let closed = outside.iter().filter(|line| **line == "</details>").count();
+        assert_eq!(opened, closed, "{output}");
+        for line in outside.iter().filter(|line| **line != "</details>") {
+            let without_summary = line
+                .replace("<details open><summary>", "")
+                .replace("<details><summary>", "")
+                .replace("</summary>", "");
+            assert!(
+                !without_summary.contains("<details")
+                    && !without_summary.contains("</details>")
+                    && !without_summary.contains("summary>")
+                    && !without_summary.contains("<script"),
+                "raw HTML outside code blocks: {line}"
+            );
+        }
+        outside
+    }
+
+    #[test]
+    fn markdown_plan_mixed() {
+        let plan = mixed_plan();
+        let output = super::plan(&plan, &context());
+        structure(&output);
+        assert!(output.contains("> [!CAUTION]"));
+        assert!(!output.contains("[!WARNING]"), "nothing is deleted");
+        insta::assert_snapshot!(output);
+    }
+
+    #[test]
+    fn markdown_plan_lifecycle() {
+        let plan = lifecycle_plan();
+        assert_eq!(plan.refusals.len(), 1);
+        let output = super::plan(&plan, &context());
+        structure(&output);
+        // Every destructive tenant is in the warning with what it puts at risk.
+        let warning: String = output
+            .lines()
+            .skip_while(|line| *line != "> [!WARNING]")
+            .take_while(|line| line.starts_with('>'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for expected in [
+            "purge <code>piedpiper</code>: 987,654 rows, 12 records, 3 backup files (18.2 MB), destroyed",
+            "delete <code>hooli</code>: 1,204 rows, 3,400 records, kept",
+            "delete <code>soylent</code>",
+            "delete <code>umbrella</code>",
+        ] {
+            assert!(warning.contains(expected), "{expected} missing from\n{warning}");
+        }
+        // Purge first, then soft deletes, then the refused one, then the restore.
+        let order: Vec<&str> = output
+            .lines()
+            .filter(|line| line.starts_with("<details"))
+            .map(|line| {
+                line.split("<b>")
+                    .nth(1)
+                    .unwrap()
+                    .split("</b>")
+                    .next()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["piedpiper", "hooli", "soylent", "umbrella", "aviato"]
+        );
+        insta::assert_snapshot!(output);
+    }
+
+    #[test]
+    fn markdown_plan_no_changes() {
+        let plan = no_change_plan();
+        assert!(plan.is_empty());
+        let output = super::plan(&plan, &context());
+        structure(&output);
+        assert!(output.contains("No changes."));
+        assert!(!output.contains("<details"));
+        insta::assert_snapshot!(output);
+    }
+
+    #[test]
+    fn markdown_plan_stays_under_the_comment_limit() {
+        let plan = huge_plan(1000);
+        let output = super::plan(&plan, &context());
+        assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
+        assert!(output.chars().count() <= COMMENT_LIMIT);
+        let outside = structure(&output);
+
+        // The summary is complete.
+        let summary = plan.summary();
+        assert_eq!((summary.create, summary.delete), (1000, 3));
+        assert!(output.contains("| `+` | create | 1000 |"), "{output}");
+        assert!(output.contains("| `-` | delete | 3 |"), "{output}");
+
+        // Every changed tenant is a block, a collapsed line or counted as left out.
+        let blocks = outside
+            .iter()
+            .filter(|line| line.starts_with("<details"))
+            .count();
+        let collapsed = outside
+            .iter()
+            .skip_while(|line| **line != "#### More changes")
+            .filter(|line| line.starts_with("- <code>"))
+            .count();
+        let left_out: usize = output
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("**")?
+                    .strip_suffix(" tenants left out of this comment** (run `tenantctl plan` to see them all)")?
+                    .parse()
+                    .ok()
+            })
+            .expect("a left-out sentence");
+        assert!(
+            collapsed > 0 && left_out > 0,
+            "{blocks} {collapsed} {left_out}"
+        );
+        assert_eq!(
+            blocks + collapsed + left_out,
+            plan.effective_changes().count()
+        );
+
+        // Destructive tenants come first, in full, and are named in the warning.
+        for id in ["alpha_gone", "omega_gone", "zeta_gone"] {
+            assert!(
+                output.contains(&format!(
+                    "<details open><summary><code>-</code> <b>{id}</b> delete (soft)"
+                )),
+                "{id}"
+            );
+            assert!(output.contains(&format!(
+                "> - delete <code>{}</code>: 10,000 rows, 250 records, kept",
+                markdown(id)
+            )));
+        }
+
+        // Snapshot the shape, not 64 KB: the summary, then the first and last lines.
+        let (head, _) = output.split_once("#### Changes").unwrap();
+        let lines: Vec<&str> = output.lines().collect();
+        let shape = format!(
+            "{head}[{} bytes, {} characters: {blocks} blocks, {collapsed} collapsed, {left_out} left out]\n...\n{}\n",
+            output.len(),
+            output.chars().count(),
+            lines[lines.len() - 6..].join("\n")
+        );
+        insta::assert_snapshot!(shape);
+    }
+
+    #[test]
+    fn markdown_plan_lists_every_tenant_when_it_can() {
+        let plan = huge_plan(300);
+        let output = super::plan(&plan, &context());
+        assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
+        let outside = structure(&output);
+        assert!(!output.contains("left out of this comment"));
+        let blocks = outside
+            .iter()
+            .filter(|line| line.starts_with("<details"))
+            .count();
+        let collapsed = outside
+            .iter()
+            .skip_while(|line| **line != "#### More changes")
+            .filter(|line| line.starts_with("- <code>"))
+            .count();
+        assert!(blocks > 3 && collapsed > 0, "{blocks} {collapsed}");
+        assert_eq!(blocks + collapsed, 303);
+        // Showing one more block in full would push a tenant out.
+        assert!(
+            output.len() > COMMENT_LIMIT - 2_000,
+            "{} bytes",
+            output.len()
+        );
+    }
+
+    #[test]
+    fn markdown_values_cannot_break_the_structure() {
+        let mut observed = empty_observed();
+        let mut evil = tenant("evil");
+        evil.name = "</details></summary><script>alert(1)</script> & co".into();
+        evil.config.model = "gpt```\n```\n</details>".into();
+        let mut renamed = tenant("renamed");
+        provision(&mut observed, &renamed, LiveStatus::Active, 1);
+        renamed.name = "renamed inc\nsecond line\n````\nthird line".into();
+        renamed.state = DesiredStatus::Suspended;
+        renamed.suspension_reason =
+            Some("line one </summary>\n\n</details> **bold** `tick`".into());
+        let plan = diff(
+            &desired(vec![evil, renamed]),
+            &observed,
+            &PlanOptions::default(),
+        );
+        let output = super::plan(&plan, &context());
+        let outside = structure(&output);
+        assert_eq!(
+            outside
+                .iter()
+                .filter(|line| line.starts_with("<details"))
+                .count(),
+            2
+        );
+        // The reason is escaped and on one line in the summary of the block.
+        assert!(
+            output.contains(
+                "<b>renamed</b> suspend, update — reason: &quot;line one &lt;/summary&gt;\\n\\n&lt;/details&gt; **bold** `tick`&quot;</summary>"
+            ),
+            "{output}"
+        );
+        // A value with backticks gets a longer fence; multi-line values are diffed line by line.
+        assert!(output.contains("\n`````diff\n"), "{output}");
+        assert!(output.contains("\n+   second line\n"), "{output}");
+        assert!(output.contains("\n  name: |\n"), "{output}");
+        insta::assert_snapshot!(output);
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            html("a <b>\n\nc & \"d\""),
+            "a &lt;b&gt; c &amp; &quot;d&quot;"
+        );
+        assert_eq!(
+            markdown("*x* | [y](z) `w`"),
+            "\\*x\\* \\| \\[y\\](z) \\`w\\`"
+        );
+        assert_eq!(
+            rich("role `tenant_<x>` exists"),
+            "role <code>tenant\\_&lt;x&gt;</code> exists"
+        );
+        assert_eq!(rich("odd ` tick"), "odd \\` tick");
+        assert_eq!(fence("no ticks"), "```");
+        assert_eq!(fence("a ```` b ` c"), "`````");
     }
 }

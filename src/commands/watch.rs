@@ -1,0 +1,49 @@
+//! `tenantctl watch`: options in, the watcher loop out.
+
+use crate::cli::{LogFormat, WatchArgs};
+use crate::error::{Exit, Reported};
+use crate::watch::{self, WatchOptions};
+use anyhow::Result;
+
+pub async fn run(args: &WatchArgs) -> Result<Exit> {
+    init_logging(args.log_format);
+    if !args.planning.tenants.is_empty() {
+        return Err(Reported(
+            "error: `--tenant` is not available for `watch`: a watcher reconciles the whole directory".to_string(),
+        )
+        .into());
+    }
+    let options = super::plan_options(&args.connection, &args.planning)?;
+    watch::run(WatchOptions {
+        dir: args.dir.dir.clone(),
+        database_url: args.connection.database_url.clone(),
+        chroma_url: args.connection.chroma_url.clone(),
+        chroma_tenant: args.connection.chroma_tenant.clone(),
+        chroma_database: args.connection.chroma_database.clone(),
+        chroma_token: std::env::var("CHROMA_TOKEN").ok(),
+        options,
+        backup_root: args.planning.backup_dir.clone(),
+        apply: args.apply,
+        interval: args.interval,
+        debounce: args.debounce,
+        lock_timeout: args.lock_timeout,
+        listen: args.listen,
+    })
+    .await?;
+    Ok(Exit::Success)
+}
+
+/// Logs go to stderr: human lines by default, JSON lines for collectors. `RUST_LOG` overrides
+/// the level (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,566 @@
+//! `tenantctl watch`: a long-running reconciler on a config directory.
+//!
+//! One loop, driven by triggers: a debounced file change (`notify`), the interval timer, a
+//! retry after a failure, or a shutdown signal. Each reconcile loads and validates the whole
+//! directory (an invalid directory applies nothing; the last good desired state is kept for
+//! timer reconciles), then plans and, for the leader of `watch --apply`, applies under the same
+//! lock, refusals and `--max-deletes`/`--prune` rules as `apply`.
+//!
+//! Leadership: every `watch --apply` process tries to take a session-level advisory lock
+//! ([`LEADER_LOCK_KEY`]) on its own connection. The holder applies; the others stay on standby
+//! and try again every interval, so when the leader dies or loses its connection (the server
+//! releases its lock with the session) one of them takes over within one interval.
+
+pub mod http;
+pub mod metrics;
+
+use crate::apply::{self, RunContext};
+use crate::backend::chroma::ChromaClient;
+use crate::backend::postgres::{Postgres, LEADER_LOCK_KEY};
+use crate::backend::BackendError;
+use crate::plan::{Action, PlanOptions};
+use crate::spec::{self, DesiredState};
+use metrics::{Metrics, Outcome};
+use notify::RecursiveMode;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+/// Everything the watcher needs, resolved from the command line.
+pub struct WatchOptions {
+    pub dir: PathBuf,
+    pub database_url: String,
+    pub chroma_url: String,
+    pub chroma_tenant: String,
+    pub chroma_database: String,
+    pub chroma_token: Option<String>,
+    pub options: PlanOptions,
+    pub backup_root: PathBuf,
+    pub apply: bool,
+    pub interval: Duration,
+    pub debounce: Duration,
+    pub lock_timeout: Duration,
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Why a reconcile runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Startup,
+    FileChange,
+    Interval,
+    Retry,
+    Shutdown,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::FileChange => "file-change",
+            Trigger::Interval => "interval",
+            Trigger::Retry => "retry",
+            Trigger::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Capped exponential backoff for unreachable servers: 1 s, 2 s, 4 s, ... up to the interval
+/// (and never more than a minute), reset by a success.
+struct Backoff {
+    failures: u32,
+    cap: Duration,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let delay = Duration::from_secs(1u64 << self.failures.min(6)).min(self.cap);
+        self.failures += 1;
+        delay
+    }
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Live connections of the watcher.
+struct Connection {
+    postgres: Postgres,
+    chroma: ChromaClient,
+    leader: bool,
+}
+
+/// Runs until SIGINT or SIGTERM; returns after the tenant in progress finished and the locks
+/// were released.
+///
+/// # Errors
+/// Only set-up failures (directory cannot be watched, address cannot be bound); everything
+/// that happens while running is logged and retried.
+pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
+    let (trigger_tx, mut triggers) = mpsc::unbounded_channel::<Trigger>();
+
+    // Debounced file events: a burst of saves, a `git checkout` or a ConfigMap's atomic
+    // `..data` swap arrive as one batch after `debounce` of quiet.
+    let file_tx = trigger_tx.clone();
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        options.debounce,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            // Reading the files is an event too (inotify reports opens and closes): only
+            // changes of content, names or metadata trigger a reconcile.
+            Ok(events)
+                if events
+                    .iter()
+                    .any(|event| !matches!(event.kind, notify::EventKind::Access(_))) =>
+            {
+                let _ = file_tx.send(Trigger::FileChange);
+            }
+            Ok(_) => {}
+            Err(errors) => {
+                for error in errors {
+                    warn!(%error, "file watcher error");
+                }
+            }
+        },
+    )?;
+    debouncer
+        .watch(&options.dir, RecursiveMode::Recursive)
+        .map_err(|error| anyhow::anyhow!("cannot watch `{}`: {error}", options.dir.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signal_handler(stop.clone(), trigger_tx.clone())?;
+
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    if let Some(address) = options.listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?;
+        info!(%address, "serving /healthz, /readyz and /metrics");
+        tokio::spawn(http::serve(listener, metrics.clone()));
+    }
+
+    info!(
+        dir = %options.dir.display(),
+        mode = if options.apply { "apply" } else { "dry-run" },
+        interval_s = options.interval.as_secs_f64(),
+        "watching"
+    );
+
+    let mut watcher = Watcher {
+        options,
+        metrics,
+        stop,
+        last_good: None,
+        connection: None,
+        backoff: Backoff {
+            failures: 0,
+            cap: Duration::from_secs(60),
+        },
+    };
+    watcher.backoff.cap = watcher.options.interval.min(Duration::from_secs(60));
+    let mut trigger = Trigger::Startup;
+    loop {
+        if trigger == Trigger::Shutdown || watcher.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let retry = watcher.reconcile(trigger).await;
+        let wait = match retry {
+            Some(delay) => delay,
+            None => watcher.options.interval,
+        };
+        trigger = tokio::select! {
+            received = triggers.recv() => {
+                let mut next = received.unwrap_or(Trigger::Shutdown);
+                // Coalesce whatever else queued up meanwhile; a shutdown wins.
+                while let Ok(more) = triggers.try_recv() {
+                    if more == Trigger::Shutdown || next != Trigger::Shutdown {
+                        next = if more == Trigger::Shutdown { more } else { Trigger::FileChange };
+                    }
+                }
+                next
+            }
+            _ = tokio::time::sleep(wait) => {
+                if retry.is_some() { Trigger::Retry } else { Trigger::Interval }
+            }
+        };
+    }
+
+    if let Some(connection) = watcher.connection.take() {
+        // Closing the session releases the leader and apply locks.
+        if connection.leader {
+            let _ = connection
+                .postgres
+                .client
+                .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_LOCK_KEY])
+                .await;
+        }
+        drop(connection);
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(
+    stop: Arc<AtomicBool>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        info!(signal = name, "stopping: finishing the tenant in progress");
+        stop.store(true, Ordering::SeqCst);
+        let _ = triggers.send(Trigger::Shutdown);
+    });
+    Ok(())
+}
+
+struct Watcher {
+    options: WatchOptions,
+    metrics: Arc<Mutex<Metrics>>,
+    stop: Arc<AtomicBool>,
+    /// The last desired state that validated.
+    last_good: Option<DesiredState>,
+    connection: Option<Connection>,
+    backoff: Backoff,
+}
+
+/// What a reconcile did, for the summary line.
+struct Summary {
+    outcome: Outcome,
+    changes: usize,
+    applied: usize,
+    failed: usize,
+    detail: String,
+}
+
+impl Watcher {
+    /// One reconcile. Returns `Some(delay)` when it should be retried sooner than the interval.
+    async fn reconcile(&mut self, trigger: Trigger) -> Option<Duration> {
+        let started = Instant::now();
+        let (summary, retry) = self.reconcile_inner(trigger).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        {
+            let mut metrics = self.metrics.lock().expect("metrics lock");
+            metrics.record(summary.outcome, seconds, now_unix);
+            metrics.add_applied(summary.applied as u64);
+            metrics.set_leader(self.connection.as_ref().is_some_and(|c| c.leader));
+        }
+        let duration_ms = (seconds * 1000.0).round() as u64;
+        match summary.outcome {
+            Outcome::Success | Outcome::Standby => info!(
+                trigger = trigger.label(),
+                result = summary.outcome.label(),
+                changes = summary.changes,
+                applied = summary.applied,
+                failed = summary.failed,
+                duration_ms,
+                "reconcile: {}",
+                summary.detail
+            ),
+            Outcome::Failure | Outcome::Invalid => error!(
+                trigger = trigger.label(),
+                result = summary.outcome.label(),
+                changes = summary.changes,
+                applied = summary.applied,
+                failed = summary.failed,
+                duration_ms,
+                "reconcile: {}",
+                summary.detail
+            ),
+        }
+        retry
+    }
+
+    async fn reconcile_inner(&mut self, trigger: Trigger) -> (Summary, Option<Duration>) {
+        let fail = |outcome, detail: String| Summary {
+            outcome,
+            changes: 0,
+            applied: 0,
+            failed: 0,
+            detail,
+        };
+
+        // 1. The files: re-read on every reconcile; timer reconciles of an invalid directory
+        // fall back to the last good state.
+        match spec::load_dir(&self.options.dir) {
+            Ok(desired) => self.last_good = Some(desired),
+            Err(errors) => {
+                for error in &errors.0 {
+                    error!(
+                        file = %error.file.display(),
+                        line = error.line.unwrap_or(0),
+                        column = error.column.unwrap_or(0),
+                        field = error.field.as_deref().unwrap_or(""),
+                        "invalid tenant file: {error}"
+                    );
+                }
+                let count = errors.0.len();
+                if trigger == Trigger::FileChange || self.last_good.is_none() {
+                    return (
+                        fail(
+                            Outcome::Invalid,
+                            format!("{count} error(s) in the directory; nothing applied, keeping the last good state"),
+                        ),
+                        None,
+                    );
+                }
+                warn!("directory invalid; reconciling the last good desired state");
+            }
+        }
+        let Some(desired) = self.last_good.clone() else {
+            return (
+                fail(Outcome::Invalid, "no valid desired state yet".into()),
+                None,
+            );
+        };
+
+        // 2. The servers.
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.postgres.is_closed())
+        {
+            warn!("lost the connection to postgres; reconnecting");
+            self.connection = None;
+        }
+        if self.connection.is_none() {
+            match self.connect().await {
+                Ok(connection) => self.connection = Some(connection),
+                Err(error) => {
+                    let delay = self.backoff.next();
+                    return (
+                        fail(
+                            Outcome::Failure,
+                            format!("{error:#}; retrying in {}s", delay.as_secs()),
+                        ),
+                        Some(delay),
+                    );
+                }
+            }
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+
+        // 3. Leadership, for an applying watcher.
+        if self.options.apply && !connection.leader {
+            match connection.postgres.try_lock_key(LEADER_LOCK_KEY).await {
+                Ok(true) => {
+                    info!("became the leader: this watcher applies");
+                    connection.leader = true;
+                }
+                Ok(false) => {
+                    self.backoff.reset();
+                    return (
+                        fail(
+                            Outcome::Standby,
+                            "standby: another watcher leads; trying again next interval".into(),
+                        ),
+                        None,
+                    );
+                }
+                Err(error) => return self.backend_failed(error.into()),
+            }
+        }
+
+        // 4. Plan, and apply when leading.
+        let result = if self.options.apply {
+            self.plan_and_apply(&desired).await
+        } else {
+            self.plan_only(&desired).await
+        };
+        match result {
+            Ok(summary) => {
+                if summary.outcome == Outcome::Success {
+                    self.backoff.reset();
+                }
+                (summary, None)
+            }
+            Err(error) => self.backend_failed(error),
+        }
+    }
+
+    fn backend_failed(&mut self, error: BackendError) -> (Summary, Option<Duration>) {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.postgres.is_closed())
+        {
+            self.connection = None;
+        }
+        let delay = self.backoff.next();
+        (
+            Summary {
+                outcome: Outcome::Failure,
+                changes: 0,
+                applied: 0,
+                failed: 0,
+                detail: format!("{error}; retrying in {}s", delay.as_secs()),
+            },
+            Some(delay),
+        )
+    }
+
+    async fn connect(&self) -> anyhow::Result<Connection> {
+        let chroma = ChromaClient::new(
+            &self.options.chroma_url,
+            &self.options.chroma_tenant,
+            &self.options.chroma_database,
+            self.options.chroma_token.clone(),
+        )?;
+        chroma.heartbeat().await?;
+        let postgres = Postgres::connect(&self.options.database_url, "watch").await?;
+        info!(database = %postgres.url(), chroma = %chroma.url(), "connected");
+        Ok(Connection {
+            postgres,
+            chroma,
+            leader: false,
+        })
+    }
+
+    async fn plan_only(&mut self, desired: &DesiredState) -> Result<Summary, BackendError> {
+        let connection = self.connection.as_mut().expect("connected");
+        let (_, plan) = apply::observe_and_plan(
+            &connection.postgres,
+            &connection.chroma,
+            desired,
+            &self.options.options,
+            &self.options.backup_root,
+        )
+        .await?;
+        self.update_gauges(&plan).await;
+        let changes = plan.effective_changes().count();
+        for change in plan.effective_changes() {
+            let actions: Vec<&str> = change.actions.iter().map(|a| a.verb()).collect();
+            info!(tenant = %change.tenant, actions = %actions.join(","), "would apply (dry run)");
+        }
+        Ok(Summary {
+            outcome: Outcome::Success,
+            changes,
+            applied: 0,
+            failed: 0,
+            detail: if changes == 0 {
+                "no changes".to_string()
+            } else {
+                format!("dry run: {changes} change(s) planned, none applied")
+            },
+        })
+    }
+
+    async fn plan_and_apply(&mut self, desired: &DesiredState) -> Result<Summary, BackendError> {
+        let connection = self.connection.as_mut().expect("connected");
+        let postgres = &mut connection.postgres;
+        let chroma = &connection.chroma;
+        postgres.lock(self.options.lock_timeout).await?;
+        let result = async {
+            let (observed, plan) = apply::observe_and_plan(
+                postgres,
+                chroma,
+                desired,
+                &self.options.options,
+                &self.options.backup_root,
+            )
+            .await?;
+            let changes = plan.effective_changes().count();
+            if !plan.refusals.is_empty() {
+                for refusal in &plan.refusals {
+                    error!(tenant = refusal.tenant.as_deref().unwrap_or(""), "refused: {}", refusal.message);
+                }
+                return Ok((
+                    Summary {
+                        outcome: Outcome::Failure,
+                        changes,
+                        applied: 0,
+                        failed: 0,
+                        detail: "the plan breaks a safety rule; nothing applied".to_string(),
+                    },
+                    plan,
+                ));
+            }
+            if plan.is_empty() && plan.conflicts.is_empty() {
+                return Ok((
+                    Summary {
+                        outcome: Outcome::Success,
+                        changes: 0,
+                        applied: 0,
+                        failed: 0,
+                        detail: "no changes".to_string(),
+                    },
+                    plan,
+                ));
+            }
+            let mut context = RunContext::new(self.options.backup_root.clone());
+            context.stop = self.stop.clone();
+            let report = apply::run(postgres, chroma, &plan, &observed, &context, None, |result| {
+                let actions: Vec<&str> = result.actions.iter().map(|a| a.verb()).collect();
+                match &result.outcome {
+                    apply::TenantOutcome::Applied => {
+                        info!(tenant = %result.tenant, actions = %actions.join(","), "applied")
+                    }
+                    apply::TenantOutcome::RolledBack { reason, .. } => {
+                        error!(tenant = %result.tenant, actions = %actions.join(","), "rolled back: {reason}")
+                    }
+                    apply::TenantOutcome::Blocked { reason } => {
+                        error!(tenant = %result.tenant, "not applied (conflict): {reason}")
+                    }
+                }
+            })
+            .await?;
+            let applied = report.applied();
+            let failed = report.tenants.len() - applied;
+            let mut detail = format!("{applied} applied, {failed} failed");
+            if report.not_started > 0 {
+                detail.push_str(&format!(", {} not started (stopping)", report.not_started));
+            }
+            Ok::<_, BackendError>((
+                Summary {
+                    outcome: if failed == 0 {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    },
+                    changes,
+                    applied,
+                    failed,
+                    detail,
+                },
+                plan,
+            ))
+        }
+        .await;
+        // Release the apply lock whatever happened (a dead connection released it already).
+        let _ = postgres.unlock().await;
+        let (summary, plan) = result?;
+        self.update_gauges(&plan).await;
+        Ok(summary)
+    }
+
+    async fn update_gauges(&self, plan: &crate::plan::Plan) {
+        let Some(connection) = &self.connection else {
+            return;
+        };
+        let pending = plan.scheduled_purges.len()
+            + plan
+                .changes
+                .iter()
+                .filter(|change| change.blocked && change.actions.contains(&Action::Purge))
+                .count();
+        let by_status = connection.postgres.count_by_status().await.ok();
+        let mut metrics = self.metrics.lock().expect("metrics lock");
+        metrics.set_pending_purges(pending as u64);
+        if let Some(by_status) = by_status {
+            metrics.set_tenants(by_status);
+        }
+    }
+}
