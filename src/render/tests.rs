@@ -216,6 +216,7 @@ fn apply_report() -> ApplyReport {
     ApplyReport {
         run_id: Some(uid(99)),
         migrated: vec![1],
+        not_started: 2,
         tenants: vec![
             TenantResult {
                 tenant: "acme".into(),
@@ -404,6 +405,7 @@ fn text_apply_summary_all_applied() {
     let report = ApplyReport {
         run_id: None,
         migrated: Vec::new(),
+        not_started: 0,
         tenants: vec![TenantResult {
             tenant: "acme".into(),
             actions: vec![Action::Create],

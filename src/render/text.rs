@@ -607,6 +607,13 @@ pub fn report_summary(report: &ApplyReport) -> String {
     if failed > 0 {
         let _ = write!(line, ", {failed} failed");
     }
+    if report.not_started > 0 {
+        let _ = write!(
+            line,
+            ", {} not started (stopped by a signal)",
+            report.not_started
+        );
+    }
     if let Some(version) = report.migrated.last() {
         let _ = write!(line, ", control schema migrated to version {version}");
     }
