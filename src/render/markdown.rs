@@ -1445,12 +1445,36 @@ mod tests {
     }
 
     #[test]
+    fn markdown_warning_compacts_but_stays_under_the_limit() {
+        let mut observed = empty_observed();
+        let mut specs = Vec::new();
+        for index in 0..2000 {
+            let mut spec = tenant(&format!("tenant_with_a_rather_long_identifier_{index:04}"));
+            provision(&mut observed, &spec, LiveStatus::Active, index);
+            spec.state = DesiredStatus::Deleted;
+            specs.push(spec);
+        }
+        let plan = diff(&desired(specs), &observed, &PlanOptions::default());
+        let output = super::plan(&plan, &context());
+        assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
+        structure(&output);
+        assert!(output.contains("| `-` | delete | 2000 |"));
+        // Names only, capped: the count of the rest is still there.
+        assert!(
+            output.contains("> - soft-deleted: <code>tenant\\_with"),
+            "{output}"
+        );
+        assert!(output.contains(" and 1900 more\n"), "{output}");
+    }
+
+    #[test]
     fn markdown_values_cannot_break_the_structure() {
         let mut observed = empty_observed();
         let mut evil = tenant("evil");
         evil.name = "</details></summary><script>alert(1)</script> & co".into();
         evil.config.model = "gpt```\n```\n</details>".into();
         let mut renamed = tenant("renamed");
+        renamed.name = "renamed inc\nsecond line\nthird line".into();
         provision(&mut observed, &renamed, LiveStatus::Active, 1);
         renamed.name = "renamed inc\nsecond line\n````\nthird line".into();
         renamed.state = DesiredStatus::Suspended;
@@ -1479,8 +1503,12 @@ mod tests {
         );
         // A value with backticks gets a longer fence; multi-line values are diffed line by line.
         assert!(output.contains("\n`````diff\n"), "{output}");
-        assert!(output.contains("\n+   second line\n"), "{output}");
-        assert!(output.contains("\n  name: |\n"), "{output}");
+        assert!(
+            output.contains(
+                "\n  name: |\n    renamed inc\n    second line\n+   ````\n    third line\n"
+            ),
+            "{output}"
+        );
         insta::assert_snapshot!(output);
     }
 

@@ -107,7 +107,7 @@ pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
     // `..data` swap arrive as one batch after `debounce` of quiet.
     let file_tx = trigger_tx.clone();
     let mut debouncer = notify_debouncer_full::new_debouncer(
-        options.debounce,
+        options.debounce.min(Duration::from_millis(200)),
         None,
         move |result: notify_debouncer_full::DebounceEventResult| match result {
             // Reading the files is an event too (inotify reports opens and closes): only
@@ -173,20 +173,28 @@ pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
             None => watcher.options.interval,
         };
         trigger = tokio::select! {
-            received = triggers.recv() => {
-                let mut next = received.unwrap_or(Trigger::Shutdown);
-                // Coalesce whatever else queued up meanwhile; a shutdown wins.
-                while let Ok(more) = triggers.try_recv() {
-                    if more == Trigger::Shutdown || next != Trigger::Shutdown {
-                        next = if more == Trigger::Shutdown { more } else { Trigger::FileChange };
-                    }
-                }
-                next
-            }
+            received = triggers.recv() => received.unwrap_or(Trigger::Shutdown),
             _ = tokio::time::sleep(wait) => {
                 if retry.is_some() { Trigger::Retry } else { Trigger::Interval }
             }
         };
+        if trigger == Trigger::FileChange {
+            // The file debouncer settles each path on its own; a burst over many files (a
+            // `git checkout`) becomes one reconcile by waiting for a quiet period across all
+            // of them. A shutdown cuts the wait short.
+            let quiet = watcher.options.debounce;
+            loop {
+                tokio::select! {
+                    more = triggers.recv() => {
+                        if matches!(more, None | Some(Trigger::Shutdown)) {
+                            trigger = Trigger::Shutdown;
+                            break;
+                        }
+                    }
+                    _ = tokio::time::sleep(quiet) => break,
+                }
+            }
+        }
     }
 
     if let Some(connection) = watcher.connection.take() {

@@ -1,0 +1,354 @@
+//! `tenantctl watch` as a real process, on real files, against the real servers.
+
+mod common;
+
+use common::watcher::{free_port, wait_until, ScratchPostgres, Watcher};
+use common::TestEnv;
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(15);
+
+fn schema_exists(env: &TestEnv, id: &str) -> bool {
+    env.query_one(
+        "SELECT to_regnamespace($1) IS NOT NULL",
+        &[&format!("tenant_{id}")],
+    )
+    .get(0)
+}
+
+fn max_tokens(env: &TestEnv, id: &str) -> Option<String> {
+    if !env
+        .query_one("SELECT to_regclass('tenantctl.tenants') IS NOT NULL", &[])
+        .get::<_, bool>(0)
+    {
+        return None;
+    }
+    env.query(
+        "SELECT config->>'max_tokens' FROM tenantctl.tenants WHERE id = $1",
+        &[&id],
+    )
+    .first()
+    .map(|row| row.get(0))
+}
+
+#[test]
+fn file_changes_are_applied_and_an_invalid_file_changes_nothing() {
+    let env = TestEnv::new("watch_files");
+    let watcher = Watcher::start(&env, "w", &["--apply", "--interval", "60s"], &[]);
+    assert!(
+        watcher.wait_for("reconcile", SOON),
+        "no first reconcile:\n{}",
+        watcher.dump()
+    );
+
+    env.tenant("acme", "pro", "");
+    assert!(
+        wait_until(SOON, || schema_exists(&env, "acme")
+            && env.collection("tenant_acme").is_some()),
+        "tenant not provisioned:\n{}",
+        watcher.dump()
+    );
+
+    env.tenant("acme", "pro", "config:\n  max_tokens: 7000\n");
+    assert!(
+        wait_until(SOON, || max_tokens(&env, "acme").as_deref() == Some("7000")),
+        "update not applied:\n{}",
+        watcher.dump()
+    );
+
+    // An invalid file: logged with file and line, nothing applied, the watcher stays up.
+    env.tenant("acme", "pro", "config:\n  max_tokens: 9000\n");
+    env.tenant("broken", "no_such_plan", "");
+    assert!(
+        wait_until(SOON, || watcher.logs().iter().any(|line| {
+            line["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("broken.yaml"))
+                && line["line"] == 5
+                && line["field"] == "plan"
+        })),
+        "invalid file not logged with file and line:\n{}",
+        watcher.dump()
+    );
+    assert!(watcher.wait_for("reconcile: 1 error(s)", SOON));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        max_tokens(&env, "acme").as_deref(),
+        Some("7000"),
+        "nothing applied"
+    );
+    assert!(!schema_exists(&env, "broken"));
+    let mut watcher = watcher;
+    assert!(watcher.is_running());
+
+    // Fixed: the pending change lands.
+    env.tenant("broken", "pro", "");
+    assert!(
+        wait_until(SOON, || schema_exists(&env, "broken")
+            && max_tokens(&env, "acme").as_deref() == Some("9000")),
+        "fix not applied:\n{}",
+        watcher.dump()
+    );
+}
+
+#[test]
+fn a_burst_of_saves_makes_one_reconcile() {
+    let env = TestEnv::new("watch_burst");
+    let watcher = Watcher::start(
+        &env,
+        "w",
+        &["--apply", "--interval", "60s", "--debounce", "700ms"],
+        &[],
+    );
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+    let before = watcher.count("reconcile");
+    // 20 tenants written in quick succession, as a `git checkout` would
+    for n in 0..20 {
+        env.tenant(&format!("t{n:02}"), "pro", "");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        wait_until(SOON, || (0..20)
+            .all(|n| schema_exists(&env, &format!("t{n:02}")))),
+        "{}",
+        watcher.dump()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let reconciles = watcher.count("reconcile") - before;
+    assert!(
+        (1..=2).contains(&reconciles),
+        "{reconciles} reconciles for one burst:\n{}",
+        watcher.dump()
+    );
+}
+
+#[test]
+fn drift_is_repaired_within_one_interval_without_file_changes() {
+    let env = TestEnv::new("watch_drift");
+    env.tenant("initech", "pro", "");
+    let watcher = Watcher::start(&env, "w", &["--apply", "--interval", "2s"], &[]);
+    assert!(
+        wait_until(SOON, || env.collection("tenant_initech").is_some()),
+        "{}",
+        watcher.dump()
+    );
+    env.delete_collection("tenant_initech");
+    assert!(env.collection("tenant_initech").is_none());
+    assert!(
+        wait_until(Duration::from_secs(8), || env
+            .collection("tenant_initech")
+            .is_some()),
+        "collection not repaired:\n{}",
+        watcher.dump()
+    );
+    assert!(watcher
+        .logs()
+        .iter()
+        .any(|line| line["trigger"] == "interval" && line["applied"] == 1));
+}
+
+#[test]
+fn the_watcher_recovers_when_postgres_restarts() {
+    let env = TestEnv::new("watch_restart");
+    let server = ScratchPostgres::start();
+    env.tenant("acme", "pro", "");
+    let watcher = Watcher::start(
+        &env,
+        "w",
+        &["--apply", "--interval", "2s"],
+        &[("DATABASE_URL", &server.url())],
+    );
+    let registered = |id: &str| {
+        let url = server.url();
+        env.runtime.block_on(async {
+            let Ok((client, connection)) =
+                tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+            else {
+                return false;
+            };
+            tokio::spawn(connection);
+            client
+                .query_opt("SELECT 1 FROM tenantctl.tenants WHERE id = $1", &[&id])
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+        })
+    };
+    assert!(
+        wait_until(SOON, || registered("acme")),
+        "{}",
+        watcher.dump()
+    );
+
+    server.stop();
+    env.tenant("globex", "pro", "");
+    assert!(
+        wait_until(SOON, || watcher
+            .logs()
+            .iter()
+            .any(|line| line["result"] == "failure")),
+        "no failure logged while postgres is down:\n{}",
+        watcher.dump()
+    );
+    server.start_again();
+    assert!(
+        wait_until(Duration::from_secs(30), || registered("globex")),
+        "no recovery after the restart:\n{}",
+        watcher.dump()
+    );
+    let mut watcher = watcher;
+    assert!(watcher.is_running());
+}
+
+#[test]
+fn only_the_leader_applies_and_a_standby_takes_over() {
+    let env = TestEnv::new("watch_leader");
+    let args = ["--apply", "--interval", "1s"];
+    let mut first = Watcher::start(&env, "first", &args, &[]);
+    assert!(
+        first.wait_for("became the leader", SOON),
+        "{}",
+        first.dump()
+    );
+    let second = Watcher::start(&env, "second", &args, &[]);
+    assert!(
+        second.wait_for("reconcile: standby", SOON),
+        "{}",
+        second.dump()
+    );
+
+    env.tenant("acme", "pro", "");
+    assert!(wait_until(SOON, || schema_exists(&env, "acme")));
+    assert_eq!(first.count("applied"), 1, "{}", first.dump());
+    assert_eq!(second.count("applied"), 0, "{}", second.dump());
+    assert_eq!(second.count("became the leader"), 0);
+
+    // The leader dies without a goodbye: its session ends, the standby takes the lock.
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5));
+    assert!(
+        second.wait_for("became the leader", Duration::from_secs(10)),
+        "standby never took over:\n{}",
+        second.dump()
+    );
+    env.tenant("globex", "pro", "");
+    assert!(wait_until(SOON, || schema_exists(&env, "globex")));
+    assert_eq!(second.count("applied"), 1, "{}", second.dump());
+}
+
+#[test]
+fn sigterm_stops_the_watcher_cleanly_within_five_seconds() {
+    let env = TestEnv::new("watch_sigterm");
+    env.tenant("acme", "pro", "");
+    let mut watcher = Watcher::start(&env, "w", &["--apply", "--interval", "60s"], &[]);
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+    watcher.signal("TERM");
+    let code = watcher.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{}", watcher.dump());
+    assert!(watcher.count("stopped") == 1, "{}", watcher.dump());
+    // the leader lock went with it
+    let held = env.query_one(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 1952804450 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        &[],
+    );
+    assert_eq!(held.get::<_, i64>(0), 0);
+}
+
+/// `name{labels} value` lines of the Prometheus text format, by series.
+fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut series = std::collections::BTreeMap::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split_whitespace();
+            let name = parts.next().expect("TYPE has a name");
+            let kind = parts.next().expect("TYPE has a kind");
+            assert!(
+                ["counter", "gauge", "summary", "histogram", "untyped"].contains(&kind),
+                "{line}"
+            );
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = key.split('{').next().unwrap();
+        if let Some(labels) = key.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                for pair in labels[1..labels.len() - 1].split(',') {
+                    let (label, quoted) = pair.split_once('=').expect("label=value");
+                    assert!(label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                    assert!(quoted.starts_with('"') && quoted.ends_with('"'), "{line}");
+                }
+            }
+        }
+        let family = name.trim_end_matches("_sum").trim_end_matches("_count");
+        assert!(
+            typed.contains(family) || typed.contains(name),
+            "no TYPE for {name}"
+        );
+        series.insert(key.to_string(), value);
+    }
+    series
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text_and_move() {
+    let env = TestEnv::new("watch_metrics");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let watcher = Watcher::start(
+        &env,
+        "w",
+        &["--apply", "--interval", "60s", "--listen", &listen],
+        &[],
+    );
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+    assert_eq!(http_get(port, "/healthz").0, 200);
+    assert!(wait_until(SOON, || http_get(port, "/readyz").0 == 200));
+    let before = parse_prometheus(&http_get(port, "/metrics").1);
+    let successes = before["tenantctl_reconciles_total{result=\"success\"}"];
+    assert!(successes >= 1.0);
+    assert_eq!(before["tenantctl_leader"], 1.0);
+
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    assert!(wait_until(SOON, || schema_exists(&env, "acme")
+        && schema_exists(&env, "globex")));
+    assert!(wait_until(SOON, || {
+        let after = parse_prometheus(&http_get(port, "/metrics").1);
+        after["tenantctl_changes_applied_total"] >= 2.0
+            && after["tenantctl_tenants{status=\"active\"}"] == 2.0
+            && after["tenantctl_reconciles_total{result=\"success\"}"] > successes
+            && after["tenantctl_last_success_timestamp_seconds"]
+                >= before["tenantctl_last_success_timestamp_seconds"]
+    }));
+
+    // an invalid directory makes the watcher unready until it is fixed
+    env.tenant("broken", "no_such_plan", "");
+    assert!(wait_until(SOON, || http_get(port, "/readyz").0 == 503));
+    let invalid = parse_prometheus(&http_get(port, "/metrics").1);
+    assert!(invalid["tenantctl_reconciles_total{result=\"invalid\"}"] >= 1.0);
+    env.remove("broken.yaml");
+    assert!(wait_until(SOON, || http_get(port, "/readyz").0 == 200));
+    assert_eq!(http_get(port, "/nope").0, 404);
+}
