@@ -18,7 +18,7 @@ pub const DEFAULT_CHROMA_URL: &str = "http://127.0.0.1:8000";
         YAML files (one per tenant, kept in git) describe the desired tenants; tenantctl \
         validates them, reads the live state of PostgreSQL and Chroma, prints a terraform-style \
         plan and applies it with per-tenant rollback.",
-    after_help = "Exit codes: 0 success; 1 error (usage, invalid files, unreachable server, conflict, refused or failed apply); 2 changes present (plan --detailed-exitcode only)."
+    after_help = "Exit codes: 0 success; 1 error (usage, invalid files, unreachable server, conflict, refused or failed apply); 2 changes present (plan --detailed-exitcode only); 3 saved plan stale or already applied (apply PLANFILE; nothing changed)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -148,7 +148,8 @@ pub struct ApplyArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
-    /// Apply without asking for confirmation (required without a terminal)
+    /// Apply without asking for confirmation (required without a terminal; a saved plan
+    /// needs no confirmation)
     #[arg(long)]
     pub auto_approve: bool,
     /// How long to wait for another apply's lock, e.g. 30s, 5m

@@ -9,6 +9,9 @@ pub enum Exit {
     Failure,
     /// `plan --detailed-exitcode` found changes (terraform's meaning).
     Changes,
+    /// `apply PLANFILE` refused a saved plan that no longer matches the files or the live
+    /// state, or was already applied; nothing was changed and a new plan is the remedy.
+    Stale,
 }
 
 impl Exit {
@@ -17,6 +20,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Changes => 2,
+            Exit::Stale => 3,
         }
     }
 }

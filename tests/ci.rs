@@ -57,9 +57,8 @@ fn a_saved_plan_applies_once_and_exactly() {
     let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(json["summary"]["create"], 2);
 
-    let applied = env
-        .tenantctl(&["apply", "--auto-approve", &file])
-        .expect_code(0);
+    // the reviewed saved plan is the approval: no `--auto-approve` needed without a terminal
+    let applied = env.tenantctl(&["apply", &file]).expect_code(0);
     assert!(
         applied.stdout.contains("Apply complete: 2 tenants applied"),
         "{}",
@@ -71,7 +70,7 @@ fn a_saved_plan_applies_once_and_exactly() {
     // the same plan again: refused, nothing created twice
     let again = env
         .tenantctl(&["apply", "--auto-approve", &file])
-        .expect_code(1);
+        .expect_code(3);
     assert!(again.stderr.contains("already applied"), "{}", again.stderr);
     let events = env.query_one("SELECT count(*) FROM tenantctl.events", &[]);
     assert_eq!(events.get::<_, i64>(0), 2);
@@ -88,7 +87,7 @@ fn a_saved_plan_is_refused_when_the_live_state_changed() {
     env.delete_collection("tenant_acme");
     let refused = env
         .tenantctl(&["apply", "--auto-approve", &file])
-        .expect_code(1);
+        .expect_code(3);
     assert!(
         refused
             .stderr
@@ -111,7 +110,7 @@ fn a_saved_plan_is_refused_when_the_files_changed() {
     env.tenant("globex", "pro", "");
     let refused = env
         .tenantctl(&["apply", "--auto-approve", &file])
-        .expect_code(1);
+        .expect_code(3);
     assert!(
         refused
             .stderr
@@ -139,6 +138,31 @@ fn a_saved_plan_holds_no_password() {
     let saved = std::fs::read_to_string(path).unwrap();
     assert!(!saved.contains("hunter2"), "{saved}");
     assert!(saved.contains("(password hidden)"), "{saved}");
+}
+
+#[test]
+fn options_of_a_saved_plan_cannot_be_overridden() {
+    let env = TestEnv::new("saved_options");
+    env.tenant("acme", "pro", "");
+    let file = save(&env, "p.plan");
+    let refused = env.tenantctl(&["apply", &file, "--prune"]).expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("cannot be combined with a saved plan"),
+        "{}",
+        refused.stderr
+    );
+    let empty = env
+        .tenantctl_with(&["plan"], &[("DATABASE_URL", "")])
+        .expect_code(1);
+    assert!(
+        empty
+            .stderr
+            .contains("`--database-url / DATABASE_URL` is empty"),
+        "{}",
+        empty.stderr
+    );
 }
 
 #[test]

@@ -627,8 +627,12 @@ fn commands_are_safe_to_run_without_a_terminal() {
             invocation.args.join(" ")
         );
         match invocation.subcommand() {
-            // without a terminal, apply refuses unless --auto-approve is given, plan or no plan
-            "apply" => assert!(invocation.has("--auto-approve"), "{shown}"),
+            // without a terminal, a fresh apply refuses unless --auto-approve is given; a saved
+            // plan was reviewed and applies without a prompt
+            "apply" => assert!(
+                invocation.has("--auto-approve") || !invocation.positionals().is_empty(),
+                "{shown}"
+            ),
             // exit code 2 is success with changes: the script must catch it, not let `-e` end it
             "plan" if invocation.has("--detailed-exitcode") => assert!(
                 invocation.script.contains("|| code=$?"),

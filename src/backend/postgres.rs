@@ -927,8 +927,27 @@ pub async fn insert_event(
     Ok(())
 }
 
-/// Who is running tenantctl, for events and lock messages: `user@host`.
+/// Who is running tenantctl, for events: `TENANTCTL_ACTOR` if set, else the CI job
+/// (`github:octocat run 123`, `gitlab:alice pipeline 456`), else `user@host`.
 pub fn actor() -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    if let Some(actor) = var("TENANTCTL_ACTOR") {
+        return actor;
+    }
+    if let Some(user) = var("GITHUB_ACTOR") {
+        let run = var("GITHUB_RUN_ID").unwrap_or_default();
+        return format!("github:{user} run {run}").trim_end().to_string();
+    }
+    if let Some(user) = var("GITLAB_USER_LOGIN") {
+        let pipeline = var("CI_PIPELINE_ID").unwrap_or_default();
+        return format!("gitlab:{user} pipeline {pipeline}")
+            .trim_end()
+            .to_string();
+    }
+    local_actor()
+}
+
+fn local_actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_string());

@@ -58,6 +58,16 @@ async fn apply_fresh(args: &ApplyArgs) -> Result<Exit> {
 /// Applies a saved plan exactly, after checking that neither the files nor the live state
 /// changed and that it was never applied.
 async fn apply_saved(args: &ApplyArgs, file: &Path) -> Result<Exit> {
+    // The saved plan carries its own options; a flag that would change them is a mistake.
+    if !args.planning.tenants.is_empty()
+        || args.planning.prune
+        || args.planning.retention_days.is_some()
+    {
+        return Err(Reported(
+            "error: `--tenant`, `--prune` and `--retention-days` cannot be combined with a saved plan: it applies with the options it was made with".to_string(),
+        )
+        .into());
+    }
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the saved plan `{}`", file.display()))?;
     let saved = SavedPlan::parse(&file.display().to_string(), &text)?;
@@ -84,11 +94,11 @@ async fn apply_saved(args: &ApplyArgs, file: &Path) -> Result<Exit> {
     };
     if let Err(reason) = stale {
         postgres.unlock().await?;
-        return Err(Reported(format!(
-            "error: refusing to apply `{}`: {reason}\n  hint: make a new plan with `tenantctl plan --out FILE` and review it",
+        eprintln!(
+            "error: refusing to apply `{}`: {reason}; nothing was changed\n  hint: make a new plan with `tenantctl plan --out FILE` and review it",
             file.display()
-        ))
-        .into());
+        );
+        return Ok(Exit::Stale);
     }
     let context = render::PlanContext {
         dir: saved.dir.clone(),
@@ -149,7 +159,9 @@ impl Run<'_> {
                 Exit::Failure
             });
         }
-        if !self.args.auto_approve {
+        // A saved plan was reviewed when it was made (as with terraform's saved plans); a
+        // fresh plan needs a `yes` or `--auto-approve`.
+        if !self.args.auto_approve && self.saved_id.is_none() {
             if let Err(error) = confirm() {
                 postgres.unlock().await?;
                 return Err(error);

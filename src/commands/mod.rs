@@ -56,6 +56,20 @@ pub async fn connect(
     connection: &ConnectionArgs,
     purpose: &str,
 ) -> Result<(Postgres, ChromaClient)> {
+    // An empty variable (a CI secret that is not set) must not fall through to some default.
+    for (value, name) in [
+        (&connection.database_url, "--database-url / DATABASE_URL"),
+        (&connection.chroma_url, "--chroma-url / CHROMA_URL"),
+        (&connection.chroma_tenant, "--chroma-tenant / CHROMA_TENANT"),
+        (
+            &connection.chroma_database,
+            "--chroma-database / CHROMA_DATABASE",
+        ),
+    ] {
+        if value.trim().is_empty() {
+            return Err(Reported(format!("error: `{name}` is empty")).into());
+        }
+    }
     let token = std::env::var("CHROMA_TOKEN").ok();
     let chroma = ChromaClient::new(
         &connection.chroma_url,

@@ -938,7 +938,7 @@ fn markdown(text: &str) -> String {
 /// become `<code>`, everything escaped.
 fn rich(text: &str) -> String {
     let parts: Vec<&str> = text.split('`').collect();
-    if parts.len() % 2 == 0 {
+    if parts.len().is_multiple_of(2) {
         // Unbalanced backticks: no spans at all.
         return markdown(text);
     }
