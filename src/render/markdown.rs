@@ -12,7 +12,7 @@
 //! `<`, `>` and `"` as entities and no line breaks (a blank line would end an HTML block), Markdown
 //! parts get backslash escapes, and code fences are longer than any run of backticks inside them.
 
-use super::{text, PlanContext};
+use super::{bytes, plural, quote, text, thousands, PlanContext};
 use crate::observed::LiveStatus;
 use crate::plan::{Action, Conflict, DriftProblem, Plan, Refusal, Step, TenantChange};
 use serde_json::Value;
@@ -966,18 +966,6 @@ fn single_line(text: &str) -> String {
 
 // Numbers, as the text plan writes them.
 
-fn quote(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
-}
-
-fn plural(count: usize) -> &'static str {
-    if count == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
 /// `1,204 rows`.
 fn count(value: u64, noun: &str) -> String {
     format!(
@@ -997,35 +985,6 @@ fn volume(rows: Option<u64>, records: Option<u64>) -> String {
         "not measured".to_string()
     } else {
         parts.join(", ")
-    }
-}
-
-/// `1204` -> `1,204`.
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// `18.2 MB`.
-fn bytes(value: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut size = value as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value} B")
-    } else {
-        format!("{size:.1} {}", UNITS[unit])
     }
 }
 

@@ -1,4 +1,5 @@
-//! Writers of plans and apply reports: human text (terraform's visual language) and JSON.
+//! Writers of plans and apply reports: human text (terraform's visual language), JSON (stable,
+//! versioned) and Markdown (pull-request comments).
 //! Pure: they take data and return strings, so every format is snapshot-tested.
 
 pub mod json;
@@ -39,3 +40,46 @@ impl Style {
 
 #[cfg(test)]
 mod tests;
+
+// Number and text formatting shared by the renderers.
+
+/// `1204` -> `1,204`.
+pub(crate) fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `18.2 MB`.
+pub(crate) fn bytes(value: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut size = value as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < UNITS.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value} B")
+    } else {
+        format!("{size:.1} {}", UNITS[unit])
+    }
+}
+
+pub(crate) fn plural(count: usize) -> &'static str {
+    if count == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+pub(crate) fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
+}

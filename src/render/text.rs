@@ -1,7 +1,7 @@
 //! Human output in terraform's visual language: `+` create, `~` change, `-` delete, `!` purge,
 //! one block per tenant with per-field `old -> new`, and a closing summary line.
 
-use super::{PlanContext, Style};
+use super::{bytes, plural, quote, thousands, PlanContext, Style};
 use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
 use crate::plan::{Action, DriftProblem, FieldChange, Plan, TenantChange};
 use serde_json::Value;
@@ -211,35 +211,6 @@ fn volume(rows: Option<u64>, records: Option<u64>) -> String {
     }
 }
 
-/// `1204` -> `1,204`.
-fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
-/// `18.2 MB`.
-fn bytes(value: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut size = value as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value} B")
-    } else {
-        format!("{size:.1} {}", UNITS[unit])
-    }
-}
-
 /// The resources a purge destroys, with what they hold.
 fn purge_lines(out: &mut String, change: &TenantChange, style: Style) {
     let minus = style.paint("31", "-");
@@ -294,14 +265,6 @@ fn purge_lines(out: &mut String, change: &TenantChange, style: Style) {
             drift.resource.label(),
             &format!("{} ({})", drift.name, drift.detail),
         );
-    }
-}
-
-fn plural(count: usize) -> &'static str {
-    if count == 1 {
-        ""
-    } else {
-        "s"
     }
 }
 
@@ -542,10 +505,6 @@ fn show(value: &Value) -> String {
         Value::String(text) => quote(text),
         other => other.to_string(),
     }
-}
-
-fn quote(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| format!("\"{text}\""))
 }
 
 /// One line per tenant as apply finishes it.
