@@ -85,6 +85,7 @@ SCRATCH="$(mktemp -d "/tmp/tenantctl-bench.XXXXXX")"
 CREATED_DBS=()     # PostgreSQL databases this run created
 CHROMA_DBS=()      # Chroma databases this run's applies may create
 ROLES_CREATED=0
+CHILD=""           # pid of the running `timeout tenantctl ...`, if any
 
 psql_admin() {
     # Admin SQL on the loopback server; no ~/.psqlrc, stop at the first error.
@@ -95,6 +96,11 @@ cleanup() {
     local rc=$? db code attempt
     trap - EXIT INT TERM
     set +e
+    if [[ -n "$CHILD" ]]; then
+        # a tenantctl run interrupted by a signal: stop it (timeout passes TERM on) first
+        kill -TERM "$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
     for db in "${CREATED_DBS[@]}"; do
         psql_admin -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null ||
             say "could not drop database $db"
@@ -177,10 +183,15 @@ run_tc() {
     local log=$1 limit=$2 want=$3 t0 t1
     shift 3
     t0=$(now_us)
+    # In the background and waited for, so that a signal to this script is handled at once
+    # (the trap stops the run) rather than after the tenantctl run.
+    timeout -k 5 "$limit" "$BIN" "$@" >"$log" 2>&1 </dev/null &
+    CHILD=$!
     set +e
-    timeout --foreground -k 5 "$limit" "$BIN" "$@" >"$log" 2>&1
+    wait "$CHILD"
     LAST_RC=$?
     set -e
+    CHILD=
     t1=$(now_us)
     LAST_US=$((t1 - t0))
     if ((LAST_RC != want)); then
