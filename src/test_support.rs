@@ -2,9 +2,10 @@
 
 use crate::observed::{
     LiveStatus, ObservedCollection, ObservedColumn, ObservedRole, ObservedSchema, ObservedState,
-    ObservedTable, RegistryRow,
+    ObservedTable, RegistryRow, PUBLIC,
 };
-use crate::plan::{collection_metadata, MANAGED_COMMENT};
+use crate::plan::{collection_metadata, diff, DataAtRisk, Plan, PlanOptions, MANAGED_COMMENT};
+use crate::render::PlanContext;
 use crate::spec::{DesiredState, DesiredStatus, EffectiveConfig, Location, Settings, TenantSpec};
 use chrono::{TimeZone, Utc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -151,4 +152,182 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
             metadata: collection_metadata(id, uid(n)),
         },
     );
+}
+
+// Plans shared by the renderer tests: the real planner on hand-built states.
+
+pub fn plan_context() -> PlanContext {
+    PlanContext {
+        dir: "tenants".into(),
+        database: "postgres://tenantctl@db.internal:5432/app".into(),
+        chroma: "http://chroma.internal:8000 (default_tenant/default_database)".into(),
+    }
+}
+
+/// Every kind of routine change, plus one conflict and one unchanged tenant.
+pub fn mixed_plan() -> Plan {
+    let mut observed = empty_observed();
+
+    // Update: plan, max_tokens, a feature added and one removed.
+    let globex_live = tenant("globex");
+    provision(&mut observed, &globex_live, LiveStatus::Active, 1);
+    let mut globex = tenant("globex");
+    globex.plan = "enterprise".into();
+    globex.config.max_tokens = 8000;
+    globex.config.features.remove("rag");
+    globex.config.features.insert("tools".into(), true);
+
+    // Repair: schema dropped by hand, collection deleted.
+    let initech = tenant("initech");
+    provision(&mut observed, &initech, LiveStatus::Active, 2);
+    observed.schemas.remove("tenant_initech");
+    observed.collections.remove("tenant_initech");
+
+    // Repair: PUBLIC given access to the schema, role given LOGIN.
+    let umbrella = tenant("umbrella");
+    provision(&mut observed, &umbrella, LiveStatus::Active, 3);
+    observed
+        .schemas
+        .get_mut("tenant_umbrella")
+        .unwrap()
+        .privileges
+        .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
+    observed.roles.get_mut("tenant_umbrella").unwrap().can_login = true;
+
+    // Suspend with a reason.
+    provision(&mut observed, &tenant("hooli"), LiveStatus::Active, 4);
+    let mut hooli = tenant("hooli");
+    hooli.state = DesiredStatus::Suspended;
+    hooli.suspension_reason = Some("invoice overdue".into());
+
+    // Resume a tenant suspended with a reason.
+    let mut massive_live = tenant("massive");
+    massive_live.state = DesiredStatus::Suspended;
+    massive_live.suspension_reason = Some("abuse report #4411".into());
+    provision(&mut observed, &massive_live, LiveStatus::Suspended, 5);
+    let massive = tenant("massive");
+
+    // Create.
+    let acme = tenant("acme");
+
+    // Conflict: a new tenant whose role exists and was not created by tenantctl.
+    observed.roles.insert(
+        "tenant_stark".into(),
+        ObservedRole {
+            can_login: true,
+            comment: String::new(),
+        },
+    );
+    let stark = tenant("stark");
+
+    // Unchanged.
+    let wayne = tenant("wayne");
+    provision(&mut observed, &wayne, LiveStatus::Active, 6);
+
+    diff(
+        &desired(vec![
+            acme, globex, initech, umbrella, hooli, massive, stark, wayne,
+        ]),
+        &observed,
+        &PlanOptions::default(),
+    )
+}
+
+/// Soft delete, due purge (with measured data at risk), restore, a scheduled purge, orphans
+/// (one pruned, one with no registry row) and a protected tenant refused.
+pub fn lifecycle_plan() -> Plan {
+    let mut observed = empty_observed();
+    let now = observed.server_time;
+    let mark_deleted = |observed: &mut ObservedState, id: &str, days: i64| {
+        let row = observed.registry.get_mut(id).unwrap();
+        row.status = LiveStatus::Deleted;
+        row.deleted_at = Some(now - chrono::Duration::days(30));
+        row.purge_after = Some(now + chrono::Duration::days(days));
+        observed
+            .schemas
+            .get_mut(&format!("tenant_{id}"))
+            .unwrap()
+            .privileges
+            .remove(&format!("tenant_{id}"));
+    };
+    let mut specs = Vec::new();
+
+    let hooli = tenant("hooli");
+    provision(&mut observed, &hooli, LiveStatus::Active, 1);
+    let mut hooli = hooli.clone();
+    hooli.state = DesiredStatus::Deleted;
+    specs.push(hooli);
+
+    let piedpiper = tenant("piedpiper");
+    provision(&mut observed, &piedpiper, LiveStatus::Active, 2);
+    mark_deleted(&mut observed, "piedpiper", -1);
+    let mut piedpiper = piedpiper.clone();
+    piedpiper.state = DesiredStatus::Deleted;
+    specs.push(piedpiper);
+
+    let aviato = tenant("aviato");
+    provision(&mut observed, &aviato, LiveStatus::Active, 3);
+    mark_deleted(&mut observed, "aviato", 12);
+    specs.push(aviato); // restored
+
+    let raviga = tenant("raviga");
+    provision(&mut observed, &raviga, LiveStatus::Active, 4);
+    mark_deleted(&mut observed, "raviga", 5);
+    let mut raviga = raviga.clone();
+    raviga.state = DesiredStatus::Deleted;
+    specs.push(raviga); // scheduled
+
+    let mut umbrella = tenant("umbrella");
+    umbrella.protected = true;
+    provision(&mut observed, &umbrella, LiveStatus::Active, 5);
+    umbrella.state = DesiredStatus::Deleted;
+    specs.push(umbrella); // refused
+
+    provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 6); // pruned orphan
+    provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 7);
+    observed.registry.remove("ghost"); // resources without registry row
+
+    let mut plan = diff(
+        &desired(specs),
+        &observed,
+        &PlanOptions {
+            prune: true,
+            max_deletes: Some(10),
+            ..PlanOptions::default()
+        },
+    );
+    for change in &mut plan.changes {
+        match change.tenant.as_str() {
+            "hooli" => {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(1204),
+                    records: Some(3400),
+                    ..DataAtRisk::default()
+                })
+            }
+            "piedpiper" => {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(987_654),
+                    records: Some(12),
+                    backup_files: 3,
+                    backup_bytes: 18_200_000,
+                })
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
+pub fn no_change_plan() -> Plan {
+    let mut observed = empty_observed();
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    provision(&mut observed, &acme, LiveStatus::Active, 1);
+    provision(&mut observed, &globex, LiveStatus::Active, 2);
+    diff(
+        &desired(vec![acme, globex]),
+        &observed,
+        &PlanOptions::default(),
+    )
 }

@@ -786,11 +786,16 @@ pub async fn soft_delete_registry(
     let retention = retention_days as i32;
     let updated = client
         .execute(
-            "UPDATE tenantctl.tenants SET status = 'deleted', suspend_reason = NULL,                  retention_days = $2, updated_at = now(), deleted_at = now(),                  purge_after = now() + make_interval(days => $2)              WHERE id = $1 AND status <> 'deleted'",
+            "UPDATE tenantctl.tenants SET status = 'deleted', suspend_reason = NULL, \
+                 retention_days = $2, updated_at = now(), deleted_at = now(), \
+                 purge_after = now() + make_interval(days => $2) \
+             WHERE id = $1 AND status <> 'deleted'",
             &[&tenant, &retention],
         )
         .await
-        .map_err(query_error(format!("soft-delete the registry row of `{tenant}`")))?;
+        .map_err(query_error(format!(
+            "soft-delete the registry row of `{tenant}`"
+        )))?;
     if updated != 1 {
         return Err(PostgresError::Unexpected(format!(
             "the registry row of `{tenant}` changed during the apply"
@@ -808,11 +813,14 @@ pub async fn delete_registry(
 ) -> Result<(), PostgresError> {
     let deleted = client
         .execute(
-            "DELETE FROM tenantctl.tenants              WHERE id = $1 AND uid = $2 AND status = 'deleted' AND purge_after <= now()",
+            "DELETE FROM tenantctl.tenants \
+             WHERE id = $1 AND uid = $2 AND status = 'deleted' AND purge_after <= now()",
             &[&tenant, &uid],
         )
         .await
-        .map_err(query_error(format!("delete the registry row of `{tenant}`")))?;
+        .map_err(query_error(format!(
+            "delete the registry row of `{tenant}`"
+        )))?;
     if deleted != 1 {
         return Err(PostgresError::Unexpected(format!(
             "the registry row of `{tenant}` is no longer due for purge"

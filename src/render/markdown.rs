@@ -995,187 +995,10 @@ mod tests {
     //! every changed `.snap` file.
 
     use super::*;
-    use crate::observed::{LiveStatus, ObservedRole, ObservedState, PUBLIC};
+    use crate::observed::LiveStatus;
     use crate::plan::{diff, DataAtRisk, PlanOptions};
     use crate::spec::DesiredStatus;
     use crate::test_support::*;
-    use std::collections::BTreeSet;
-
-    fn context() -> PlanContext {
-        PlanContext {
-            dir: "tenants".into(),
-            database: "postgres://tenantctl@db.internal:5432/app".into(),
-            chroma: "http://chroma.internal:8000 (default_tenant/default_database)".into(),
-        }
-    }
-
-    /// Every kind of routine change, plus one conflict and one unchanged tenant.
-    fn mixed_plan() -> Plan {
-        let mut observed = empty_observed();
-
-        // Update: plan, max_tokens, a feature added and one removed.
-        let globex_live = tenant("globex");
-        provision(&mut observed, &globex_live, LiveStatus::Active, 1);
-        let mut globex = tenant("globex");
-        globex.plan = "enterprise".into();
-        globex.config.max_tokens = 8000;
-        globex.config.features.remove("rag");
-        globex.config.features.insert("tools".into(), true);
-
-        // Repair: schema dropped by hand, collection deleted.
-        let initech = tenant("initech");
-        provision(&mut observed, &initech, LiveStatus::Active, 2);
-        observed.schemas.remove("tenant_initech");
-        observed.collections.remove("tenant_initech");
-
-        // Repair: PUBLIC given access to the schema, role given LOGIN.
-        let umbrella = tenant("umbrella");
-        provision(&mut observed, &umbrella, LiveStatus::Active, 3);
-        observed
-            .schemas
-            .get_mut("tenant_umbrella")
-            .unwrap()
-            .privileges
-            .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
-        observed.roles.get_mut("tenant_umbrella").unwrap().can_login = true;
-
-        // Suspend with a reason.
-        provision(&mut observed, &tenant("hooli"), LiveStatus::Active, 4);
-        let mut hooli = tenant("hooli");
-        hooli.state = DesiredStatus::Suspended;
-        hooli.suspension_reason = Some("invoice overdue".into());
-
-        // Resume a tenant suspended with a reason.
-        let mut massive_live = tenant("massive");
-        massive_live.state = DesiredStatus::Suspended;
-        massive_live.suspension_reason = Some("abuse report #4411".into());
-        provision(&mut observed, &massive_live, LiveStatus::Suspended, 5);
-        let massive = tenant("massive");
-
-        // Create.
-        let acme = tenant("acme");
-
-        // Conflict: a new tenant whose role exists and was not created by tenantctl.
-        observed.roles.insert(
-            "tenant_stark".into(),
-            ObservedRole {
-                can_login: true,
-                comment: String::new(),
-            },
-        );
-        let stark = tenant("stark");
-
-        // Unchanged.
-        let wayne = tenant("wayne");
-        provision(&mut observed, &wayne, LiveStatus::Active, 6);
-
-        diff(
-            &desired(vec![
-                acme, globex, initech, umbrella, hooli, massive, stark, wayne,
-            ]),
-            &observed,
-            &PlanOptions::default(),
-        )
-    }
-
-    /// Soft delete, due purge (with measured data at risk), restore, a scheduled purge, orphans
-    /// (one pruned, one with no registry row) and a protected tenant refused.
-    fn lifecycle_plan() -> Plan {
-        let mut observed = empty_observed();
-        let now = observed.server_time;
-        let mark_deleted = |observed: &mut ObservedState, id: &str, days: i64| {
-            let row = observed.registry.get_mut(id).unwrap();
-            row.status = LiveStatus::Deleted;
-            row.deleted_at = Some(now - chrono::Duration::days(30));
-            row.purge_after = Some(now + chrono::Duration::days(days));
-            observed
-                .schemas
-                .get_mut(&format!("tenant_{id}"))
-                .unwrap()
-                .privileges
-                .remove(&format!("tenant_{id}"));
-        };
-        let mut specs = Vec::new();
-
-        let hooli = tenant("hooli");
-        provision(&mut observed, &hooli, LiveStatus::Active, 1);
-        let mut hooli = hooli.clone();
-        hooli.state = DesiredStatus::Deleted;
-        specs.push(hooli);
-
-        let piedpiper = tenant("piedpiper");
-        provision(&mut observed, &piedpiper, LiveStatus::Active, 2);
-        mark_deleted(&mut observed, "piedpiper", -1);
-        let mut piedpiper = piedpiper.clone();
-        piedpiper.state = DesiredStatus::Deleted;
-        specs.push(piedpiper);
-
-        let aviato = tenant("aviato");
-        provision(&mut observed, &aviato, LiveStatus::Active, 3);
-        mark_deleted(&mut observed, "aviato", 12);
-        specs.push(aviato); // restored
-
-        let raviga = tenant("raviga");
-        provision(&mut observed, &raviga, LiveStatus::Active, 4);
-        mark_deleted(&mut observed, "raviga", 5);
-        let mut raviga = raviga.clone();
-        raviga.state = DesiredStatus::Deleted;
-        specs.push(raviga); // scheduled
-
-        let mut umbrella = tenant("umbrella");
-        umbrella.protected = true;
-        provision(&mut observed, &umbrella, LiveStatus::Active, 5);
-        umbrella.state = DesiredStatus::Deleted;
-        specs.push(umbrella); // refused
-
-        provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 6); // pruned orphan
-        provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 7);
-        observed.registry.remove("ghost"); // resources without registry row
-
-        let mut plan = diff(
-            &desired(specs),
-            &observed,
-            &PlanOptions {
-                prune: true,
-                max_deletes: Some(10),
-                ..PlanOptions::default()
-            },
-        );
-        for change in &mut plan.changes {
-            match change.tenant.as_str() {
-                "hooli" => {
-                    change.at_risk = Some(DataAtRisk {
-                        rows: Some(1204),
-                        records: Some(3400),
-                        ..DataAtRisk::default()
-                    })
-                }
-                "piedpiper" => {
-                    change.at_risk = Some(DataAtRisk {
-                        rows: Some(987_654),
-                        records: Some(12),
-                        backup_files: 3,
-                        backup_bytes: 18_200_000,
-                    })
-                }
-                _ => {}
-            }
-        }
-        plan
-    }
-
-    fn no_change_plan() -> Plan {
-        let mut observed = empty_observed();
-        let acme = tenant("acme");
-        let globex = tenant("globex");
-        provision(&mut observed, &acme, LiveStatus::Active, 1);
-        provision(&mut observed, &globex, LiveStatus::Active, 2);
-        diff(
-            &desired(vec![acme, globex]),
-            &observed,
-            &PlanOptions::default(),
-        )
-    }
 
     /// Creates with long ids, names and models, and three soft deletes.
     fn huge_plan(creates: usize) -> Plan {
@@ -1250,7 +1073,7 @@ mod tests {
     #[test]
     fn markdown_plan_mixed() {
         let plan = mixed_plan();
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         structure(&output);
         assert!(output.contains("> [!CAUTION]"));
         assert!(!output.contains("[!WARNING]"), "nothing is deleted");
@@ -1261,7 +1084,7 @@ mod tests {
     fn markdown_plan_lifecycle() {
         let plan = lifecycle_plan();
         assert_eq!(plan.refusals.len(), 1);
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         structure(&output);
         // Every destructive tenant is in the warning with what it puts at risk.
         let warning: String = output
@@ -1302,7 +1125,7 @@ mod tests {
     fn markdown_plan_no_changes() {
         let plan = no_change_plan();
         assert!(plan.is_empty());
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         structure(&output);
         assert!(output.contains("No changes."));
         assert!(!output.contains("<details"));
@@ -1312,7 +1135,7 @@ mod tests {
     #[test]
     fn markdown_plan_stays_under_the_comment_limit() {
         let plan = huge_plan(1000);
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
         assert!(output.chars().count() <= COMMENT_LIMIT);
         let outside = structure(&output);
@@ -1380,7 +1203,7 @@ mod tests {
     #[test]
     fn markdown_plan_lists_every_tenant_when_it_can() {
         let plan = huge_plan(300);
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
         let outside = structure(&output);
         assert!(!output.contains("left out of this comment"));
@@ -1414,7 +1237,7 @@ mod tests {
             specs.push(spec);
         }
         let plan = diff(&desired(specs), &observed, &PlanOptions::default());
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
         structure(&output);
         assert!(output.contains("| `-` | delete | 2000 |"));
@@ -1444,7 +1267,7 @@ mod tests {
             &observed,
             &PlanOptions::default(),
         );
-        let output = super::plan(&plan, &context());
+        let output = super::plan(&plan, &plan_context());
         let outside = structure(&output);
         assert_eq!(
             outside

@@ -4,22 +4,13 @@
 //! Update snapshots with `INSTA_UPDATE=always cargo test --lib render`, then read every changed
 //! `.snap` file before committing it.
 
-use super::{json, text, PlanContext, Style};
+use super::{json, text, Style};
 use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
-use crate::observed::{LiveStatus, ObservedRole, PUBLIC};
-use crate::plan::{diff, Action, DataAtRisk, Plan, PlanOptions, FORMAT_VERSION};
+
+use crate::plan::{diff, Action, Plan, PlanOptions, FORMAT_VERSION};
 use crate::spec::DesiredStatus;
 use crate::test_support::*;
 use serde_json::Value;
-use std::collections::BTreeSet;
-
-fn context() -> PlanContext {
-    PlanContext {
-        dir: "tenants".into(),
-        database: "postgres://tenantctl@db.internal:5432/app".into(),
-        chroma: "http://chroma.internal:8000 (default_tenant/default_database)".into(),
-    }
-}
 
 const PLAIN: Style = Style { color: false };
 
@@ -42,171 +33,6 @@ fn fresh_plan() -> Plan {
 
     diff(
         &desired(vec![acme, beta, corp, delta]),
-        &observed,
-        &PlanOptions::default(),
-    )
-}
-
-/// Every kind of change a routine run shows, plus one conflict and one unchanged tenant.
-fn mixed_plan() -> Plan {
-    let mut observed = empty_observed();
-
-    // Update: plan, max_tokens, a feature added and one removed.
-    let globex_live = tenant("globex");
-    provision(&mut observed, &globex_live, LiveStatus::Active, 1);
-    let mut globex = tenant("globex");
-    globex.plan = "enterprise".into();
-    globex.config.max_tokens = 8000;
-    globex.config.features.remove("rag");
-    globex.config.features.insert("tools".into(), true);
-
-    // Repair: schema dropped by hand, collection deleted.
-    let initech = tenant("initech");
-    provision(&mut observed, &initech, LiveStatus::Active, 2);
-    observed.schemas.remove("tenant_initech");
-    observed.collections.remove("tenant_initech");
-
-    // Repair: PUBLIC given access to the schema, role given LOGIN.
-    let umbrella = tenant("umbrella");
-    provision(&mut observed, &umbrella, LiveStatus::Active, 3);
-    observed
-        .schemas
-        .get_mut("tenant_umbrella")
-        .unwrap()
-        .privileges
-        .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
-    observed.roles.get_mut("tenant_umbrella").unwrap().can_login = true;
-
-    // Suspend with a reason.
-    provision(&mut observed, &tenant("hooli"), LiveStatus::Active, 4);
-    let mut hooli = tenant("hooli");
-    hooli.state = DesiredStatus::Suspended;
-    hooli.suspension_reason = Some("invoice overdue".into());
-
-    // Resume a tenant suspended with a reason.
-    let mut massive_live = tenant("massive");
-    massive_live.state = DesiredStatus::Suspended;
-    massive_live.suspension_reason = Some("abuse report #4411".into());
-    provision(&mut observed, &massive_live, LiveStatus::Suspended, 5);
-    let massive = tenant("massive");
-
-    // Conflict: a new tenant whose role exists and was not created by tenantctl.
-    observed.roles.insert(
-        "tenant_stark".into(),
-        ObservedRole {
-            can_login: true,
-            comment: String::new(),
-        },
-    );
-    let stark = tenant("stark");
-
-    // Unchanged.
-    let wayne = tenant("wayne");
-    provision(&mut observed, &wayne, LiveStatus::Active, 6);
-
-    diff(
-        &desired(vec![
-            globex, initech, umbrella, hooli, massive, stark, wayne,
-        ]),
-        &observed,
-        &PlanOptions::default(),
-    )
-}
-
-/// Soft delete, due purge (with measured data at risk), restore, a scheduled purge, orphans
-/// (one pruned, one with no registry row) and a protected tenant refused.
-fn lifecycle_plan() -> Plan {
-    let mut observed = empty_observed();
-    let now = observed.server_time;
-    let mark_deleted = |observed: &mut crate::observed::ObservedState, id: &str, days: i64| {
-        let row = observed.registry.get_mut(id).unwrap();
-        row.status = LiveStatus::Deleted;
-        row.deleted_at = Some(now - chrono::Duration::days(30));
-        row.purge_after = Some(now + chrono::Duration::days(days));
-        observed
-            .schemas
-            .get_mut(&format!("tenant_{id}"))
-            .unwrap()
-            .privileges
-            .remove(&format!("tenant_{id}"));
-    };
-    let mut specs = Vec::new();
-
-    let hooli = tenant("hooli");
-    provision(&mut observed, &hooli, LiveStatus::Active, 1);
-    let mut hooli = hooli.clone();
-    hooli.state = DesiredStatus::Deleted;
-    specs.push(hooli);
-
-    let piedpiper = tenant("piedpiper");
-    provision(&mut observed, &piedpiper, LiveStatus::Active, 2);
-    mark_deleted(&mut observed, "piedpiper", -1);
-    let mut piedpiper = piedpiper.clone();
-    piedpiper.state = DesiredStatus::Deleted;
-    specs.push(piedpiper);
-
-    let aviato = tenant("aviato");
-    provision(&mut observed, &aviato, LiveStatus::Active, 3);
-    mark_deleted(&mut observed, "aviato", 12);
-    specs.push(aviato); // restored
-
-    let raviga = tenant("raviga");
-    provision(&mut observed, &raviga, LiveStatus::Active, 4);
-    mark_deleted(&mut observed, "raviga", 5);
-    let mut raviga = raviga.clone();
-    raviga.state = DesiredStatus::Deleted;
-    specs.push(raviga); // scheduled
-
-    let mut umbrella = tenant("umbrella");
-    umbrella.protected = true;
-    provision(&mut observed, &umbrella, LiveStatus::Active, 5);
-    umbrella.state = DesiredStatus::Deleted;
-    specs.push(umbrella); // refused
-
-    provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 6); // pruned orphan
-    provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 7);
-    observed.registry.remove("ghost"); // resources without registry row
-
-    let mut plan = diff(
-        &desired(specs),
-        &observed,
-        &PlanOptions {
-            prune: true,
-            max_deletes: Some(10),
-            ..PlanOptions::default()
-        },
-    );
-    for change in &mut plan.changes {
-        match change.tenant.as_str() {
-            "hooli" => {
-                change.at_risk = Some(DataAtRisk {
-                    rows: Some(1204),
-                    records: Some(3400),
-                    ..DataAtRisk::default()
-                })
-            }
-            "piedpiper" => {
-                change.at_risk = Some(DataAtRisk {
-                    rows: Some(987_654),
-                    records: Some(12),
-                    backup_files: 3,
-                    backup_bytes: 18_200_000,
-                })
-            }
-            _ => {}
-        }
-    }
-    plan
-}
-
-fn no_change_plan() -> Plan {
-    let mut observed = empty_observed();
-    let acme = tenant("acme");
-    let globex = tenant("globex");
-    provision(&mut observed, &acme, LiveStatus::Active, 1);
-    provision(&mut observed, &globex, LiveStatus::Active, 2);
-    diff(
-        &desired(vec![acme, globex]),
         &observed,
         &PlanOptions::default(),
     )
@@ -257,7 +83,7 @@ fn visible_escapes(text: &str) -> String {
 fn text_plan_fresh_database() {
     let plan = fresh_plan();
     assert!(plan.conflicts.is_empty(), "{:#?}", plan.conflicts);
-    insta::assert_snapshot!(text::plan(&plan, &context(), PLAIN));
+    insta::assert_snapshot!(text::plan(&plan, &plan_context(), PLAIN));
 }
 
 #[test]
@@ -280,7 +106,7 @@ fn text_plan_lifecycle() {
         ]
     );
     assert_eq!(plan.refusals.len(), 1);
-    insta::assert_snapshot!(text::plan(&plan, &context(), PLAIN));
+    insta::assert_snapshot!(text::plan(&plan, &plan_context(), PLAIN));
 }
 
 #[test]
@@ -299,6 +125,7 @@ fn text_plan_mixed() {
     assert_eq!(
         actions,
         vec![
+            ("acme", &[Action::Create][..]),
             ("globex", &[Action::Update][..]),
             ("hooli", &[Action::Suspend][..]),
             ("initech", &[Action::Repair][..]),
@@ -309,21 +136,21 @@ fn text_plan_mixed() {
         ]
     );
     assert_eq!(plan.conflicts.len(), 1);
-    insta::assert_snapshot!(text::plan(&plan, &context(), PLAIN));
+    insta::assert_snapshot!(text::plan(&plan, &plan_context(), PLAIN));
 }
 
 #[test]
 fn text_plan_no_changes() {
     let plan = no_change_plan();
     assert!(plan.is_empty());
-    let output = text::plan(&plan, &context(), PLAIN);
+    let output = text::plan(&plan, &plan_context(), PLAIN);
     assert!(output.contains("No changes."));
     insta::assert_snapshot!(output);
 }
 
 #[test]
 fn text_plan_mixed_in_color() {
-    let output = text::plan(&mixed_plan(), &context(), Style { color: true });
+    let output = text::plan(&mixed_plan(), &plan_context(), Style { color: true });
     assert!(output.contains("\u{1b}["));
     insta::assert_snapshot!(visible_escapes(&output));
 }
@@ -331,7 +158,7 @@ fn text_plan_mixed_in_color() {
 #[test]
 fn plain_style_has_no_escape_codes() {
     for plan in [fresh_plan(), mixed_plan(), no_change_plan()] {
-        assert!(!text::plan(&plan, &context(), PLAIN).contains('\u{1b}'));
+        assert!(!text::plan(&plan, &plan_context(), PLAIN).contains('\u{1b}'));
     }
     for result in &apply_report().tenants {
         assert!(!text::tenant_result(result, PLAIN).contains('\u{1b}'));
