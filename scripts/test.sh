@@ -24,6 +24,13 @@ if ! command -v cargo >/dev/null && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo
 fi
 command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: https://rustup.rs)"
 
+# The TLS tests make their certificates with the openssl command.
+if ! command -v openssl >/dev/null; then
+    step "installing openssl (for the TLS tests' certificates)"
+    apt-get update -qq && apt-get install -y -qq openssl >/dev/null ||
+        die "openssl is missing and could not be installed"
+fi
+
 step "servers (scripts/servers.sh start)"
 bash "$ROOT/scripts/servers.sh" start
 

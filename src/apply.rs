@@ -333,9 +333,9 @@ async fn run_steps(
         .isolation_level(isolation)
         .start()
         .await
-        .map_err(|source| PostgresError::Query {
+        .map_err(|error| PostgresError::Query {
             operation: format!("begin the transaction of `{tenant}`"),
-            source,
+            error,
         })?;
     let mut uid = change.uid;
     // Steps run in plan order: PostgreSQL statements, the registry write and the backup inside
@@ -430,10 +430,10 @@ async fn run_steps(
             }
             other => {
                 if let Some(sql) = postgres::step_sql(other)? {
-                    transaction.batch_execute(&sql).await.map_err(|source| {
+                    transaction.batch_execute(&sql).await.map_err(|error| {
                         PostgresError::Query {
                             operation: format!("{} for `{tenant}`", step_label(other)),
-                            source,
+                            error,
                         }
                     })?;
                 }
@@ -470,9 +470,9 @@ async fn run_steps(
     transaction
         .commit()
         .await
-        .map_err(|source| PostgresError::Query {
+        .map_err(|error| PostgresError::Query {
             operation: format!("commit the transaction of `{tenant}`"),
-            source,
+            error,
         })?;
     Ok(())
 }

@@ -363,9 +363,9 @@ async fn table_columns(
             &[&request.schema, &request.tables],
         )
         .await
-        .map_err(|source| PostgresError::Query {
+        .map_err(|error| PostgresError::Query {
             operation: format!("read the columns of schema `{}`", request.schema),
-            source,
+            error,
         })?;
     let mut columns: std::collections::BTreeMap<String, Vec<Column>> = Default::default();
     for row in rows {
@@ -395,17 +395,17 @@ async fn export_table(
         transaction
             .copy_out(sql.as_str())
             .await
-            .map_err(|source| PostgresError::Query {
+            .map_err(|error| PostgresError::Query {
                 operation: operation(),
-                source,
+                error,
             })?;
     futures_util::pin_mut!(stream);
     let mut writer = HashingWriter::create(path)?;
     let mut counter = CsvRecordCounter::default();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|source| PostgresError::Query {
+        let chunk = chunk.map_err(|error| PostgresError::Query {
             operation: operation(),
-            source,
+            error,
         })?;
         counter.feed(&chunk);
         writer.write(&chunk)?;

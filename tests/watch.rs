@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::watcher::{free_port, wait_until, ScratchPostgres, Watcher};
+use common::scratch_postgres::ScratchPostgres;
+use common::watcher::{free_port, wait_until, Watcher};
 use common::TestEnv;
 use std::time::Duration;
 

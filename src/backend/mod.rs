@@ -3,6 +3,7 @@
 
 pub mod chroma;
 pub mod postgres;
+pub mod tls;
 
 use crate::observed::ObservedState;
 use crate::plan::{Action, DataAtRisk, Naming, Plan};

@@ -10,7 +10,7 @@ use crate::observed::{
 use crate::plan::{Naming, RegistryRecord, Step, CONVERSATIONS_TABLE, MANAGED_COMMENT};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
-use tokio_postgres::{Client, GenericClient, NoTls};
+use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
 /// Name of the control schema: fixed, so every release finds its predecessor's registry.
@@ -96,19 +96,19 @@ CREATE TABLE tenantctl.applied_plans (
 /// Errors of PostgreSQL calls, with what was being done. They never contain the password.
 #[derive(Debug, thiserror::Error)]
 pub enum PostgresError {
-    #[error("cannot connect to postgres at `{url}`: {source}")]
+    // The messages below already hold the whole chain of the client error, so it is not also
+    // exposed as `source` (which `{:#}` would print a second time).
+    #[error("cannot connect to postgres at `{url}`: {}", describe(.error))]
     Connect {
         url: String,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     #[error("invalid database url `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("postgres failed to {operation}: {}", describe(.source))]
+    #[error("postgres failed to {operation}: {}", describe(.error))]
     Query {
         operation: String,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     #[error("{0}")]
     Unexpected(String),
@@ -120,22 +120,40 @@ pub enum PostgresError {
     LockTimeout { waited: Duration, holder: String },
 }
 
-/// The message of a server error (with its detail), or the client error.
+/// The message of a server error (with its detail), or the client error with its causes, each
+/// said once (tokio-postgres repeats its kind in the cause chain).
 pub fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => match db.detail() {
+    if let Some(db) = error.as_db_error() {
+        return match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
             None => db.message().to_string(),
-        },
-        None => error.to_string(),
+        };
     }
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = current {
+        let text = cause.to_string();
+        // Display of an outer error often ends with its cause: keep only the new part.
+        let own = match cause.source().map(|inner| inner.to_string()) {
+            Some(inner) if text.ends_with(&inner) && text.len() > inner.len() => text
+                [..text.len() - inner.len()]
+                .trim_end_matches(": ")
+                .to_string(),
+            _ => text,
+        };
+        if parts.last() != Some(&own) && !own.is_empty() {
+            parts.push(own);
+        }
+        current = cause.source();
+    }
+    parts.join(": ")
 }
 
 fn query_error(
     operation: impl Into<String>,
 ) -> impl FnOnce(tokio_postgres::Error) -> PostgresError {
     let operation = operation.into();
-    move |source| PostgresError::Query { operation, source }
+    move |error| PostgresError::Query { operation, error }
 }
 
 /// Hides the password of a connection string, for every message and plan header.
@@ -214,12 +232,18 @@ impl Postgres {
     /// Invalid URL or connection failure (the message shows the URL without its password).
     pub async fn connect(url: &str, purpose: &str) -> Result<Self, PostgresError> {
         let shown = redact_url(url);
-        let mut config: tokio_postgres::Config =
-            url.parse()
-                .map_err(|error: tokio_postgres::Error| PostgresError::InvalidUrl {
-                    url: shown.clone(),
-                    reason: error.to_string(),
-                })?;
+        let invalid = |reason: String| PostgresError::InvalidUrl {
+            url: shown.clone(),
+            reason,
+        };
+        // sslmode/sslrootcert are handled here, with libpq's meanings (see `tls`).
+        let tls = super::tls::split(url).map_err(invalid)?;
+        let mut config: tokio_postgres::Config = tls
+            .rest
+            .parse()
+            .map_err(|error: tokio_postgres::Error| invalid(error.to_string()))?;
+        config.ssl_mode(super::tls::transport_mode(tls.mode));
+        let connector = super::tls::connector(&tls).map_err(invalid)?;
         if config.get_application_name().is_none() {
             config.application_name(format!(
                 "tenantctl {purpose} host={} pid={}",
@@ -232,11 +256,11 @@ impl Postgres {
         }
         let (client, connection) =
             config
-                .connect(NoTls)
+                .connect(connector)
                 .await
-                .map_err(|source| PostgresError::Connect {
+                .map_err(|error| PostgresError::Connect {
                     url: shown.clone(),
-                    source,
+                    error,
                 })?;
         tokio::spawn(async move {
             // The error surfaces on the next query of the client; nothing to do here.

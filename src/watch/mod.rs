@@ -106,8 +106,11 @@ pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
     // Debounced file events: a burst of saves, a `git checkout` or a ConfigMap's atomic
     // `..data` swap arrive as one batch after `debounce` of quiet.
     let file_tx = trigger_tx.clone();
+    // Two stages: this per-path debouncer only folds the event storm of one save (create,
+    // modify, rename) within 50 ms; the loop below then waits for `debounce` of quiet across
+    // all paths. The floor from a save to a reconcile is thus about `debounce` + 60 ms.
     let mut debouncer = notify_debouncer_full::new_debouncer(
-        options.debounce.min(Duration::from_millis(200)),
+        Duration::from_millis(50).min(options.debounce),
         None,
         move |result: notify_debouncer_full::DebounceEventResult| match result {
             // Reading the files is an event too (inotify reports opens and closes): only

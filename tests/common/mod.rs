@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
 pub mod fault_proxy;
+pub mod scratch_postgres;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};

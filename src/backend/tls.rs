@@ -1,0 +1,285 @@
+//! TLS to PostgreSQL, with libpq's `sslmode` meanings.
+//!
+//! tokio-postgres understands only `disable`, `prefer` and `require` and leaves certificate
+//! checks to the TLS connector. tenantctl reads `sslmode` and `sslrootcert` from the connection
+//! string itself and builds a rustls connector that behaves as libpq does:
+//!
+//! | sslmode | encryption | certificate checked |
+//! |---|---|---|
+//! | `disable` | never | — |
+//! | `prefer` (default) | if the server offers it | no (as libpq) |
+//! | `require` | always | no, unless `sslrootcert` is given (then as `verify-ca`) |
+//! | `verify-ca` | always | chain to `sslrootcert` (or the public web roots) |
+//! | `verify-full` | always | chain and host name |
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<Self, String> {
+        Ok(match value {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(format!(
+                    "unknown sslmode `{other}` (use disable, prefer, require, verify-ca or verify-full)"
+                ))
+            }
+        })
+    }
+}
+
+/// The TLS settings of a connection string, and the string without them (for tokio-postgres,
+/// which would reject `verify-ca`/`verify-full`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    pub root_cert: Option<PathBuf>,
+    pub rest: String,
+}
+
+/// Splits `sslmode` and `sslrootcert` out of a URL (`postgres://...?sslmode=...`) or a
+/// key=value connection string.
+pub fn split(connection: &str) -> Result<TlsSettings, String> {
+    let mut mode = None;
+    let mut root_cert = None;
+    if connection.starts_with("postgres://") || connection.starts_with("postgresql://") {
+        let mut url = url::Url::parse(connection).map_err(|error| error.to_string())?;
+        let mut kept = Vec::new();
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "sslmode" => mode = Some(SslMode::parse(&value)?),
+                "sslrootcert" => root_cert = Some(PathBuf::from(value.as_ref())),
+                _ => kept.push((key.into_owned(), value.into_owned())),
+            }
+        }
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        return Ok(TlsSettings {
+            mode: mode.unwrap_or(SslMode::Prefer),
+            root_cert,
+            rest: url.to_string(),
+        });
+    }
+    let mut kept = Vec::new();
+    for pair in connection.split_whitespace() {
+        if let Some(value) = pair.strip_prefix("sslmode=") {
+            mode = Some(SslMode::parse(value.trim_matches('\''))?);
+        } else if let Some(value) = pair.strip_prefix("sslrootcert=") {
+            root_cert = Some(PathBuf::from(value.trim_matches('\'')));
+        } else {
+            kept.push(pair);
+        }
+    }
+    Ok(TlsSettings {
+        mode: mode.unwrap_or(SslMode::Prefer),
+        root_cert,
+        rest: kept.join(" "),
+    })
+}
+
+/// The tokio-postgres mode for a libpq mode: verification happens in the connector.
+pub fn transport_mode(mode: SslMode) -> tokio_postgres::config::SslMode {
+    match mode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            tokio_postgres::config::SslMode::Require
+        }
+    }
+}
+
+/// The rustls connector for these settings.
+///
+/// # Errors
+/// `sslrootcert` cannot be read or holds no certificate.
+pub fn connector(settings: &TlsSettings) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    match &settings.root_cert {
+        Some(path) => {
+            let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .and_then(|iter| iter.collect::<Result<_, _>>())
+                .map_err(|error| format!("cannot read sslrootcert `{}`: {error}", path.display()))?;
+            if certificates.is_empty() {
+                return Err(format!(
+                    "sslrootcert `{}` holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            for certificate in certificates {
+                roots.add(certificate).map_err(|error| {
+                    format!("sslrootcert `{}`: {error}", path.display())
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let verify_ca = settings.mode == SslMode::VerifyCa
+        || (settings.mode == SslMode::Require && settings.root_cert.is_some());
+    let policy = match settings.mode {
+        SslMode::VerifyFull => Policy::Full,
+        _ if verify_ca => Policy::ChainOnly,
+        _ => Policy::None,
+    };
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|error| error.to_string())?;
+    let verifier = Arc::new(Verifier {
+        policy,
+        webpki,
+        provider: provider.clone(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Policy {
+    /// `prefer`/`require` without a root certificate: encryption only, as libpq does.
+    None,
+    /// `verify-ca`: the chain must lead to a trusted root; the host name is not checked.
+    ChainOnly,
+    /// `verify-full`: chain and host name.
+    Full,
+}
+
+/// Applies the policy; signatures of the handshake are always verified.
+#[derive(Debug)]
+struct Verifier {
+    policy: Policy,
+    webpki: Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.policy == Policy::None {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if self.policy == Policy::ChainOnly => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_settings_are_split_out() {
+        let settings = split(
+            "postgres://app:pw@db.internal:5432/saas?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(settings.mode, SslMode::VerifyFull);
+        assert_eq!(settings.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            settings.rest,
+            "postgres://app:pw@db.internal:5432/saas?application_name=x"
+        );
+        let plain = split("postgres://app@db/saas").unwrap();
+        assert_eq!(plain.mode, SslMode::Prefer);
+        assert_eq!(plain.rest, "postgres://app@db/saas");
+    }
+
+    #[test]
+    fn key_value_settings_are_split_out() {
+        let settings = split("host=db user=app sslmode=require dbname=saas").unwrap();
+        assert_eq!(settings.mode, SslMode::Require);
+        assert_eq!(settings.rest, "host=db user=app dbname=saas");
+    }
+
+    #[test]
+    fn unknown_modes_are_errors() {
+        assert!(split("postgres://db/saas?sslmode=sometimes")
+            .unwrap_err()
+            .contains("unknown sslmode `sometimes`"));
+    }
+
+    #[test]
+    fn missing_root_certificate_is_an_error_naming_the_file() {
+        let settings = split("postgres://db/saas?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .unwrap();
+        let error = connector(&settings).err().unwrap();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+    }
+}
