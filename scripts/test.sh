@@ -27,8 +27,9 @@ command -v cargo >/dev/null || die "cargo not found (install Rust with rustup: h
 # The TLS tests make their certificates with the openssl command.
 if ! command -v openssl >/dev/null; then
     step "installing openssl (for the TLS tests' certificates)"
-    apt-get update -qq && apt-get install -y -qq openssl >/dev/null ||
+    if ! { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }; then
         die "openssl is missing and could not be installed"
+    fi
 fi
 
 step "servers (scripts/servers.sh start)"

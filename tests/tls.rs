@@ -26,15 +26,34 @@ fn make_certificates(dir: &Path) -> PathBuf {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
-            "-out", "ca.pem", "-subj", "/CN=tenantctl test CA",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=tenantctl test CA",
         ],
     );
     openssl(
         dir,
         &[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=localhost",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
         ],
     );
     std::fs::write(
@@ -45,8 +64,21 @@ fn make_certificates(dir: &Path) -> PathBuf {
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
         ],
     );
     dir.join("ca.pem")
@@ -91,7 +123,8 @@ fn sslmode_has_libpq_meanings_against_a_tls_only_server() {
     let (server, root, _certificates) = tls_only_server();
     let port = server.port;
     let root = root.display().to_string();
-    let url = |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/postgres?{query}");
+    let url =
+        |host: &str, query: &str| format!("postgres://postgres@{host}:{port}/postgres?{query}");
 
     // Without TLS the server refuses us.
     let refused = plan_with(&env, &url("127.0.0.1", "sslmode=disable")).expect_code(1);
@@ -110,12 +143,18 @@ fn sslmode_has_libpq_meanings_against_a_tls_only_server() {
     // verify-full: the chain must lead to the given root and the name must match.
     plan_with(
         &env,
-        &url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={root}")),
+        &url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={root}"),
+        ),
     )
     .expect_code(0);
     plan_with(
         &env,
-        &url("localhost", &format!("sslmode=verify-full&sslrootcert={root}")),
+        &url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={root}"),
+        ),
     )
     .expect_code(0);
     let unknown_ca = plan_with(&env, &url("127.0.0.1", "sslmode=verify-full")).expect_code(1);
@@ -126,7 +165,10 @@ fn sslmode_has_libpq_meanings_against_a_tls_only_server() {
     );
     let wrong_name = plan_with(
         &env,
-        &url("127.0.0.2", &format!("sslmode=verify-full&sslrootcert={root}")),
+        &url(
+            "127.0.0.2",
+            &format!("sslmode=verify-full&sslrootcert={root}"),
+        ),
     )
     .expect_code(1);
     assert!(
@@ -138,7 +180,10 @@ fn sslmode_has_libpq_meanings_against_a_tls_only_server() {
     // verify-ca checks the chain but not the name.
     plan_with(
         &env,
-        &url("127.0.0.2", &format!("sslmode=verify-ca&sslrootcert={root}")),
+        &url(
+            "127.0.0.2",
+            &format!("sslmode=verify-ca&sslrootcert={root}"),
+        ),
     )
     .expect_code(0);
 

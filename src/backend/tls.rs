@@ -115,14 +115,18 @@ pub fn transport_mode(mode: SslMode) -> tokio_postgres::config::SslMode {
 ///
 /// # Errors
 /// `sslrootcert` cannot be read or holds no certificate.
-pub fn connector(settings: &TlsSettings) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+pub fn connector(
+    settings: &TlsSettings,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     match &settings.root_cert {
         Some(path) => {
             let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                 .and_then(|iter| iter.collect::<Result<_, _>>())
-                .map_err(|error| format!("cannot read sslrootcert `{}`: {error}", path.display()))?;
+                .map_err(|error| {
+                    format!("cannot read sslrootcert `{}`: {error}", path.display())
+                })?;
             if certificates.is_empty() {
                 return Err(format!(
                     "sslrootcert `{}` holds no PEM certificate",
@@ -130,9 +134,9 @@ pub fn connector(settings: &TlsSettings) -> Result<tokio_postgres_rustls::MakeRu
                 ));
             }
             for certificate in certificates {
-                roots.add(certificate).map_err(|error| {
-                    format!("sslrootcert `{}`: {error}", path.display())
-                })?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| format!("sslrootcert `{}`: {error}", path.display()))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -277,8 +281,9 @@ mod tests {
 
     #[test]
     fn missing_root_certificate_is_an_error_naming_the_file() {
-        let settings = split("postgres://db/saas?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
-            .unwrap();
+        let settings =
+            split("postgres://db/saas?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+                .unwrap();
         let error = connector(&settings).err().unwrap();
         assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
