@@ -601,9 +601,9 @@ echo "   DB-observed (psql session polling the registry row every ~10 ms from th
 db_row 500ms "debounce 500ms (dflt)"
 db_row 100ms "debounce 100ms"
 echo "   registry row read back after every 'applied' line: ${R[500ms:verified]}/$EDITS and ${R[100ms:verified]}/$EDITS hold the new value"
-echo "   floor = file debouncer (min(debounce, 200ms), ticking every quarter of that) + the quiet"
-echo "   period across files (debounce) + the reconcile: ~700 ms + tick jitter (0-50 ms) at 500ms,"
-echo "   ~200 ms + 0-25 ms at 100ms; the reconcile of one changed tenant is a few ms of it"
+echo "   floor = per-path file debouncer (50 ms window, checked every 50 ms: 50-100 ms) + the"
+echo "   quiet period across files (--debounce) + the reconcile: ~550-600 ms at 500ms, ~150-200 ms"
+echo "   at 100ms; the reconcile of one changed tenant is a few ms of it"
 echo
 echo "2. idle cost, $N_TENANTS tenants of tenants/ applied (startup reconcile: ${R[idle:startup_applied]:-?} applied, ${R[idle:startup_ms]:-?} ms)"
 printf '  %-34s %9s %9s %10s %9s %9s %8s %11s %9s\n' "" window "CPU ms" "% 1 core" "sched ms" "sched %" "wakeup/s" "VmRSS MiB" "VmHWM MiB"
@@ -620,7 +620,7 @@ awk -v n="${R[timer:reconciles]}" -v tenants="$N_TENANTS" -v t="${R[timer:run_ms
         tenants, (t - i * ts / is) / n, (c - ci * ts / is) / n }'
 echo "   CPU ms / % from /proc/<pid>/stat utime+stime ($CLK_TCK ticks/s, so 10 ms steps); sched = per-thread"
 echo "   schedstat run time (ns); wakeups = context switches of all threads per second (when idle"
-echo "   ~20/s matches the file debouncer's tick: every min(debounce, 200ms)/4 = 50 ms by default);"
+echo "   ~20/s matches the file debouncer's check every 50 ms);"
 echo "   server-side (PostgreSQL, Chroma) CPU is not included"
 echo "   watcher exit codes on SIGTERM: ${R[500ms:rc]} ${R[100ms:rc]} ${R[idle:rc]} ${R[timer:rc]} (0 expected)"
 say "done in $((SECONDS - START)) s (build excluded); cleaning up"

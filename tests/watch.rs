@@ -353,3 +353,64 @@ fn metrics_parse_as_prometheus_text_and_move() {
     assert!(wait_until(SOON, || http_get(port, "/readyz").0 == 200));
     assert_eq!(http_get(port, "/nope").0, 404);
 }
+
+#[test]
+fn a_configmap_style_swap_of_the_data_link_makes_one_reconcile() {
+    use std::os::unix::fs::symlink;
+    let env = TestEnv::new("watch_configmap");
+    // Kubernetes mounts a ConfigMap as `..<timestamp>/` folders, a `..data` link to the current
+    // one, and visible links `name -> ..data/name`; an update writes a new folder and renames a
+    // new `..data` link over the old one in one atomic step.
+    let dir = env.dir_path();
+    std::fs::remove_file(dir.join("plans.yaml")).unwrap();
+    let version = |name: &str, max_tokens: u32| {
+        let folder = dir.join(name);
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("plans.yaml"), common::PLANS).unwrap();
+        std::fs::write(
+            folder.join("acme.yaml"),
+            common::tenant_yaml(
+                "acme",
+                "pro",
+                &format!("config:\n  max_tokens: {max_tokens}\n"),
+            ),
+        )
+        .unwrap();
+    };
+    version("..2026_11_27_10_00_00.000000001", 5000);
+    symlink("..2026_11_27_10_00_00.000000001", dir.join("..data")).unwrap();
+    symlink("..data/plans.yaml", dir.join("plans.yaml")).unwrap();
+    symlink("..data/acme.yaml", dir.join("acme.yaml")).unwrap();
+
+    let watcher = Watcher::start(&env, "w", &["--apply", "--interval", "60s"], &[]);
+    assert!(
+        wait_until(SOON, || max_tokens(&env, "acme").as_deref() == Some("5000")),
+        "{}",
+        watcher.dump()
+    );
+    let before = watcher.count("reconcile");
+
+    version("..2026_11_27_10_05_00.000000002", 6000);
+    symlink("..2026_11_27_10_05_00.000000002", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_11_27_10_00_00.000000001")).unwrap();
+
+    assert!(
+        wait_until(SOON, || max_tokens(&env, "acme").as_deref() == Some("6000")),
+        "the swap was not applied:\n{}",
+        watcher.dump()
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        watcher.count("reconcile") - before,
+        1,
+        "one swap, one reconcile:\n{}",
+        watcher.dump()
+    );
+    assert_eq!(
+        watcher.count("invalid tenant file"),
+        0,
+        "{}",
+        watcher.dump()
+    );
+}

@@ -107,11 +107,13 @@ pub async fn run(options: WatchOptions) -> anyhow::Result<()> {
     // `..data` swap arrive as one batch after `debounce` of quiet.
     let file_tx = trigger_tx.clone();
     // Two stages: this per-path debouncer only folds the event storm of one save (create,
-    // modify, rename) within 50 ms; the loop below then waits for `debounce` of quiet across
-    // all paths. The floor from a save to a reconcile is thus about `debounce` + 60 ms.
+    // modify, rename) within 50 ms, checking every 50 ms (its own default would check four
+    // times as often: 80 idle wakeups a second); the loop below then waits for `debounce` of
+    // quiet across all paths. A save reaches a reconcile after `debounce` + 50 to 100 ms.
+    let file_window = Duration::from_millis(50).min(options.debounce);
     let mut debouncer = notify_debouncer_full::new_debouncer(
-        Duration::from_millis(50).min(options.debounce),
-        None,
+        file_window,
+        Some(file_window),
         move |result: notify_debouncer_full::DebounceEventResult| match result {
             // Reading the files is an event too (inotify reports opens and closes): only
             // changes of content, names or metadata trigger a reconcile.
