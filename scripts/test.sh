@@ -47,7 +47,25 @@ cargo fmt --check
 step "cargo clippy --all-targets --locked -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+# Without arguments: every unit and integration test (there are no doc tests, so that target
+# is left out rather than closing the run on "0 passed"). With arguments: exactly those.
+if (($# == 0)); then
+    set -- --lib --bins --tests
+fi
 step "cargo test --locked $*"
-cargo test --locked "$@"
-
-step "all checks passed"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over all test binaries, printed last.
+totals=$(awk '/^test result:/ {
+    for (i = 1; i < NF; i++) {
+        if ($(i + 1) == "passed;") passed += $i
+        if ($(i + 1) == "failed;") failed += $i
+    }
+} END { printf "%d passed, %d failed", passed, failed }' "$log")
+if ((status == 0)); then
+    step "all checks passed"
+fi
+printf '\ntests: %s\n' "$totals"
+exit "$status"
