@@ -535,3 +535,71 @@ fn a_collection_tenantctl_did_not_create_is_a_conflict() {
     let rows = env.query("SELECT id FROM tenantctl.tenants", &[]);
     assert!(rows.is_empty());
 }
+
+/// Runs tenantctl on a pseudo-terminal (util-linux `script`), feeding `input` to its stdin.
+fn on_terminal(env: &TestEnv, args: &str, input: &str, extra_env: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_tenantctl"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TENANTCTL_DIR", env.dir_path())
+        .env("DATABASE_URL", &env.database_url)
+        .env("CHROMA_URL", &env.chroma_url)
+        .env("CHROMA_DATABASE", &env.chroma_database)
+        .env("TENANTCTL_ROLE_PREFIX", &env.role_prefix)
+        .env("TENANTCTL_BACKUP_DIR", env.backups.path())
+        .env_remove("NO_COLOR")
+        .envs(extra_env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs");
+    let mut stdin = child.stdin.take().unwrap();
+    // Give the prompt time to appear before answering, as a person would.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let env = TestEnv::new("colour");
+    env.tenant("acme", "pro", "");
+    let coloured = on_terminal(&env, "plan", "", &[]);
+    assert!(coloured.contains("\u{1b}[32m+\u{1b}[0m"), "{coloured:?}");
+    let plain = on_terminal(&env, "plan", "", &[("NO_COLOR", "1")]);
+    assert!(plain.contains("+ acme"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+    // and never when stdout is not a terminal
+    let piped = env.plan();
+    assert!(!piped.stdout.contains('\u{1b}'), "{:?}", piped.stdout);
+}
+
+#[test]
+fn apply_on_a_terminal_asks_and_applies_only_on_yes() {
+    let env = TestEnv::new("confirm");
+    env.tenant("acme", "pro", "");
+    let declined = on_terminal(&env, "apply", "no\n", &[("NO_COLOR", "1")]);
+    assert!(
+        declined.contains("Do you want to apply these changes? Only `yes` is accepted:"),
+        "{declined:?}"
+    );
+    assert!(
+        declined.contains("apply cancelled; nothing was changed"),
+        "{declined:?}"
+    );
+    let nothing = env.query_one("SELECT to_regnamespace('tenantctl') IS NULL", &[]);
+    assert!(
+        nothing.get::<_, bool>(0),
+        "declined apply changed something"
+    );
+
+    let accepted = on_terminal(&env, "apply", "yes\n", &[("NO_COLOR", "1")]);
+    assert!(
+        accepted.contains("Apply complete: 1 tenant applied"),
+        "{accepted:?}"
+    );
+    assert!(env.collection("tenant_acme").is_some());
+}

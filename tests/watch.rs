@@ -414,3 +414,65 @@ fn a_configmap_style_swap_of_the_data_link_makes_one_reconcile() {
         watcher.dump()
     );
 }
+
+#[test]
+fn sigterm_during_an_apply_finishes_the_tenant_in_progress_and_exits_zero() {
+    let env = TestEnv::new("watch_sigterm_busy");
+    let mut watcher = Watcher::start(&env, "w", &["--apply", "--interval", "60s"], &[]);
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+    for n in 0..150 {
+        env.tenant(&format!("t{n:03}"), "pro", "");
+    }
+    assert!(
+        watcher.wait_for("applied", SOON),
+        "apply never started:\n{}",
+        watcher.dump()
+    );
+    watcher.signal("TERM");
+    let code = watcher.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{}", watcher.dump());
+    assert!(watcher.count("stopped") == 1, "{}", watcher.dump());
+
+    // Every tenant in the registry is whole; the others were not started at all.
+    let registered: Vec<String> = env
+        .query("SELECT id FROM tenantctl.tenants ORDER BY id", &[])
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        !registered.is_empty() && registered.len() < 150,
+        "stopped after {} of 150 tenants:\n{}",
+        registered.len(),
+        watcher.dump()
+    );
+    for id in &registered {
+        assert!(schema_exists(&env, id), "{id} half applied");
+        assert!(
+            env.collection(&format!("tenant_{id}")).is_some(),
+            "{id} half applied"
+        );
+    }
+    let schemas = env.query_one(
+        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_t%'",
+        &[],
+    );
+    assert_eq!(schemas.get::<_, i64>(0) as usize, registered.len());
+    assert!(
+        watcher.logs().iter().any(|line| line["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not started"))),
+        "{}",
+        watcher.dump()
+    );
+
+    // A new watcher finishes the work.
+    let next = Watcher::start(&env, "next", &["--apply", "--interval", "60s"], &[]);
+    assert!(
+        wait_until(SOON, || env
+            .query_one("SELECT count(*) FROM tenantctl.tenants", &[])
+            .get::<_, i64>(0)
+            == 150),
+        "{}",
+        next.dump()
+    );
+}
