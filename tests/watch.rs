@@ -476,3 +476,43 @@ fn sigterm_during_an_apply_finishes_the_tenant_in_progress_and_exits_zero() {
         next.dump()
     );
 }
+
+#[test]
+fn the_watcher_recovers_when_chroma_goes_away_and_comes_back() {
+    use common::fault_proxy::FaultProxy;
+    let env = TestEnv::new("watch_chroma_down");
+    // A trigger that never appears: the network is cut and healed by hand.
+    let proxy = FaultProxy::start(&env.chroma_url, &["never sent by tenantctl"]);
+    let watcher = Watcher::start(
+        &env,
+        "w",
+        &["--apply", "--interval", "2s"],
+        &[("CHROMA_URL", &proxy.url)],
+    );
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+
+    proxy.cut();
+    env.tenant("acme", "pro", "");
+    assert!(
+        wait_until(SOON, || watcher.logs().iter().any(|line| {
+            line["result"] == "failure"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("chroma"))
+        })),
+        "no failure naming chroma while it is away:\n{}",
+        watcher.dump()
+    );
+    assert!(
+        !schema_exists(&env, "acme"),
+        "nothing half-created while chroma is away"
+    );
+
+    proxy.heal();
+    assert!(
+        wait_until(Duration::from_secs(30), || schema_exists(&env, "acme")
+            && env.collection("tenant_acme").is_some()),
+        "no recovery after chroma came back:\n{}",
+        watcher.dump()
+    );
+}

@@ -1,7 +1,8 @@
 //! A loopback TCP relay in front of the real Chroma that cuts the network at a chosen moment:
-//! it forwards traffic untouched until a client sends a request whose bytes contain `trigger`,
-//! then drops that connection and refuses every later one, as a server that went away would.
-//! Listens on 127.0.0.1 only; its threads end with the test process.
+//! it forwards traffic untouched until a client sends a request whose bytes contain `trigger`
+//! (or the test calls [`FaultProxy::cut`]), then drops every connection and refuses new ones, as
+//! a server that went away would, until [`FaultProxy::heal`]. Listens on 127.0.0.1 only; its
+//! threads end with the test process.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -49,8 +50,9 @@ impl FaultProxy {
                         Some((trigger, tripped, forwarded)),
                     )
                 });
-                // server -> client
-                thread::spawn(move || relay(server, client, None));
+                // server -> client, cut as well when the fault trips
+                let cut = tripped_flag.clone();
+                thread::spawn(move || relay(server, client, Some((&[], cut, Arc::default()))));
             }
         });
         FaultProxy {
@@ -60,9 +62,19 @@ impl FaultProxy {
         }
     }
 
-    /// True once the trigger was seen.
+    /// True once the trigger was seen (or the network was cut by hand).
     pub fn tripped(&self) -> bool {
         self.tripped.load(Ordering::SeqCst)
+    }
+
+    /// Cuts the network now: open connections drop at their next byte, new ones are refused.
+    pub fn cut(&self) {
+        self.tripped.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets connections through again.
+    pub fn heal(&self) {
+        self.tripped.store(false, Ordering::SeqCst);
     }
 
     /// Chunks forwarded from clients before the trip.
@@ -81,8 +93,12 @@ fn relay(mut from: TcpStream, mut to: TcpStream, watch: Option<Watch>) {
             Ok(read) => read,
         };
         if let Some((trigger, tripped, forwarded)) = &watch {
+            if tripped.load(Ordering::SeqCst) {
+                break;
+            }
+            // An empty trigger never fires (the server -> client direction only obeys cuts).
             let chunk = String::from_utf8_lossy(&buffer[..read]);
-            if tripped.load(Ordering::SeqCst) || trigger.iter().all(|part| chunk.contains(part)) {
+            if !trigger.is_empty() && trigger.iter().all(|part| chunk.contains(part)) {
                 tripped.store(true, Ordering::SeqCst);
                 break;
             }
