@@ -166,6 +166,33 @@ fn options_of_a_saved_plan_cannot_be_overridden() {
 }
 
 #[test]
+fn apply_reports_as_json_for_machines() {
+    let env = TestEnv::new("apply_json");
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    let out = env
+        .tenantctl(&["apply", "--auto-approve", "--format", "json"])
+        .expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("only JSON on stdout");
+    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["applied"], 2);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["migrated"], serde_json::json!([1, 2]));
+    let tenants: Vec<(&str, &str)> = report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tenant"].as_str().unwrap(), t["result"].as_str().unwrap()))
+        .collect();
+    assert_eq!(tenants, vec![("acme", "applied"), ("globex", "applied")]);
+    let again = env
+        .tenantctl(&["apply", "--auto-approve", "--format", "json"])
+        .expect_code(0);
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(again["tenants"], serde_json::json!([]));
+}
+
+#[test]
 fn tenant_filter_limits_plan_and_apply() {
     let env = TestEnv::new("targets");
     env.tenant("acme", "pro", "");

@@ -54,9 +54,9 @@ fn apply_report() -> ApplyReport {
                 actions: vec![Action::Update, Action::Repair],
                 outcome: TenantOutcome::RolledBack {
                     reason: "postgres: permission denied for schema tenant_globex".into(),
-                    undone: vec!["deleted collection `tenant_globex` created by this run".into()],
+                    undone: vec!["collection `tenant_globex` created by this run is gone".into()],
                     undo_failed: vec![
-                        "could not undo (restored the metadata of collection `tenant_globex_docs`): chroma: 503 Service Unavailable".into(),
+                        "could not restore the metadata of collection `tenant_globex_docs`: chroma at `http://chroma.internal:8000` answered 503 Service Unavailable to update collection metadata: overloaded; the next plan shows what is left".into(),
                     ],
                 },
             },
@@ -213,6 +213,20 @@ fn json_plan_has_the_documented_shape() {
 }
 
 // Apply report.
+
+#[test]
+fn json_apply_report() {
+    let report = apply_report();
+    let rendered = json::report(&report).replace(
+        &format!("\"tool_version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+        "\"tool_version\": \"[version]\"",
+    );
+    let value: Value = serde_json::from_str(&rendered).unwrap();
+    assert_eq!(value["applied"], 1);
+    assert_eq!(value["failed"], 2);
+    assert_eq!(value["tenants"][1]["result"], "rolled_back");
+    insta::assert_snapshot!(rendered);
+}
 
 #[test]
 fn text_apply_report() {
