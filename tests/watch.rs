@@ -516,3 +516,29 @@ fn the_watcher_recovers_when_chroma_goes_away_and_comes_back() {
         watcher.dump()
     );
 }
+
+#[test]
+fn without_apply_the_watcher_only_logs_its_plans() {
+    let env = TestEnv::new("watch_dry_run");
+    let watcher = Watcher::start(&env, "w", &["--interval", "60s"], &[]);
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+    env.tenant("acme", "pro", "");
+    assert!(
+        wait_until(SOON, || watcher.logs().iter().any(|line| {
+            line["message"] == "would apply (dry run)" && line["tenant"] == "acme"
+        })),
+        "{}",
+        watcher.dump()
+    );
+    assert!(watcher.wait_for(
+        "reconcile: dry run: 1 change(s) planned, none applied",
+        SOON
+    ));
+    assert!(!schema_exists(&env, "acme"));
+    let control = env.query_one("SELECT to_regnamespace('tenantctl') IS NULL", &[]);
+    assert!(
+        control.get::<_, bool>(0),
+        "a dry-run watcher changes nothing"
+    );
+    assert_eq!(watcher.count("became the leader"), 0);
+}
