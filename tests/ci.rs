@@ -329,3 +329,44 @@ fn two_concurrent_applies_serialize_and_the_final_state_is_right() {
         "each tenant created exactly once"
     );
 }
+
+#[test]
+fn the_chroma_token_is_sent_but_never_shown() {
+    use common::fault_proxy::FaultProxy;
+    let env = TestEnv::new("token");
+    env.tenant("acme", "pro", "");
+    // The relay shows what goes over the wire to the real Chroma.
+    let proxy = FaultProxy::start(&env.chroma_url, &["never sent by tenantctl"]);
+    let token = "tok-7f3a9c-very-secret";
+    let plan_file = env.backups.path().join("token.plan");
+    let plan_file = plan_file.to_str().unwrap();
+    let runs = [
+        env.tenantctl_with(
+            &["plan", "--out", plan_file, "--format", "json"],
+            &[("CHROMA_URL", &proxy.url), ("CHROMA_TOKEN", token)],
+        ),
+        env.tenantctl_with(
+            &["apply", "--auto-approve"],
+            &[("CHROMA_URL", &proxy.url), ("CHROMA_TOKEN", token)],
+        ),
+    ];
+    for run in &runs {
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(!run.stdout.contains(token) && !run.stderr.contains(token));
+    }
+    assert!(
+        proxy.client_sent(&format!("authorization: Bearer {token}")),
+        "the token was not sent to chroma"
+    );
+    let saved = std::fs::read_to_string(plan_file).unwrap();
+    assert!(!saved.contains(token), "the saved plan holds the token");
+    // and a watcher does not log it either
+    let watcher = common::watcher::Watcher::start(
+        &env,
+        "w",
+        &["--interval", "60s"],
+        &[("CHROMA_URL", &proxy.url), ("CHROMA_TOKEN", token)],
+    );
+    assert!(watcher.wait_for("reconcile", std::time::Duration::from_secs(15)));
+    assert!(!watcher.dump().contains(token));
+}

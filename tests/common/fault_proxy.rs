@@ -14,6 +14,8 @@ pub struct FaultProxy {
     pub url: String,
     tripped: Arc<AtomicBool>,
     forwarded: Arc<AtomicUsize>,
+    /// The first 1 MiB a client sent, for tests that check what went over the wire.
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl FaultProxy {
@@ -27,7 +29,9 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let tripped = Arc::new(AtomicBool::new(false));
         let forwarded = Arc::new(AtomicUsize::new(0));
+        let sent: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
         let (tripped_flag, forwarded_count) = (tripped.clone(), forwarded.clone());
+        let record = sent.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -42,29 +46,39 @@ impl FaultProxy {
                 let forwarded = forwarded_count.clone();
                 let (client_read, server_write) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                // client -> server, watching for the trigger
+                // client -> server, watching for the trigger and recording
+                let record = record.clone();
                 thread::spawn(move || {
                     relay(
                         client_read,
                         server_write,
                         Some((trigger, tripped, forwarded)),
+                        Some(record),
                     )
                 });
                 // server -> client, cut as well when the fault trips
                 let cut = tripped_flag.clone();
-                thread::spawn(move || relay(server, client, Some((&[], cut, Arc::default()))));
+                thread::spawn(move || {
+                    relay(server, client, Some((&[], cut, Arc::default())), None)
+                });
             }
         });
         FaultProxy {
             url,
             tripped,
             forwarded,
+            sent,
         }
     }
 
     /// True once the trigger was seen (or the network was cut by hand).
     pub fn tripped(&self) -> bool {
         self.tripped.load(Ordering::SeqCst)
+    }
+
+    /// True when the clients sent `needle` (in the first MiB of traffic).
+    pub fn client_sent(&self, needle: &str) -> bool {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).contains(needle)
     }
 
     /// Cuts the network now: open connections drop at their next byte, new ones are refused.
@@ -85,7 +99,12 @@ impl FaultProxy {
 
 type Watch = (&'static [&'static str], Arc<AtomicBool>, Arc<AtomicUsize>);
 
-fn relay(mut from: TcpStream, mut to: TcpStream, watch: Option<Watch>) {
+fn relay(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    watch: Option<Watch>,
+    record: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
+) {
     let mut buffer = [0u8; 64 * 1024];
     loop {
         let read = match from.read(&mut buffer) {
@@ -103,6 +122,12 @@ fn relay(mut from: TcpStream, mut to: TcpStream, watch: Option<Watch>) {
                 break;
             }
             forwarded.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(record) = &record {
+            let mut record = record.lock().unwrap();
+            if record.len() < 1 << 20 {
+                record.extend_from_slice(&buffer[..read]);
+            }
         }
         if to.write_all(&buffer[..read]).is_err() {
             break;
