@@ -603,3 +603,47 @@ fn apply_on_a_terminal_asks_and_applies_only_on_yes() {
     );
     assert!(env.collection("tenant_acme").is_some());
 }
+
+#[test]
+fn a_chroma_tenant_and_database_of_their_own_are_created_if_missing() {
+    let env = TestEnv::new("chroma_scope");
+    env.tenant("acme", "pro", "");
+    // Chroma has no way to delete a tenant: the name is unique so reruns never collide, and the
+    // database inside it is removed below.
+    let chroma_tenant = format!("tct_scope_{}", uuid::Uuid::new_v4().simple());
+    let scope = [
+        ("CHROMA_TENANT", chroma_tenant.as_str()),
+        ("CHROMA_DATABASE", "saas_vectors"),
+    ];
+    let planned = env.tenantctl_with(&["plan"], &scope).expect_code(0);
+    assert!(
+        planned
+            .stdout
+            .contains(&format!("({chroma_tenant}/saas_vectors)")),
+        "{}",
+        planned.stdout
+    );
+    env.tenantctl_with(&["apply", "--auto-approve"], &scope)
+        .expect_code(0);
+    let url = format!(
+        "{}/api/v2/tenants/{chroma_tenant}/databases/saas_vectors/collections/tenant_acme",
+        env.chroma_url
+    );
+    let found = env.runtime.block_on(async {
+        let response = reqwest::get(&url).await.unwrap();
+        response.status().as_u16()
+    });
+    assert_eq!(found, 200, "collection not in the requested tenant/database");
+    assert!(env.collection("tenant_acme").is_none(), "nothing in the default scope");
+    let again = env.tenantctl_with(&["plan"], &scope).expect_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    env.runtime.block_on(async {
+        let _ = reqwest::Client::new()
+            .delete(format!(
+                "{}/api/v2/tenants/{chroma_tenant}/databases/saas_vectors",
+                env.chroma_url
+            ))
+            .send()
+            .await;
+    });
+}
