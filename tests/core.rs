@@ -633,8 +633,14 @@ fn a_chroma_tenant_and_database_of_their_own_are_created_if_missing() {
         let response = reqwest::get(&url).await.unwrap();
         response.status().as_u16()
     });
-    assert_eq!(found, 200, "collection not in the requested tenant/database");
-    assert!(env.collection("tenant_acme").is_none(), "nothing in the default scope");
+    assert_eq!(
+        found, 200,
+        "collection not in the requested tenant/database"
+    );
+    assert!(
+        env.collection("tenant_acme").is_none(),
+        "nothing in the default scope"
+    );
     let again = env.tenantctl_with(&["plan"], &scope).expect_code(0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
     env.runtime.block_on(async {
