@@ -385,6 +385,20 @@ bench_size() {
     run_tc "$SCRATCH/$label.change.apply.log" $((60 + n / 50)) 0 apply --auto-approve
     R[$label:apply1]=$LAST_US
     run_tc "$SCRATCH/$label.after.log" $((60 + n / 50)) 0 plan --detailed-exitcode
+    # Lifecycle at scale: soft-delete every tenant (access revoked, final backup written), then
+    # purge them all (retention 0: due at the next apply).
+    check_deadline "N=$n soft delete"
+    say "$label: soft-deleting all $n tenants, then purging them"
+    local file
+    for file in "$dir"/t*.yaml; do
+        sed -i 's/^state: active/state: deleted\nretention_days: 0/' "$file"
+    done
+    run_tc "$SCRATCH/$label.delete.log" $((120 + n / 5)) 0 apply --auto-approve --max-deletes "$n"
+    R[$label:delete]=$LAST_US
+    R[$label:backups]=$(find "$TENANTCTL_BACKUP_DIR" -name manifest.json | wc -l)
+    run_tc "$SCRATCH/$label.purge.log" $((120 + n / 5)) 0 apply --auto-approve --max-deletes "$n"
+    R[$label:purge]=$LAST_US
+    verify_counts 0
 }
 
 bench_examples
@@ -448,6 +462,9 @@ mapfile -t C < <(cells rest ms);       row "  rest: PostgreSQL + tenantctl (ms)"
 mapfile -t C < <(cells noop ms);       row "apply, no change (ms)" "${C[@]}"
 mapfile -t C < <(cells plan1 ms);      row "plan, one tenant renamed (ms)" "${C[@]}"
 mapfile -t C < <(cells apply1 ms);     row "apply, one tenant renamed (ms)" "${C[@]}"
+mapfile -t C < <(cells delete secs);   row "apply, soft-delete all (s, with final backups)" "${C[@]}"
+mapfile -t C < <(cells backups as_is); row "  backups written (manifests)" "${C[@]}"
+mapfile -t C < <(cells purge secs);    row "apply, purge all (s)" "${C[@]}"
 mapfile -t C < <(cells xacts as_is);   row "server transactions per no-change plan" "${C[@]}"
 mapfile -t C < <(cells sessions as_is); row "connections per no-change plan" "${C[@]}"
 echo

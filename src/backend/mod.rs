@@ -8,6 +8,7 @@ pub mod tls;
 use crate::observed::ObservedState;
 use crate::plan::{Action, DataAtRisk, Naming, Plan};
 use chroma::{ChromaClient, ChromaError};
+use futures_util::{StreamExt, TryStreamExt};
 use postgres::{Postgres, PostgresError};
 use std::path::Path;
 
@@ -77,6 +78,27 @@ pub async fn measure_at_risk(
         }
     }
     let counts = postgres::count_rows(&postgres.client, &tables).await?;
+    let mut rows: std::collections::HashMap<usize, u64> = Default::default();
+    for (owner, count) in owners.iter().zip(&counts) {
+        *rows.entry(*owner).or_default() += u64::try_from(*count).unwrap_or(0);
+    }
+    // Chroma has no batch count: one request per collection at risk, a few in flight at once.
+    let collections: Vec<(usize, String)> = at_risk
+        .iter()
+        .filter_map(|&index| {
+            observed
+                .collections
+                .get(&naming.collection(&plan.changes[index].tenant))
+                .map(|collection| (index, collection.id.clone()))
+        })
+        .collect();
+    let records: std::collections::HashMap<usize, u64> =
+        futures_util::stream::iter(collections.into_iter().map(|(index, id)| async move {
+            chroma.count_records(&id).await.map(|count| (index, count))
+        }))
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
     for &index in &at_risk {
         let change = &plan.changes[index];
         let mut risk = DataAtRisk::default();
@@ -84,18 +106,9 @@ pub async fn measure_at_risk(
             .schemas
             .contains_key(&naming.schema(&change.tenant))
         {
-            risk.rows = Some(
-                owners
-                    .iter()
-                    .zip(&counts)
-                    .filter(|(owner, _)| **owner == index)
-                    .map(|(_, count)| u64::try_from(*count).unwrap_or(0))
-                    .sum(),
-            );
+            risk.rows = Some(rows.get(&index).copied().unwrap_or(0));
         }
-        if let Some(collection) = observed.collections.get(&naming.collection(&change.tenant)) {
-            risk.records = Some(chroma.count_records(&collection.id).await?);
-        }
+        risk.records = records.get(&index).copied();
         if change.actions.contains(&Action::Purge) {
             if let Some(uid) = change.uid {
                 let usage = crate::backup::usage(backup_root, &change.tenant, uid)?;
