@@ -21,8 +21,10 @@ pub struct RunContext {
     pub actor: String,
     /// Root of the final backups written at soft delete and deleted at purge.
     pub backup_root: std::path::PathBuf,
-    /// Set by a signal handler: the tenant in progress finishes, no further tenant starts.
+    /// Set by a signal handler: the tenants in progress finish, no further tenant starts.
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Tenants applied at once, each on its own PostgreSQL session.
+    pub parallelism: usize,
 }
 
 impl RunContext {
@@ -33,6 +35,7 @@ impl RunContext {
             actor: postgres::actor(),
             backup_root,
             stop: Default::default(),
+            parallelism: 1,
         }
     }
 }
@@ -165,6 +168,10 @@ impl Compensation {
 
 /// Executes every tenant change of `plan` that has steps and no conflict.
 ///
+/// Up to `context.parallelism` tenants run at once, each on its own PostgreSQL session (the
+/// first is `postgres`, which holds the apply lock); tenants are independent, and each one is
+/// still atomic. The report lists tenants in plan order; `progress` sees them as they finish.
+///
 /// The caller holds the apply lock, has migrated the control schema and made sure the Chroma
 /// database exists. `observed` is the state `plan` was made from (for the metadata a
 /// compensation restores).
@@ -176,41 +183,121 @@ pub async fn execute(
     context: &RunContext,
     mut progress: impl FnMut(&TenantResult),
 ) -> ApplyReport {
-    let mut report = ApplyReport {
-        run_id: Some(context.run_id),
-        ..ApplyReport::default()
-    };
-    for change in &plan.changes {
-        if context.stop.load(std::sync::atomic::Ordering::SeqCst) {
-            if change.blocked || !change.steps.is_empty() {
-                report.not_started += 1;
-            }
-            continue;
-        }
-        let outcome = if change.blocked {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut finished: Vec<(usize, TenantResult)> = Vec::new();
+    let mut queue = Vec::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        if change.blocked {
             let reasons: Vec<&str> = plan
                 .conflicts
                 .iter()
                 .filter(|conflict| conflict.tenant == change.tenant)
                 .map(|conflict| conflict.message.as_str())
                 .collect();
-            TenantOutcome::Blocked {
-                reason: reasons.join("; "),
-            }
-        } else if change.steps.is_empty() {
-            continue;
-        } else {
-            apply_change(postgres, chroma, change, observed, context).await
-        };
-        let result = TenantResult {
-            tenant: change.tenant.clone(),
-            actions: change.actions.clone(),
-            outcome,
-        };
-        progress(&result);
-        report.tenants.push(result);
+            let result = TenantResult {
+                tenant: change.tenant.clone(),
+                actions: change.actions.clone(),
+                outcome: TenantOutcome::Blocked {
+                    reason: reasons.join("; "),
+                },
+            };
+            progress(&result);
+            finished.push((index, result));
+        } else if !change.steps.is_empty() {
+            queue.push(index);
+        }
     }
-    report
+
+    // Extra sessions for the other workers; if one cannot be opened, fewer workers run.
+    let mut extra = Vec::new();
+    let workers = context.parallelism.clamp(1, queue.len().max(1));
+    for _ in 1..workers {
+        match postgres.another("apply").await {
+            Ok(session) => extra.push(session),
+            Err(_) => break,
+        }
+    }
+
+    let shared = Shared {
+        chroma,
+        plan,
+        observed,
+        context,
+        queue: &queue,
+        next: AtomicUsize::new(0),
+        started: AtomicUsize::new(0),
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(usize, TenantOutcome)>();
+    let all_workers = futures_util::future::join_all(
+        std::iter::once(postgres)
+            .chain(extra.iter_mut())
+            .map(|session| worker(session, &shared, sender.clone())),
+    );
+    drop(sender);
+    let collect = async {
+        while let Some((index, outcome)) = receiver.recv().await {
+            let change = &plan.changes[index];
+            let result = TenantResult {
+                tenant: change.tenant.clone(),
+                actions: change.actions.clone(),
+                outcome,
+            };
+            progress(&result);
+            finished.push((index, result));
+        }
+    };
+    tokio::join!(all_workers, collect);
+
+    finished.sort_by_key(|(index, _)| *index);
+    ApplyReport {
+        run_id: Some(context.run_id),
+        migrated: Vec::new(),
+        tenants: finished.into_iter().map(|(_, result)| result).collect(),
+        not_started: queue.len() - shared.started.load(Ordering::SeqCst),
+    }
+}
+
+/// What the workers of one `execute` share.
+struct Shared<'a> {
+    chroma: &'a ChromaClient,
+    plan: &'a Plan,
+    observed: &'a ObservedState,
+    context: &'a RunContext,
+    /// Indexes into `plan.changes` of the tenants to apply, in plan order.
+    queue: &'a [usize],
+    /// Next position in `queue` to take.
+    next: std::sync::atomic::AtomicUsize,
+    /// Tenants taken so far (the rest is reported as not started after a stop).
+    started: std::sync::atomic::AtomicUsize,
+}
+
+/// Takes tenants from the queue and applies them on `session` until the queue is empty or the
+/// run is asked to stop.
+async fn worker(
+    session: &mut Postgres,
+    shared: &Shared<'_>,
+    sender: tokio::sync::mpsc::UnboundedSender<(usize, TenantOutcome)>,
+) {
+    use std::sync::atomic::Ordering;
+    loop {
+        if shared.context.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let position = shared.next.fetch_add(1, Ordering::SeqCst);
+        let Some(&index) = shared.queue.get(position) else {
+            break;
+        };
+        shared.started.fetch_add(1, Ordering::SeqCst);
+        let outcome = apply_change(
+            session,
+            shared.chroma,
+            &shared.plan.changes[index],
+            shared.observed,
+            shared.context,
+        )
+        .await;
+        let _ = sender.send((index, outcome));
+    }
 }
 
 /// Reads the live state and plans against it, measuring what destructive changes put at risk.

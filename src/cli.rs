@@ -155,6 +155,10 @@ pub struct ApplyArgs {
     /// How long to wait for another apply's lock, e.g. 30s, 5m
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);
+    /// helps mass soft deletes and purges; creates are bound by Chroma's serialized writes
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallelism: u16,
     /// Output format of the result
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
@@ -245,6 +249,10 @@ pub struct WatchArgs {
     /// How long one reconcile waits for the apply lock held by a CLI apply
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);
+    /// helps mass soft deletes and purges; creates are bound by Chroma's serialized writes
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallelism: u16,
     /// Serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9187
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,

@@ -653,3 +653,46 @@ fn a_chroma_tenant_and_database_of_their_own_are_created_if_missing() {
             .await;
     });
 }
+
+#[test]
+fn parallel_workers_roll_back_each_tenant_when_chroma_goes_away() {
+    let env = TestEnv::new("parallel_fault");
+    let ids: Vec<String> = (0..6).map(|n| format!("f{n}")).collect();
+    for id in &ids {
+        env.tenant(id, "pro", "");
+    }
+    let proxy = FaultProxy::start(
+        &env.chroma_url,
+        &["POST /api/v2/tenants/", "/collections HTTP"],
+    );
+    let failed = env
+        .tenantctl_with(
+            &["apply", "--auto-approve", "--parallelism", "3"],
+            &[("CHROMA_URL", &proxy.url)],
+        )
+        .expect_code(1);
+    assert!(proxy.tripped());
+    assert!(failed.stdout.contains("6 failed"), "{}", failed.stdout);
+    let left = env.query_one(
+        "SELECT (SELECT count(*) FROM tenantctl.tenants), \
+                (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_f%'), \
+                (SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)), \
+                (SELECT count(*) FROM tenantctl.events)",
+        &[&env.role("")],
+    );
+    assert_eq!(
+        (
+            left.get::<_, i64>(0),
+            left.get::<_, i64>(1),
+            left.get::<_, i64>(2),
+            left.get::<_, i64>(3)
+        ),
+        (0, 0, 0, 0),
+        "something of a rolled-back tenant was left"
+    );
+    env.tenantctl(&["apply", "--auto-approve", "--parallelism", "3"])
+        .expect_code(0);
+    for id in &ids {
+        assert!(env.collection(&format!("tenant_{id}")).is_some(), "{id}");
+    }
+}

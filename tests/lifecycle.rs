@@ -506,3 +506,65 @@ fn a_purge_interrupted_by_chroma_stays_soft_deleted_and_finishes_next_time() {
     let gone = env.query_one("SELECT count(*) FROM tenantctl.tenants", &[]);
     assert_eq!(gone.get::<_, i64>(0), 0);
 }
+
+#[test]
+fn parallel_apply_creates_deletes_and_purges_every_tenant_once() {
+    let env = TestEnv::new("parallel");
+    let ids: Vec<String> = (0..12).map(|n| format!("p{n:02}")).collect();
+    for id in &ids {
+        env.tenant(id, "pro", "retention_days: 0\n");
+    }
+    let created = run(&env, &["apply", "--auto-approve", "--parallelism", "4"]).expect_code(0);
+    assert!(
+        created
+            .stdout
+            .contains("Apply complete: 12 tenants applied"),
+        "{}",
+        created.stdout
+    );
+    for id in &ids {
+        assert!(env.collection(&format!("tenant_{id}")).is_some(), "{id}");
+        seed_data(&env, id, 1, 1);
+    }
+    assert!(plan(&env).stdout.contains("No changes."));
+
+    for id in &ids {
+        env.tenant(id, "pro", "retention_days: 0\nstate: deleted\n");
+    }
+    let parallel_delete = [
+        "apply",
+        "--auto-approve",
+        "--parallelism",
+        "4",
+        "--max-deletes",
+        "12",
+    ];
+    run(&env, &parallel_delete).expect_code(0);
+    let manifests = walk(&backup_dir(&env))
+        .into_iter()
+        .filter(|path| path.ends_with("manifest.json"))
+        .count();
+    assert_eq!(manifests, 12, "one final backup per tenant");
+    run(&env, &parallel_delete).expect_code(0);
+
+    let left = env.query_one(
+        "SELECT (SELECT count(*) FROM tenantctl.tenants), \
+                (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_p%'), \
+                (SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1))",
+        &[&env.role("")],
+    );
+    assert_eq!(
+        (
+            left.get::<_, i64>(0),
+            left.get::<_, i64>(1),
+            left.get::<_, i64>(2)
+        ),
+        (0, 0, 0)
+    );
+    for id in &ids {
+        assert!(env.collection(&format!("tenant_{id}")).is_none(), "{id}");
+        let actions: Vec<String> = events(&env, id).into_iter().map(|event| event.0).collect();
+        assert_eq!(actions, vec!["create", "delete", "purge"], "{id}");
+    }
+    assert!(walk(&backup_dir(&env)).is_empty());
+}

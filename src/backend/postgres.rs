@@ -221,7 +221,10 @@ pub fn quote_ident(name: &str) -> Result<String, PostgresError> {
 /// A connection to the database that holds the registry.
 pub struct Postgres {
     pub client: Client,
+    /// For display: the password removed.
     url: String,
+    /// As given, password included, to open more sessions; never displayed (no `Debug`).
+    connection_string: String,
 }
 
 impl Postgres {
@@ -266,12 +269,21 @@ impl Postgres {
             // The error surfaces on the next query of the client; nothing to do here.
             let _ = connection.await;
         });
-        Ok(Postgres { client, url: shown })
+        Ok(Postgres {
+            client,
+            url: shown,
+            connection_string: url.to_string(),
+        })
     }
 
     /// The connection string with the password hidden.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Opens another session to the same database (for parallel workers).
+    pub async fn another(&self, purpose: &str) -> Result<Postgres, PostgresError> {
+        Postgres::connect(&self.connection_string, purpose).await
     }
 
     /// Takes the session-level apply lock, polling until `timeout`.

@@ -168,7 +168,8 @@ impl Run<'_> {
             }
         }
 
-        let context = RunContext::new(self.backup_root.clone());
+        let mut context = RunContext::new(self.backup_root.clone());
+        context.parallelism = usize::from(self.args.parallelism);
         if text {
             println!();
         }

@@ -28,6 +28,7 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
         debounce: args.debounce,
         lock_timeout: args.lock_timeout,
         listen: args.listen,
+        parallelism: usize::from(args.parallelism),
     })
     .await?;
     Ok(Exit::Success)

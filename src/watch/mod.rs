@@ -44,6 +44,8 @@ pub struct WatchOptions {
     pub debounce: Duration,
     pub lock_timeout: Duration,
     pub listen: Option<std::net::SocketAddr>,
+    /// Tenants applied at once.
+    pub parallelism: usize,
 }
 
 /// Why a reconcile runs.
@@ -515,6 +517,7 @@ impl Watcher {
             }
             let mut context = RunContext::new(self.options.backup_root.clone());
             context.stop = self.stop.clone();
+            context.parallelism = self.options.parallelism;
             let report = apply::run(postgres, chroma, &plan, &observed, &context, None, |result| {
                 let actions: Vec<&str> = result.actions.iter().map(|a| a.verb()).collect();
                 match &result.outcome {
