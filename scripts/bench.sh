@@ -92,8 +92,11 @@ psql_admin() {
     "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 "$@"
 }
 
+# shellcheck source=scripts/bench-common.sh
+source "$ROOT/scripts/bench-common.sh"
+
 cleanup() {
-    local rc=$? db code attempt
+    local rc=$?
     trap - EXIT INT TERM
     set +e
     if [[ -n "$CHILD" ]]; then
@@ -101,32 +104,7 @@ cleanup() {
         kill -TERM "$CHILD" 2>/dev/null
         wait "$CHILD" 2>/dev/null
     fi
-    for db in "${CREATED_DBS[@]}"; do
-        psql_admin -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null ||
-            say "could not drop database $db"
-    done
-    if ((ROLES_CREATED)); then
-        # Roles are cluster-wide: drop every role carrying this run's prefix (their privileges
-        # lived in the databases dropped above).
-        psql_admin -d postgres -c "DO \$\$ DECLARE r name; BEGIN
-            FOR r IN SELECT rolname FROM pg_roles WHERE starts_with(rolname, '${RUN_ID}_') LOOP
-                EXECUTE format('DROP ROLE %I', r);
-            END LOOP; END \$\$" >/dev/null || say "could not drop the roles ${RUN_ID}_*"
-    fi
-    for db in "${CHROMA_DBS[@]}"; do
-        # 200 deleted (with its collections), 404 never created; retried: a busy server may fail
-        for attempt in 1 2 3; do
-            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 -X DELETE \
-                "$CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db")
-            if [[ "$code" == 200 || "$code" == 404 ]]; then break; fi
-            if ((attempt == 3)); then
-                say "could not delete Chroma database $db (HTTP $code); delete it with:" \
-                    "curl -X DELETE $CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db"
-            else
-                sleep 2
-            fi
-        done
-    done
+    drop_bench_targets
     rm -rf "$SCRATCH"
     exit "$rc"
 }
