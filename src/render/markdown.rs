@@ -906,7 +906,9 @@ fn code_line(text: &str) -> String {
 // Escaping.
 
 /// Text for an HTML part (a `<summary>`): entities for `& < > "`, and any line break or control
-/// character as a space, since a blank line would end the HTML block.
+/// character as a space, since a blank line would end the HTML block. `@` and `#` become
+/// entities too: free text such as a suspension reason must not mention people or teams, or
+/// link issues, from a plan comment.
 fn html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for character in single_line(text).chars() {
@@ -915,6 +917,8 @@ fn html(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
+            '@' => out.push_str("&#64;"),
+            '#' => out.push_str("&#35;"),
             other => out.push(other),
         }
     }
@@ -1261,7 +1265,7 @@ mod tests {
         renamed.name = "renamed inc\nsecond line\n````\nthird line".into();
         renamed.state = DesiredStatus::Suspended;
         renamed.suspension_reason =
-            Some("line one </summary>\n\n</details> **bold** `tick`".into());
+            Some("line one </summary>\n\n</details> **bold** `tick` @acme/security #12".into());
         let plan = diff(
             &desired(vec![evil, renamed]),
             &observed,
@@ -1279,8 +1283,15 @@ mod tests {
         // The reason is escaped and on one line in the summary of the block.
         assert!(
             output.contains(
-                "<b>renamed</b> suspend, update — reason: &quot;line one &lt;/summary&gt;\\n\\n&lt;/details&gt; **bold** `tick`&quot;</summary>"
+                "<b>renamed</b> suspend, update — reason: &quot;line one &lt;/summary&gt;\\n\\n&lt;/details&gt; **bold** `tick` &#64;acme/security &#35;12&quot;</summary>"
             ),
+            "{output}"
+        );
+        // No mention or issue link outside code blocks.
+        assert!(
+            outside
+                .iter()
+                .all(|line| !line.contains("@acme") && !line.contains(" #12")),
             "{output}"
         );
         // A value with backticks gets a longer fence; multi-line values are diffed line by line.
