@@ -2,8 +2,37 @@
 # Shared by scripts/bench.sh and scripts/bench-watch.sh (sourced, not run): removes what a
 # benchmark run created on the local servers.
 #
-# Expects: say, psql_admin, CREATED_DBS, ROLES_CREATED, RUN_ID, CHROMA_DBS, CHROMA_URL_LOCAL,
-# CHROMA_TENANT_NAME.
+# Expects: say, die, PGBIN, PG_PORT, RUN_ID, SCRATCH, CREATED_DBS, CHROMA_DBS, ROLES_CREATED,
+# CHROMA_URL_LOCAL, CHROMA_TENANT_NAME.
+
+psql_admin() {
+    # Admin SQL on the loopback server; no ~/.psqlrc, stop at the first error.
+    "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 "$@"
+}
+
+# Wall clock in microseconds, without starting a process.
+now_us() { echo "${EPOCHREALTIME/./}"; }
+
+# shellcheck disable=SC2034  # CUR_DB is read by the scripts that source this file
+use_target() {
+    # use_target LABEL DIR: a fresh PostgreSQL database and Chroma database for LABEL
+    local label=$1 dir=$2 db="${RUN_ID}_$1" code
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
+        "$CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db" || true)
+    [[ "$code" == 404 ]] || die "Chroma database $db: expected 404 (absent), got '$code'"
+    psql_admin -d postgres -c "CREATE DATABASE \"$db\"" >/dev/null
+    CREATED_DBS+=("$db")
+    CHROMA_DBS+=("$db")
+    ROLES_CREATED=1
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+    export CHROMA_URL="$CHROMA_URL_LOCAL"
+    export CHROMA_TENANT="$CHROMA_TENANT_NAME"
+    export CHROMA_DATABASE="$db"
+    export TENANTCTL_ROLE_PREFIX="${db}_"
+    export TENANTCTL_DIR="$dir"
+    export TENANTCTL_BACKUP_DIR="$SCRATCH/backups-$label"
+    CUR_DB=$db  # read by the scripts that source this file
+}
 
 drop_bench_targets() {
     local db code attempt

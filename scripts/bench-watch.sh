@@ -98,10 +98,6 @@ LOGFD=""      # read side of the running watcher's log
 PSQL_PID=""   # the long-lived psql session (coprocess)
 BUILD_PID=""  # pid of `timeout cargo build`, while building
 
-psql_admin() {
-    "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 "$@"
-}
-
 stop_psql() {
     if [[ -n "$PSQL_PID" ]]; then
         exec {PSQL_IN}>&- {PSQL_OUT}<&-
@@ -169,7 +165,6 @@ nap() {
     check_stop
 }
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
 
 # ---------------------------------------------------------------------------------------------
 # Servers and binary
@@ -213,26 +208,6 @@ LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 # ---------------------------------------------------------------------------------------------
 # Targets, the watcher process and its log
 # ---------------------------------------------------------------------------------------------
-use_target() {
-    # use_target LABEL DIR: a fresh PostgreSQL database and Chroma database for LABEL
-    local label=$1 dir=$2 db="${RUN_ID}_$1" code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
-        "$CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db" || true)
-    [[ "$code" == 404 ]] || die "Chroma database $db: expected 404 (absent), got '$code'"
-    psql_admin -d postgres -c "CREATE DATABASE \"$db\"" >/dev/null
-    CREATED_DBS+=("$db")
-    CHROMA_DBS+=("$db")
-    ROLES_CREATED=1
-    export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
-    export CHROMA_URL="$CHROMA_URL_LOCAL"
-    export CHROMA_TENANT="$CHROMA_TENANT_NAME"
-    export CHROMA_DATABASE="$db"
-    export TENANTCTL_ROLE_PREFIX="${db}_"
-    export TENANTCTL_DIR="$dir"
-    export TENANTCTL_BACKUP_DIR="$SCRATCH/backups-$label"
-    CUR_DB=$db
-}
-
 start_watcher() {
     # start_watcher LOG LIMIT_SECONDS watch-args...: a watcher in the background, stderr to LOG
     local log=$1 limit=$2 i

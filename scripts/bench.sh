@@ -87,11 +87,6 @@ CHROMA_DBS=()      # Chroma databases this run's applies may create
 ROLES_CREATED=0
 CHILD=""           # pid of the running `timeout tenantctl ...`, if any
 
-psql_admin() {
-    # Admin SQL on the loopback server; no ~/.psqlrc, stop at the first error.
-    "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 "$@"
-}
-
 # shellcheck source=scripts/bench-common.sh
 source "$ROOT/scripts/bench-common.sh"
 
@@ -154,7 +149,6 @@ fi
 LAST_US=0  # wall time of the last run_tc, microseconds
 LAST_RC=0
 
-now_us() { echo "${EPOCHREALTIME/./}"; }
 
 run_tc() {
     # run_tc LOG LIMIT_SECONDS EXPECTED_RC tenantctl-args...: times one tenantctl run.
@@ -247,26 +241,6 @@ chroma_listing() {
         times+=($(($(now_us) - t0)))
     done
     LIST_US=$(median "${times[@]}")
-}
-
-use_target() {
-    # use_target LABEL DIR: a fresh PostgreSQL database and Chroma database for LABEL
-    local label=$1 dir=$2 db="${RUN_ID}_$1" code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 \
-        "$CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db" || true)
-    [[ "$code" == 404 ]] || die "Chroma database $db: expected 404 (absent), got '$code'"
-    psql_admin -d postgres -c "CREATE DATABASE \"$db\"" >/dev/null
-    CREATED_DBS+=("$db")
-    CHROMA_DBS+=("$db")
-    ROLES_CREATED=1
-    export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
-    export CHROMA_URL="$CHROMA_URL_LOCAL"
-    export CHROMA_TENANT="$CHROMA_TENANT_NAME"
-    export CHROMA_DATABASE="$db"
-    export TENANTCTL_ROLE_PREFIX="${db}_"
-    export TENANTCTL_DIR="$dir"
-    export TENANTCTL_BACKUP_DIR="$SCRATCH/backups-$label"
-    CUR_DB=$db
 }
 
 verify_counts() {

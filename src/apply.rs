@@ -427,7 +427,15 @@ async fn run_steps(
     let mut uid = change.uid;
     // Steps run in plan order: PostgreSQL statements, the registry write and the backup inside
     // the transaction, then Chroma, then (purge only) the backups, then commit.
+    // Consecutive DDL steps go to the server as one batch: one round trip instead of one per
+    // statement. The batch is sent before any step that is not plain SQL.
+    let mut batch: Vec<(String, &Step)> = Vec::new();
     for step in &change.steps {
+        if let Some(sql) = postgres::step_sql(step)? {
+            batch.push((sql, step));
+            continue;
+        }
+        flush_ddl(&transaction, tenant, &mut batch).await?;
         match step {
             Step::InsertRegistry => {
                 let record = change.record.as_ref().expect("insert carries a record");
@@ -515,18 +523,10 @@ async fn run_steps(
                 // back, so a failure before it leaves the tenant soft-deleted and intact.
                 chroma.delete_collection(collection).await?;
             }
-            other => {
-                if let Some(sql) = postgres::step_sql(other)? {
-                    transaction.batch_execute(&sql).await.map_err(|error| {
-                        PostgresError::Query {
-                            operation: format!("{} for `{tenant}`", step_label(other)),
-                            error,
-                        }
-                    })?;
-                }
-            }
+            _ => unreachable!("SQL steps are batched above"),
         }
     }
+    flush_ddl(&transaction, tenant, &mut batch).await?;
 
     let changes = json!({
         "fields": change.fields,
@@ -559,6 +559,28 @@ async fn run_steps(
         .await
         .map_err(|error| PostgresError::Query {
             operation: format!("commit the transaction of `{tenant}`"),
+            error,
+        })?;
+    Ok(())
+}
+
+/// Sends the batched DDL steps in one round trip; an error names every step of the batch.
+async fn flush_ddl(
+    transaction: &tokio_postgres::Transaction<'_>,
+    tenant: &str,
+    batch: &mut Vec<(String, &Step)>,
+) -> Result<(), BackendError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let sql: String = batch.iter().map(|(sql, _)| sql.as_str()).collect();
+    let labels: Vec<String> = batch.iter().map(|(_, step)| step_label(step)).collect();
+    batch.clear();
+    transaction
+        .batch_execute(&sql)
+        .await
+        .map_err(|error| PostgresError::Query {
+            operation: format!("{} for `{tenant}`", labels.join(", ")),
             error,
         })?;
     Ok(())

@@ -154,6 +154,30 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
     );
 }
 
+/// Marks a provisioned tenant soft-deleted 30 days ago, its purge due in `purge_in_days`
+/// (negative: overdue), with its role's access revoked as a soft delete leaves it.
+pub fn mark_deleted(observed: &mut ObservedState, id: &str, purge_in_days: i64) {
+    let now = observed.server_time;
+    let row = observed.registry.get_mut(id).unwrap();
+    row.status = LiveStatus::Deleted;
+    row.deleted_at = Some(now - chrono::Duration::days(30));
+    row.purge_after = Some(now + chrono::Duration::days(purge_in_days));
+    observed
+        .schemas
+        .get_mut(&format!("tenant_{id}"))
+        .unwrap()
+        .privileges
+        .remove(&format!("tenant_{id}"));
+}
+
+/// `(tenant, actions)` of every change, for asserting what a plan does at a glance.
+pub fn actions_by_tenant(plan: &Plan) -> Vec<(&str, &[crate::plan::Action])> {
+    plan.changes
+        .iter()
+        .map(|change| (change.tenant.as_str(), change.actions.as_slice()))
+        .collect()
+}
+
 // Plans shared by the renderer tests: the real planner on hand-built states.
 
 pub fn plan_context() -> PlanContext {
@@ -237,19 +261,6 @@ pub fn mixed_plan() -> Plan {
 /// (one pruned, one with no registry row) and a protected tenant refused.
 pub fn lifecycle_plan() -> Plan {
     let mut observed = empty_observed();
-    let now = observed.server_time;
-    let mark_deleted = |observed: &mut ObservedState, id: &str, days: i64| {
-        let row = observed.registry.get_mut(id).unwrap();
-        row.status = LiveStatus::Deleted;
-        row.deleted_at = Some(now - chrono::Duration::days(30));
-        row.purge_after = Some(now + chrono::Duration::days(days));
-        observed
-            .schemas
-            .get_mut(&format!("tenant_{id}"))
-            .unwrap()
-            .privileges
-            .remove(&format!("tenant_{id}"));
-    };
     let mut specs = Vec::new();
 
     let hooli = tenant("hooli");

@@ -394,7 +394,7 @@ fn orphan_is_reported_then_soft_deleted_with_prune() {
     let planned = plan(&env);
     assert!(
         planned.stdout.contains(
-            "? soylent                   orphan: registry row (active), in no file; left alone (use --prune)"
+            "? soylent                   orphan: registry row (active), in no file; left alone (use `--prune`)"
         ),
         "{}",
         planned.stdout

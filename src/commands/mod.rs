@@ -8,12 +8,12 @@ pub mod watch;
 
 use crate::backend::chroma::ChromaClient;
 use crate::backend::postgres::Postgres;
-use crate::cli::{ConnectionArgs, PlanningArgs};
+use crate::cli::{ConnectionArgs, PlanFormat, PlanningArgs};
 use crate::error::{Exit, Reported};
 use crate::observed::ObservedState;
 use crate::plan::Plan;
 use crate::plan::{Naming, PlanOptions};
-use crate::render::PlanContext;
+use crate::render::{self, PlanContext, Style};
 use crate::spec::{self, DesiredState};
 use anyhow::{Context, Result};
 use std::path::Path;
@@ -150,5 +150,18 @@ pub fn plan_exit(plan: &Plan, detailed: bool) -> Exit {
         Exit::Changes
     } else {
         Exit::Success
+    }
+}
+
+/// Prints a plan to stdout in the chosen format (colour only on a terminal).
+pub fn print_plan(format: PlanFormat, plan: &Plan, context: &PlanContext) {
+    use std::io::IsTerminal;
+    match format {
+        PlanFormat::Text => {
+            let style = Style::detect(std::io::stdout().is_terminal());
+            print!("{}", render::text::plan(plan, context, style));
+        }
+        PlanFormat::Json => println!("{}", render::json::plan(plan)),
+        PlanFormat::Markdown => print!("{}", render::markdown::plan(plan, context)),
     }
 }

@@ -1,31 +1,25 @@
 //! `tenantctl plan`: read-only; shows what apply would do, optionally saves it.
 
-use crate::backend;
-use crate::cli::{PlanArgs, PlanFormat};
+use crate::apply;
+use crate::cli::PlanArgs;
 use crate::error::Exit;
-use crate::plan;
-use crate::render::{self, Style};
 use crate::saved::{self, SavedOptions, SavedPlan};
 use anyhow::{Context, Result};
-use std::io::IsTerminal;
 
 pub async fn run(args: &PlanArgs) -> Result<Exit> {
     // Validation comes first: an invalid directory never reaches a server.
     let desired = super::load(&args.dir.dir)?;
     let options = super::plan_options(&args.connection, &args.planning)?;
     let (postgres, chroma) = super::connect(&args.connection, "plan").await?;
-    let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
-    super::check_targets(&options, &desired, &observed)?;
-    let mut plan = plan::diff(&desired, &observed, &options);
-    backend::measure_at_risk(
-        &mut plan,
-        &observed,
+    let (observed, plan) = apply::observe_and_plan(
         &postgres,
         &chroma,
-        &options.naming,
+        &desired,
+        &options,
         &args.planning.backup_dir,
     )
     .await?;
+    super::check_targets(&options, &desired, &observed)?;
     let context = super::context(&args.dir.dir, &postgres, &chroma);
 
     if let Some(out) = &args.out {
@@ -59,13 +53,6 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
         );
     }
 
-    match args.format {
-        PlanFormat::Text => {
-            let style = Style::detect(std::io::stdout().is_terminal());
-            print!("{}", render::text::plan(&plan, &context, style));
-        }
-        PlanFormat::Json => println!("{}", render::json::plan(&plan)),
-        PlanFormat::Markdown => print!("{}", render::markdown::plan(&plan, &context)),
-    }
+    super::print_plan(args.format, &plan, &context);
     Ok(super::plan_exit(&plan, args.detailed_exitcode))
 }

@@ -958,42 +958,62 @@ fn precedence(action: Action) -> u8 {
     }
 }
 
-/// The registry record as dotted paths to JSON values, in display order.
-fn record_fields(record: &RegistryRecord) -> Vec<(String, Value)> {
-    let mut fields = vec![
-        ("name".to_string(), Value::from(record.name.clone())),
-        ("plan".to_string(), Value::from(record.plan.clone())),
-    ];
-    let config = serde_json::to_value(&record.config).expect("config serializes");
-    flatten("config", &config, &mut fields);
-    fields.push(("protected".to_string(), Value::from(record.protected)));
-    fields.push((
-        "retention_days".to_string(),
-        Value::from(record.retention_days),
-    ));
-    fields.push(("status".to_string(), Value::from(record.status.as_str())));
-    if let Some(reason) = &record.suspension_reason {
-        fields.push(("suspension.reason".to_string(), Value::from(reason.clone())));
-    }
-    fields
+/// The registry fields a plan compares, as dotted paths to JSON values in display order. Both
+/// sides of a comparison (the desired record, the live row) go through here, so they cannot
+/// drift apart.
+struct Fields<'a> {
+    name: &'a str,
+    plan: &'a str,
+    config: Value,
+    protected: bool,
+    retention_days: Option<i64>,
+    status: LiveStatus,
+    suspension_reason: Option<&'a str>,
 }
 
-/// The same paths read from a registry row.
+impl Fields<'_> {
+    fn paths(&self) -> Vec<(String, Value)> {
+        let mut fields = vec![
+            ("name".to_string(), Value::from(self.name)),
+            ("plan".to_string(), Value::from(self.plan)),
+        ];
+        flatten("config", &self.config, &mut fields);
+        fields.push(("protected".to_string(), Value::from(self.protected)));
+        if let Some(days) = self.retention_days {
+            fields.push(("retention_days".to_string(), Value::from(days)));
+        }
+        fields.push(("status".to_string(), Value::from(self.status.as_str())));
+        if let Some(reason) = self.suspension_reason {
+            fields.push(("suspension.reason".to_string(), Value::from(reason)));
+        }
+        fields
+    }
+}
+
+fn record_fields(record: &RegistryRecord) -> Vec<(String, Value)> {
+    Fields {
+        name: &record.name,
+        plan: &record.plan,
+        config: serde_json::to_value(&record.config).expect("config serializes"),
+        protected: record.protected,
+        retention_days: Some(i64::from(record.retention_days)),
+        status: record.status,
+        suspension_reason: record.suspension_reason.as_deref(),
+    }
+    .paths()
+}
+
 fn row_fields(row: &RegistryRow) -> Vec<(String, Value)> {
-    let mut fields = vec![
-        ("name".to_string(), Value::from(row.name.clone())),
-        ("plan".to_string(), Value::from(row.plan.clone())),
-    ];
-    flatten("config", &row.config, &mut fields);
-    fields.push(("protected".to_string(), Value::from(row.protected)));
-    if let Some(days) = row.retention_days {
-        fields.push(("retention_days".to_string(), Value::from(days)));
+    Fields {
+        name: &row.name,
+        plan: &row.plan,
+        config: row.config.clone(),
+        protected: row.protected,
+        retention_days: row.retention_days.map(i64::from),
+        status: row.status,
+        suspension_reason: row.suspend_reason.as_deref(),
     }
-    fields.push(("status".to_string(), Value::from(row.status.as_str())));
-    if let Some(reason) = &row.suspend_reason {
-        fields.push(("suspension.reason".to_string(), Value::from(reason.clone())));
-    }
-    fields
+    .paths()
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {

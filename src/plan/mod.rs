@@ -292,6 +292,19 @@ pub struct Orphan {
     pub pruned: bool,
 }
 
+impl Orphan {
+    /// What this plan does with it, as every renderer says it.
+    pub fn disposition(&self) -> &'static str {
+        if self.pruned {
+            "pruned by this plan"
+        } else if self.status.is_some() {
+            "left alone (use `--prune`)"
+        } else {
+            "left alone (no registry row: clean up by hand)"
+        }
+    }
+}
+
 /// A soft-deleted tenant waiting for its purge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledPurge {

@@ -1,7 +1,7 @@
 //! Planner cases, without any server: hand-built desired and observed states.
 
 use super::*;
-use crate::observed::{LiveStatus, ObservedCollection, ObservedRole, ObservedState, PUBLIC};
+use crate::observed::{LiveStatus, ObservedCollection, ObservedRole, PUBLIC};
 use crate::plan::{Action, DriftProblem, ResourceKind, Step};
 use crate::spec::{DesiredStatus, TenantSpec};
 use crate::test_support::*;
@@ -507,21 +507,6 @@ fn changes_are_sorted_by_tenant_id_whatever_the_input_order() {
     assert_eq!(ids, vec!["alpha", "mid", "zeta"]);
 }
 
-fn deleted(observed: &mut ObservedState, id: &str, purge_in_days: i64) {
-    let now = observed.server_time;
-    let row = observed.registry.get_mut(id).unwrap();
-    row.status = LiveStatus::Deleted;
-    row.deleted_at = Some(now - chrono::Duration::days(30));
-    row.purge_after = Some(now + chrono::Duration::days(purge_in_days));
-    // a deleted tenant's role has no access
-    observed
-        .schemas
-        .get_mut(&format!("tenant_{id}"))
-        .unwrap()
-        .privileges
-        .remove(&format!("tenant_{id}"));
-}
-
 fn with_state(mut spec: TenantSpec, state: DesiredStatus) -> TenantSpec {
     spec.state = state;
     spec
@@ -589,7 +574,7 @@ fn protected_tenant_is_never_deleted_or_purged() {
     assert_eq!(plan.refusals.len(), 1);
 
     // and no purge either
-    deleted(&mut observed, "umbrella", -1);
+    mark_deleted(&mut observed, "umbrella", -1);
     let plan = diff(
         &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
         &observed,
@@ -604,7 +589,7 @@ fn due_purge_drops_everything_in_a_retryable_order() {
     let spec = tenant("piedpiper");
     let mut observed = empty_observed();
     provision(&mut observed, &spec, LiveStatus::Active, 1);
-    deleted(&mut observed, "piedpiper", 0);
+    mark_deleted(&mut observed, "piedpiper", 0);
     let plan = diff(
         &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
         &observed,
@@ -637,7 +622,7 @@ fn purge_not_yet_due_is_scheduled_not_planned() {
     let spec = tenant("piedpiper");
     let mut observed = empty_observed();
     provision(&mut observed, &spec, LiveStatus::Active, 1);
-    deleted(&mut observed, "piedpiper", 3);
+    mark_deleted(&mut observed, "piedpiper", 3);
     let plan = diff(
         &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
         &observed,
@@ -657,7 +642,7 @@ fn purge_leaves_resources_tenantctl_did_not_create() {
     let spec = tenant("piedpiper");
     let mut observed = empty_observed();
     provision(&mut observed, &spec, LiveStatus::Active, 1);
-    deleted(&mut observed, "piedpiper", -1);
+    mark_deleted(&mut observed, "piedpiper", -1);
     observed.roles.get_mut("tenant_piedpiper").unwrap().comment = String::new();
     observed
         .collections
@@ -682,7 +667,7 @@ fn restore_brings_access_back_and_repairs_what_is_missing() {
     let spec = tenant("hooli");
     let mut observed = empty_observed();
     provision(&mut observed, &spec, LiveStatus::Active, 1);
-    deleted(&mut observed, "hooli", 10);
+    mark_deleted(&mut observed, "hooli", 10);
     observed.collections.clear();
     let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
     let change = single(&plan);
@@ -708,7 +693,7 @@ fn orphans_are_reported_and_only_pruned_on_request() {
     let mut observed = empty_observed();
     provision(&mut observed, &tenant("soylent"), LiveStatus::Active, 1);
     provision(&mut observed, &tenant("oldco"), LiveStatus::Active, 2);
-    deleted(&mut observed, "oldco", -1);
+    mark_deleted(&mut observed, "oldco", -1);
     // resources without a registry row: reported, never touched
     provision(&mut observed, &tenant("ghost"), LiveStatus::Active, 3);
     observed.registry.remove("ghost");
@@ -735,16 +720,11 @@ fn orphans_are_reported_and_only_pruned_on_request() {
         ..PlanOptions::default()
     };
     let plan = diff(&desired(vec![]), &observed, &options);
-    let actions: Vec<(&str, Vec<Action>)> = plan
-        .changes
-        .iter()
-        .map(|change| (change.tenant.as_str(), change.actions.clone()))
-        .collect();
     assert_eq!(
-        actions,
+        actions_by_tenant(&plan),
         vec![
-            ("oldco", vec![Action::Purge]),
-            ("soylent", vec![Action::Delete])
+            ("oldco", &[Action::Purge][..]),
+            ("soylent", &[Action::Delete][..])
         ]
     );
     let soylent = &plan.changes[1];

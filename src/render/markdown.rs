@@ -524,18 +524,12 @@ fn orphans(out: &mut String, plan: &Plan) {
     }
     out.push_str("\n**Orphans** (live, in no file):\n");
     for orphan in plan.orphans.iter().take(LIST_LIMIT) {
-        let verdict = if orphan.pruned {
-            "pruned by this plan"
-        } else if orphan.status.is_some() {
-            "left alone (use `--prune`)"
-        } else {
-            "left alone (no registry row: clean up by hand)"
-        };
         let _ = writeln!(
             out,
-            "- `?` <code>{}</code>: {}; {verdict}",
+            "- `?` <code>{}</code>: {}; {}",
             markdown(&orphan.tenant),
-            markdown(&orphan.resources.join(", "))
+            markdown(&orphan.resources.join(", ")),
+            rich(orphan.disposition())
         );
     }
     more(out, "", plan.orphans.len(), "orphan");

@@ -89,13 +89,8 @@ fn text_plan_fresh_database() {
 #[test]
 fn text_plan_lifecycle() {
     let plan = lifecycle_plan();
-    let actions: Vec<(&str, &[Action])> = plan
-        .changes
-        .iter()
-        .map(|change| (change.tenant.as_str(), change.actions.as_slice()))
-        .collect();
     assert_eq!(
-        actions,
+        actions_by_tenant(&plan),
         vec![
             ("aviato", &[Action::Restore][..]),
             ("hooli", &[Action::Delete][..]),
@@ -117,13 +112,8 @@ fn json_plan_lifecycle() {
 #[test]
 fn text_plan_mixed() {
     let plan = mixed_plan();
-    let actions: Vec<(&str, &[Action])> = plan
-        .changes
-        .iter()
-        .map(|change| (change.tenant.as_str(), change.actions.as_slice()))
-        .collect();
     assert_eq!(
-        actions,
+        actions_by_tenant(&plan),
         vec![
             ("acme", &[Action::Create][..]),
             ("globex", &[Action::Update][..]),
@@ -175,12 +165,16 @@ fn detect_never_colors_when_not_a_terminal() {
 
 // JSON plan.
 
-/// The JSON plan with the tool version replaced, so a version bump does not break snapshots.
-fn json_plan_without_version(plan: &Plan) -> String {
-    let output = json::plan(plan);
+/// JSON output with the tool version replaced (exactly once), so a version bump does not break
+/// snapshots.
+fn without_version(output: String) -> String {
     let version = format!("\"tool_version\": \"{}\"", env!("CARGO_PKG_VERSION"));
     assert_eq!(output.matches(&version).count(), 1, "{output}");
     output.replace(&version, "\"tool_version\": \"[version]\"")
+}
+
+fn json_plan_without_version(plan: &Plan) -> String {
+    without_version(json::plan(plan))
 }
 
 #[test]
@@ -217,10 +211,7 @@ fn json_plan_has_the_documented_shape() {
 #[test]
 fn json_apply_report() {
     let report = apply_report();
-    let rendered = json::report(&report).replace(
-        &format!("\"tool_version\": \"{}\"", env!("CARGO_PKG_VERSION")),
-        "\"tool_version\": \"[version]\"",
-    );
+    let rendered = without_version(json::report(&report));
     let value: Value = serde_json::from_str(&rendered).unwrap();
     assert_eq!(value["applied"], 1);
     assert_eq!(value["failed"], 2);

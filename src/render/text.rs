@@ -3,7 +3,7 @@
 
 use super::{bytes, plural, quote, thousands, PlanContext, Style};
 use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
-use crate::plan::{Action, DriftProblem, FieldChange, Plan, TenantChange};
+use crate::plan::{Action, DriftProblem, FieldChange, Plan, Step, TenantChange};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -49,18 +49,12 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
     if !plan.orphans.is_empty() {
         for orphan in &plan.orphans {
             let what = orphan.resources.join(", ");
-            let verdict = if orphan.pruned {
-                "pruned by this plan"
-            } else if orphan.status.is_some() {
-                "left alone (use --prune)"
-            } else {
-                "left alone (no registry row: clean up by hand)"
-            };
             let _ = writeln!(
                 out,
-                "  {} {}orphan: {what}, in no file; {verdict}",
+                "  {} {}orphan: {what}, in no file; {}",
                 style.paint("35", "?"),
-                pad(&orphan.tenant, TENANT_WIDTH)
+                pad(&orphan.tenant, TENANT_WIDTH),
+                orphan.disposition()
             );
         }
         out.push('\n');
@@ -86,51 +80,60 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         out.push('\n');
     }
 
-    if !plan.refusals.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            style.paint("31;1", "Refused: apply will change nothing")
-        );
-        for refusal in &plan.refusals {
-            let _ = writeln!(
-                out,
-                "  {} {}{}",
-                style.paint("31;1", "x"),
-                pad(refusal.tenant.as_deref().unwrap_or("(plan)"), TENANT_WIDTH),
-                refusal.message
-            );
-            if let Some(hint) = &refusal.hint {
-                let _ = writeln!(out, "      hint: {hint}");
-            }
-        }
-        out.push('\n');
-    }
-
-    if !plan.conflicts.is_empty() {
-        let _ = writeln!(
-            out,
-            "{}",
-            style.paint("31;1", "Conflicts: these tenants are left alone")
-        );
-        for conflict in &plan.conflicts {
-            let _ = writeln!(
-                out,
-                "  {} {}{}",
-                style.paint("31;1", "x"),
-                pad(&conflict.tenant, TENANT_WIDTH),
-                conflict.message
-            );
-            if let Some(hint) = &conflict.hint {
-                let _ = writeln!(out, "      hint: {hint}");
-            }
-        }
-        out.push('\n');
-    }
+    problems(
+        &mut out,
+        style,
+        "Refused: apply will change nothing",
+        plan.refusals.iter().map(|refusal| {
+            (
+                refusal.tenant.as_deref().unwrap_or("(plan)"),
+                refusal.message.as_str(),
+                refusal.hint.as_deref(),
+            )
+        }),
+    );
+    problems(
+        &mut out,
+        style,
+        "Conflicts: these tenants are left alone",
+        plan.conflicts.iter().map(|conflict| {
+            (
+                conflict.tenant.as_str(),
+                conflict.message.as_str(),
+                conflict.hint.as_deref(),
+            )
+        }),
+    );
 
     out.push_str(&summary_line(plan));
     out.push('\n');
     out
+}
+
+/// A titled list of `x tenant  message` lines with their hints; nothing when empty.
+fn problems<'a>(
+    out: &mut String,
+    style: Style,
+    title: &str,
+    items: impl Iterator<Item = (&'a str, &'a str, Option<&'a str>)>,
+) {
+    let mut items = items.peekable();
+    if items.peek().is_none() {
+        return;
+    }
+    let _ = writeln!(out, "{}", style.paint("31;1", title));
+    for (tenant, message, hint) in items {
+        let _ = writeln!(
+            out,
+            "  {} {}{message}",
+            style.paint("31;1", "x"),
+            pad(tenant, TENANT_WIDTH)
+        );
+        if let Some(hint) = hint {
+            let _ = writeln!(out, "      hint: {hint}");
+        }
+    }
+    out.push('\n');
 }
 
 /// `Plan: 2 to create, 1 to update, 1 to repair. 3 unchanged.` or the no-changes line.
@@ -397,14 +400,18 @@ fn continuation(out: &mut String, value: &str) {
 
 fn create_lines(out: &mut String, change: &TenantChange, style: Style) {
     let plus = style.paint("32", "+");
-    let schema = step_target(change, "create_schema").unwrap_or_default();
-    let role = step_target(change, "create_role").unwrap_or_default();
-    let collection = step_target(change, "create_collection")
-        .or_else(|| {
-            step_target(change, "update_collection_metadata")
-                .map(|name| format!("{name} (adopting the one left by an interrupted create)"))
-        })
-        .unwrap_or_default();
+    let (mut schema, mut role, mut collection) = (String::new(), String::new(), String::new());
+    for step in &change.steps {
+        match step {
+            Step::CreateSchema { schema: name } => schema = name.clone(),
+            Step::CreateRole { role: name } => role = name.clone(),
+            Step::CreateCollection { collection: name } => collection = name.clone(),
+            Step::UpdateCollectionMetadata {
+                collection: name, ..
+            } => collection = format!("{name} (adopting the one left by an interrupted create)"),
+            _ => {}
+        }
+    }
     line(
         out,
         &plus,
@@ -465,20 +472,6 @@ fn create_lines(out: &mut String, change: &TenantChange, style: Style) {
     if let Some(reason) = &record.suspension_reason {
         line(out, &plus, "suspension.reason", &quote(reason));
     }
-}
-
-/// The name a step of the given JSON kind works on.
-fn step_target(change: &TenantChange, kind: &str) -> Option<String> {
-    change.steps.iter().find_map(|step| {
-        let value = serde_json::to_value(step).ok()?;
-        if value.get("kind")?.as_str()? != kind {
-            return None;
-        }
-        ["schema", "role", "collection"]
-            .iter()
-            .find_map(|key| value.get(*key).and_then(Value::as_str))
-            .map(str::to_string)
-    })
 }
 
 fn field_line(out: &mut String, field: &FieldChange, style: Style) {

@@ -257,6 +257,19 @@ struct Summary {
     detail: String,
 }
 
+impl Summary {
+    /// A reconcile that applied nothing.
+    fn nothing_applied(outcome: Outcome, changes: usize, detail: impl Into<String>) -> Self {
+        Summary {
+            outcome,
+            changes,
+            applied: 0,
+            failed: 0,
+            detail: detail.into(),
+        }
+    }
+}
+
 impl Watcher {
     /// One reconcile. Returns `Some(delay)` when it should be retried sooner than the interval.
     async fn reconcile(&mut self, trigger: Trigger) -> Option<Duration> {
@@ -274,39 +287,31 @@ impl Watcher {
             metrics.set_leader(self.connection.as_ref().is_some_and(|c| c.leader));
         }
         let duration_ms = (seconds * 1000.0).round() as u64;
+        // tracing needs the level at compile time: one event per level, same fields.
+        macro_rules! summary_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    trigger = trigger.label(),
+                    result = summary.outcome.label(),
+                    changes = summary.changes,
+                    applied = summary.applied,
+                    failed = summary.failed,
+                    duration_ms,
+                    "reconcile: {}",
+                    summary.detail
+                )
+            };
+        }
         match summary.outcome {
-            Outcome::Success | Outcome::Standby => info!(
-                trigger = trigger.label(),
-                result = summary.outcome.label(),
-                changes = summary.changes,
-                applied = summary.applied,
-                failed = summary.failed,
-                duration_ms,
-                "reconcile: {}",
-                summary.detail
-            ),
-            Outcome::Failure | Outcome::Invalid => error!(
-                trigger = trigger.label(),
-                result = summary.outcome.label(),
-                changes = summary.changes,
-                applied = summary.applied,
-                failed = summary.failed,
-                duration_ms,
-                "reconcile: {}",
-                summary.detail
-            ),
+            Outcome::Success | Outcome::Standby => summary_line!(tracing::Level::INFO),
+            Outcome::Failure | Outcome::Invalid => summary_line!(tracing::Level::ERROR),
         }
         retry
     }
 
     async fn reconcile_inner(&mut self, trigger: Trigger) -> (Summary, Option<Duration>) {
-        let fail = |outcome, detail: String| Summary {
-            outcome,
-            changes: 0,
-            applied: 0,
-            failed: 0,
-            detail,
-        };
+        let fail = |outcome, detail: String| Summary::nothing_applied(outcome, 0, detail);
 
         // 1. The files: re-read on every reconcile; timer reconciles of an invalid directory
         // fall back to the last good state.
@@ -416,13 +421,11 @@ impl Watcher {
         }
         let delay = self.backoff.next();
         (
-            Summary {
-                outcome: Outcome::Failure,
-                changes: 0,
-                applied: 0,
-                failed: 0,
-                detail: format!("{error}; retrying in {}s", delay.as_secs()),
-            },
+            Summary::nothing_applied(
+                Outcome::Failure,
+                0,
+                format!("{error}; retrying in {}s", delay.as_secs()),
+            ),
             Some(delay),
         )
     }
@@ -493,25 +496,17 @@ impl Watcher {
                     error!(tenant = refusal.tenant.as_deref().unwrap_or(""), "refused: {}", refusal.message);
                 }
                 return Ok((
-                    Summary {
-                        outcome: Outcome::Failure,
+                    Summary::nothing_applied(
+                        Outcome::Failure,
                         changes,
-                        applied: 0,
-                        failed: 0,
-                        detail: "the plan breaks a safety rule; nothing applied".to_string(),
-                    },
+                        "the plan breaks a safety rule; nothing applied",
+                    ),
                     plan,
                 ));
             }
             if plan.is_empty() && plan.conflicts.is_empty() {
                 return Ok((
-                    Summary {
-                        outcome: Outcome::Success,
-                        changes: 0,
-                        applied: 0,
-                        failed: 0,
-                        detail: "no changes".to_string(),
-                    },
+                    Summary::nothing_applied(Outcome::Success, 0, "no changes"),
                     plan,
                 ));
             }
