@@ -810,6 +810,13 @@ fn make_folder(path: &Path) -> Result<(), BackupError> {
 
 /// Makes the entries of a folder durable (new files, renames).
 fn sync_folder(path: &Path) -> Result<(), BackupError> {
+    // The parent of a relative root such as the default `backups` is the empty path: the
+    // working directory.
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
     File::open(path)
         .and_then(|folder| folder.sync_all())
         .map_err(io_error("sync", path))

@@ -568,3 +568,32 @@ fn parallel_apply_creates_deletes_and_purges_every_tenant_once() {
     }
     assert!(walk(&backup_dir(&env)).is_empty());
 }
+
+#[test]
+fn the_default_backup_folder_is_relative_to_the_working_directory() {
+    let env = TestEnv::new("relative_backups");
+    let cwd = tempfile::tempdir().unwrap();
+    env.tenant("hooli", "pro", "retention_days: 0\n");
+    env.tenantctl_in(cwd.path(), &["apply", "--auto-approve"])
+        .expect_code(0);
+    env.tenant("hooli", "pro", "retention_days: 0\nstate: deleted\n");
+    let deleted = env
+        .tenantctl_in(cwd.path(), &["apply", "--auto-approve"])
+        .expect_code(0);
+    assert!(
+        deleted.stdout.contains("applied (delete)"),
+        "{}",
+        deleted.stdout
+    );
+    let manifests: Vec<_> = walk(&cwd.path().join("backups"))
+        .into_iter()
+        .filter(|path| path.ends_with("manifest.json"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{manifests:?}");
+    env.tenantctl_in(cwd.path(), &["apply", "--auto-approve"])
+        .expect_code(0);
+    assert!(
+        walk(&cwd.path().join("backups")).is_empty(),
+        "purged with the tenant"
+    );
+}

@@ -66,6 +66,15 @@ impl Output {
     }
 }
 
+fn run(mut command: Command) -> Output {
+    let output = command.output().expect("run tenantctl");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 /// One isolated environment on the shared test servers.
 pub struct TestEnv {
     pub runtime: tokio::runtime::Runtime,
@@ -174,6 +183,17 @@ impl TestEnv {
 
     /// Runs the real binary with extra environment variables (which override the defaults).
     pub fn tenantctl_with(&self, args: &[&str], envs: &[(&str, &str)]) -> Output {
+        run(self.command(args, envs))
+    }
+
+    /// Runs the real binary in `cwd` with the default backup folder (`backups` there).
+    pub fn tenantctl_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        let mut command = self.command(args, &[]);
+        command.current_dir(cwd).env_remove("TENANTCTL_BACKUP_DIR");
+        run(command)
+    }
+
+    fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
         command
             .args(args)
@@ -192,12 +212,7 @@ impl TestEnv {
         for (key, value) in envs {
             command.env(key, value);
         }
-        let output = command.output().expect("run tenantctl");
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        command
     }
 
     /// `apply --auto-approve`, expected to succeed.
