@@ -36,13 +36,6 @@ pub enum ChromaError {
     InvalidUrl { url: String, reason: String },
 }
 
-impl ChromaError {
-    /// True when the answer was 404.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ChromaError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
-    }
-}
-
 /// A connection to one Chroma tenant and database.
 #[derive(Clone)]
 pub struct ChromaClient {

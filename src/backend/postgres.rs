@@ -13,9 +13,6 @@ use std::time::Duration;
 use tokio_postgres::{Client, GenericClient};
 use uuid::Uuid;
 
-/// Name of the control schema: fixed, so every release finds its predecessor's registry.
-pub const CONTROL_SCHEMA: &str = "tenantctl";
-
 /// Advisory lock key that serializes applies on one database ("tena" in ASCII). Advisory locks
 /// are scoped to the current database, so registries in separate databases do not contend.
 pub const APPLY_LOCK_KEY: i64 = 0x7465_6e61;

@@ -456,15 +456,3 @@ pub enum Step {
     /// Delete the tenant's backups: purge only, the last step before commit.
     DeleteBackups,
 }
-
-impl Step {
-    /// Chroma steps run after the PostgreSQL steps, inside the tenant's transaction window.
-    pub fn is_chroma(&self) -> bool {
-        matches!(
-            self,
-            Step::CreateCollection { .. }
-                | Step::UpdateCollectionMetadata { .. }
-                | Step::DeleteCollection { .. }
-        )
-    }
-}

@@ -6,14 +6,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 pub struct FaultProxy {
     pub url: String,
     tripped: Arc<AtomicBool>,
-    forwarded: Arc<AtomicUsize>,
     /// The first 1 MiB a client sent, for tests that check what went over the wire.
     sent: Arc<std::sync::Mutex<Vec<u8>>>,
 }
@@ -28,9 +27,8 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let tripped = Arc::new(AtomicBool::new(false));
-        let forwarded = Arc::new(AtomicUsize::new(0));
         let sent: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
-        let (tripped_flag, forwarded_count) = (tripped.clone(), forwarded.clone());
+        let tripped_flag = tripped.clone();
         let record = sent.clone();
         thread::spawn(move || {
             for client in listener.incoming() {
@@ -43,7 +41,6 @@ impl FaultProxy {
                     continue;
                 };
                 let tripped = tripped_flag.clone();
-                let forwarded = forwarded_count.clone();
                 let (client_read, server_write) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 // client -> server, watching for the trigger and recording
@@ -52,23 +49,16 @@ impl FaultProxy {
                     relay(
                         client_read,
                         server_write,
-                        Some((trigger, tripped, forwarded)),
+                        Some((trigger, tripped)),
                         Some(record),
                     )
                 });
                 // server -> client, cut as well when the fault trips
                 let cut = tripped_flag.clone();
-                thread::spawn(move || {
-                    relay(server, client, Some((&[], cut, Arc::default())), None)
-                });
+                thread::spawn(move || relay(server, client, Some((&[], cut)), None));
             }
         });
-        FaultProxy {
-            url,
-            tripped,
-            forwarded,
-            sent,
-        }
+        FaultProxy { url, tripped, sent }
     }
 
     /// True once the trigger was seen (or the network was cut by hand).
@@ -90,14 +80,9 @@ impl FaultProxy {
     pub fn heal(&self) {
         self.tripped.store(false, Ordering::SeqCst);
     }
-
-    /// Chunks forwarded from clients before the trip.
-    pub fn forwarded(&self) -> usize {
-        self.forwarded.load(Ordering::SeqCst)
-    }
 }
 
-type Watch = (&'static [&'static str], Arc<AtomicBool>, Arc<AtomicUsize>);
+type Watch = (&'static [&'static str], Arc<AtomicBool>);
 
 fn relay(
     mut from: TcpStream,
@@ -111,7 +96,7 @@ fn relay(
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
-        if let Some((trigger, tripped, forwarded)) = &watch {
+        if let Some((trigger, tripped)) = &watch {
             if tripped.load(Ordering::SeqCst) {
                 break;
             }
@@ -121,7 +106,6 @@ fn relay(
                 tripped.store(true, Ordering::SeqCst);
                 break;
             }
-            forwarded.fetch_add(1, Ordering::SeqCst);
         }
         if let Some(record) = &record {
             let mut record = record.lock().unwrap();
