@@ -540,15 +540,10 @@ fn a_collection_tenantctl_did_not_create_is_a_conflict() {
 fn on_terminal(env: &TestEnv, args: &str, input: &str, extra_env: &[(&str, &str)]) -> String {
     use std::io::Write;
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_tenantctl"));
-    let mut child = std::process::Command::new("script")
+    let mut script = std::process::Command::new("script");
+    env.configure(&mut script);
+    let mut child = script
         .args(["-qec", &command, "/dev/null"])
-        .env("TENANTCTL_DIR", env.dir_path())
-        .env("DATABASE_URL", &env.database_url)
-        .env("CHROMA_URL", &env.chroma_url)
-        .env("CHROMA_DATABASE", &env.chroma_database)
-        .env("TENANTCTL_ROLE_PREFIX", &env.role_prefix)
-        .env("TENANTCTL_BACKUP_DIR", env.backups.path())
-        .env_remove("NO_COLOR")
         .envs(extra_env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -195,8 +195,18 @@ impl TestEnv {
 
     fn command(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
+        command.args(args).stdin(std::process::Stdio::null());
+        self.configure(&mut command);
+        for (key, value) in envs {
+            command.env(key, value);
+        }
         command
-            .args(args)
+    }
+
+    /// Points a command (tenantctl, or a wrapper that runs it) at this environment, and clears
+    /// the variables of the developer's shell that would change what tenantctl does.
+    pub fn configure(&self, command: &mut Command) {
+        command
             .env("TENANTCTL_DIR", self.dir.path())
             .env("DATABASE_URL", &self.database_url)
             .env("CHROMA_URL", &self.chroma_url)
@@ -207,12 +217,7 @@ impl TestEnv {
             .env_remove("CHROMA_TOKEN")
             .env_remove("TENANTCTL_RETENTION_DAYS")
             .env_remove("TENANTCTL_MAX_DELETES")
-            .env_remove("NO_COLOR")
-            .stdin(std::process::Stdio::null());
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        command
+            .env_remove("NO_COLOR");
     }
 
     /// `apply --auto-approve`, expected to succeed.

@@ -45,16 +45,11 @@ impl Watcher {
             .arg("watch")
             .args(["--log-format", "json"])
             .args(args)
-            .env("TENANTCTL_DIR", env.dir_path())
-            .env("DATABASE_URL", &env.database_url)
-            .env("CHROMA_URL", &env.chroma_url)
-            .env("CHROMA_DATABASE", &env.chroma_database)
-            .env("TENANTCTL_ROLE_PREFIX", &env.role_prefix)
-            .env("TENANTCTL_BACKUP_DIR", env.backups.path())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        env.configure(&mut command);
         for (key, value) in extra_env {
             command.env(key, value);
         }
