@@ -19,6 +19,7 @@
 
 use crate::backend::chroma::{ChromaClient, ChromaError};
 use crate::backend::postgres::{quote_ident, PostgresError};
+use crate::observed::ObservedBackup;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -726,6 +727,121 @@ pub fn delete_all(root: &Path, tenant: &str, uid: Uuid) -> Result<BackupUsage, B
         }
     }
     Ok(usage)
+}
+
+/// Every backup folder under `root`, complete or partial, for the plan to account for:
+/// `<root>/<tenant>/<uid>/<timestamp>` (complete once it holds a manifest) and the hidden
+/// `.<timestamp>.partial-<random>` folders an interrupted export leaves. Names that do not fit
+/// the layout and symbolic links are skipped, never followed. A missing root is empty.
+///
+/// # Errors
+/// A file system error other than a missing folder, naming the path.
+pub fn inventory(root: &Path) -> Result<Vec<ObservedBackup>, BackupError> {
+    let mut found = Vec::new();
+    for (tenant, tenant_dir) in subfolders(root)? {
+        if check_component(&tenant).is_err() {
+            continue;
+        }
+        for (uid_text, uid_dir) in subfolders(&tenant_dir)? {
+            let Ok(uid) = Uuid::parse_str(&uid_text) else {
+                continue;
+            };
+            for (folder, path) in subfolders(&uid_dir)? {
+                let partial = is_partial_name(&folder);
+                let complete = !partial
+                    && chrono::NaiveDateTime::parse_from_str(&folder, TIMESTAMP_FORMAT).is_ok();
+                if !partial && !complete {
+                    continue;
+                }
+                let mut usage = BackupUsage::default();
+                add_tree(
+                    &path,
+                    std::fs::symlink_metadata(&path)
+                        .map_err(io_error("inspect", &path))?
+                        .file_type(),
+                    &mut usage,
+                )?;
+                found.push(ObservedBackup {
+                    tenant: tenant.clone(),
+                    uid,
+                    folder,
+                    partial: partial || !path.join(MANIFEST).is_file(),
+                    files: usage.files,
+                    bytes: usage.bytes,
+                    recorded: false,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `.<timestamp>.partial-<hex>`, as [`export`] names its temporary folder.
+fn is_partial_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let Some((stamp, random)) = rest.split_once(".partial-") else {
+        return false;
+    };
+    chrono::NaiveDateTime::parse_from_str(stamp, TIMESTAMP_FORMAT).is_ok()
+        && !random.is_empty()
+        && random.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The real sub-folders of `dir` (not symbolic links), by name; none when `dir` is missing.
+fn subfolders(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error("read", dir)(error)),
+    };
+    let mut folders = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_error("read", dir))?;
+        let file_type = entry
+            .file_type()
+            .map_err(io_error("inspect", &entry.path()))?;
+        if file_type.is_dir() {
+            if let Ok(name) = entry.file_name().into_string() {
+                folders.push((name, entry.path()));
+            }
+        }
+    }
+    folders.sort();
+    Ok(folders)
+}
+
+/// Removes a partial backup folder that [`inventory`] found, then its `<uid>` and `<tenant>`
+/// parents if they became empty. Refuses anything not named like a partial backup.
+///
+/// # Errors
+/// The name does not fit, a symbolic link is in the way, or a file system error.
+pub fn remove_partial(
+    root: &Path,
+    leftover: &crate::plan::BackupLeftover,
+) -> Result<(), BackupError> {
+    check_component(&leftover.tenant)?;
+    if !is_partial_name(&leftover.folder) {
+        return Err(BackupError::NotABackup(PathBuf::from(&leftover.path)));
+    }
+    let tenant_dir = root.join(&leftover.tenant);
+    let uid_dir = incarnation_dir(root, &leftover.tenant, leftover.uid);
+    if !folder_exists(&tenant_dir)? || !folder_exists(&uid_dir)? {
+        return Ok(());
+    }
+    let dir = uid_dir.join(&leftover.folder);
+    if !folder_exists(&dir)? {
+        return Ok(());
+    }
+    // remove_dir_all unlinks symbolic links inside instead of following them.
+    std::fs::remove_dir_all(&dir).map_err(io_error("remove", &dir))?;
+    for folder in [&uid_dir, &tenant_dir] {
+        if std::fs::remove_dir(folder).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn incarnation_dir(root: &Path, tenant: &str, uid: Uuid) -> PathBuf {

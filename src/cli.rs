@@ -42,7 +42,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct DirArgs {
     /// Directory of tenant, plan and settings YAML files
-    #[arg(long, env = "TENANTCTL_DIR", default_value = "tenants")]
+    #[arg(
+        long,
+        env = "TENANTCTL_DIR",
+        default_value = "tenants",
+        hide_env_values = true
+    )]
     pub dir: PathBuf,
 }
 
@@ -57,27 +62,49 @@ pub struct ConnectionArgs {
     )]
     pub database_url: String,
 
-    /// Chroma server URL; a bearer token is read from CHROMA_TOKEN if set
-    #[arg(long, env = "CHROMA_URL", default_value = DEFAULT_CHROMA_URL)]
+    /// Chroma server URL (credentials in it are never printed); a bearer token is read from
+    /// CHROMA_TOKEN if set
+    #[arg(long, env = "CHROMA_URL", default_value = DEFAULT_CHROMA_URL, hide_env_values = true)]
     pub chroma_url: String,
 
     /// Chroma tenant holding the collections (created by apply if missing)
-    #[arg(long, env = "CHROMA_TENANT", default_value = "default_tenant")]
+    #[arg(
+        long,
+        env = "CHROMA_TENANT",
+        default_value = "default_tenant",
+        hide_env_values = true
+    )]
     pub chroma_tenant: String,
 
     /// Chroma database holding the collections (created by apply if missing)
-    #[arg(long, env = "CHROMA_DATABASE", default_value = "default_database")]
+    #[arg(
+        long,
+        env = "CHROMA_DATABASE",
+        default_value = "default_database",
+        hide_env_values = true
+    )]
     pub chroma_database: String,
 
     /// Prefix of tenant role names; roles are cluster-wide, so give each database its own
-    #[arg(long, env = "TENANTCTL_ROLE_PREFIX", default_value = "tenant_")]
+    #[arg(
+        long,
+        env = "TENANTCTL_ROLE_PREFIX",
+        default_value = "tenant_",
+        hide_env_values = true
+    )]
     pub role_prefix: String,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanningArgs {
-    /// Retention period in days for soft-deleted tenants that set none (overrides a Settings document)
-    #[arg(long, env = "TENANTCTL_RETENTION_DAYS")]
+    /// Retention period in days (0-3650) for soft-deleted tenants that set none (overrides a
+    /// Settings document)
+    #[arg(
+        long,
+        env = "TENANTCTL_RETENTION_DAYS",
+        hide_env_values = true,
+        value_parser = clap::value_parser!(u32).range(0..=3650)
+    )]
     pub retention_days: Option<u32>,
 
     /// Soft-delete tenants that are in the registry but in no file (never purges them directly)
@@ -85,16 +112,58 @@ pub struct PlanningArgs {
     pub prune: bool,
 
     /// Refuse a run that would soft-delete or purge more tenants than this
-    #[arg(long, env = "TENANTCTL_MAX_DELETES", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "TENANTCTL_MAX_DELETES",
+        default_value_t = 10,
+        hide_env_values = true
+    )]
     pub max_deletes: usize,
 
     /// Where final backups of soft-deleted tenants are written (and deleted at purge)
-    #[arg(long, env = "TENANTCTL_BACKUP_DIR", default_value = "backups")]
+    #[arg(
+        long,
+        env = "TENANTCTL_BACKUP_DIR",
+        default_value = "backups",
+        hide_env_values = true
+    )]
     pub backup_dir: PathBuf,
+}
 
+/// `--tenant`: plan and apply only (a watcher reconciles the whole directory).
+#[derive(Debug, Args)]
+pub struct TargetArgs {
     /// Limit the run to this tenant (repeatable); the others are not looked at
     #[arg(long = "tenant", value_name = "ID")]
     pub tenants: Vec<String>,
+}
+
+/// Bounds on the work of `apply` and `watch --apply`.
+#[derive(Debug, Args)]
+pub struct BoundsArgs {
+    /// Longest one statement of tenant work may run (PostgreSQL statement_timeout); the
+    /// tenant rolls back and is retried by the next run
+    #[arg(long, env = "TENANTCTL_STATEMENT_TIMEOUT", default_value = "5m", value_parser = parse_duration, hide_env_values = true)]
+    pub statement_timeout: Duration,
+
+    /// Longest a statement of tenant work waits for a lock an application holds
+    /// (PostgreSQL lock_timeout), so a busy tenant cannot stall the run or its application
+    #[arg(long, env = "TENANTCTL_TENANT_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
+    pub tenant_lock_timeout: Duration,
+
+    /// Longest a whole apply may run: then no tenant starts and running statements are
+    /// cancelled (their tenants roll back)
+    #[arg(long, env = "TENANTCTL_RUN_TIMEOUT", default_value = "2h", value_parser = parse_duration, hide_env_values = true)]
+    pub run_timeout: Duration,
+}
+
+impl BoundsArgs {
+    pub fn timeouts(&self) -> crate::backend::postgres::Timeouts {
+        crate::backend::postgres::Timeouts {
+            statement: self.statement_timeout,
+            lock: self.tenant_lock_timeout,
+        }
+    }
 }
 
 /// Formats of a plan.
@@ -129,13 +198,16 @@ pub struct PlanArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
     /// Output format
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Exit 0 when there is nothing to do, 2 when there are changes, 1 on error
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Also save the plan to FILE, for `apply FILE` (contains no secrets)
+    /// Also save the plan to FILE (mode 0600), for `apply FILE`; it contains no secrets, and
+    /// is signed when TENANTCTL_PLAN_KEY is set
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
@@ -148,6 +220,10 @@ pub struct ApplyArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
     /// Apply without asking for confirmation (required without a terminal; a saved plan
     /// needs no confirmation)
     #[arg(long)]
@@ -162,8 +238,8 @@ pub struct ApplyArgs {
     /// Output format of the result
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
-    /// A plan saved with `plan --out`: apply exactly it, refusing if the files or the live
-    /// state changed since it was made
+    /// A plan saved with `plan --out`: apply it only if planning again now (with this apply's
+    /// options) gives the same plan; with TENANTCTL_PLAN_KEY set, only a plan signed with it
     #[arg(value_name = "PLANFILE")]
     pub plan_file: Option<PathBuf>,
 }
@@ -178,24 +254,17 @@ pub struct ShowArgs {
     pub format: PlanFormat,
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+/// Parses a duration with its unit (`500ms`, `30s`, `5m`, `1h`, `1h 30m`); a bare number is
+/// refused, since `5` could mean seconds or minutes.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 30s, 5m, 1h)"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("`{text}` has an unknown unit (use ms, s, m or h)")),
-    };
-    Ok(Duration::from_secs(seconds))
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "`{text}` has no unit: write e.g. `{text}s` or `{text}m`"
+        ));
+    }
+    humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration ({error}); e.g. 30s, 5m, 1h"))
 }
 
 #[cfg(test)]
@@ -214,9 +283,14 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(
+            parse_duration("5"),
+            Err("`5` has no unit: write e.g. `5s` or `5m`".to_string())
+        );
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        // far past any real timeout, but no overflow
+        assert!(parse_duration("99999999999999999999h").is_err());
     }
 }
 
@@ -249,6 +323,8 @@ pub struct WatchArgs {
     /// How long one reconcile waits for the apply lock held by a CLI apply
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
     /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);
     /// helps mass soft deletes and purges; creates are bound by Chroma's serialized writes
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]

@@ -1,4 +1,4 @@
-//! Exit codes as data, and errors that were already reported to the user.
+//! Exit codes as data, and the error a user reads.
 
 /// What the process exits with. Documented in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +25,53 @@ impl Exit {
     }
 }
 
-/// An error with a complete, pre-formatted message (e.g. the count after every validation error
-/// was listed): `main` prints it verbatim instead of as `error: ...`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Reported(pub String);
+/// An error for the person at the terminal: a message and an optional hint. `main` prints it
+/// once, as `error: <message>` and `  hint: <hint>`; a closing line (after every validation
+/// error was listed, say) is printed as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserError {
+    pub message: String,
+    pub hint: Option<String>,
+    /// Printed verbatim, without `error: `.
+    pub closing: bool,
+}
+
+impl UserError {
+    pub fn new(message: impl Into<String>) -> Self {
+        UserError {
+            message: message.into(),
+            hint: None,
+            closing: false,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// A closing line after errors already printed, e.g. `4 errors in `tenants`; nothing was
+    /// changed`.
+    pub fn closing(line: impl Into<String>) -> Self {
+        UserError {
+            message: line.into(),
+            hint: None,
+            closing: true,
+        }
+    }
+}
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.closing {
+            return f.write_str(&self.message);
+        }
+        write!(f, "error: {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UserError {}

@@ -26,6 +26,7 @@
 //! Dependency rule: `spec`, `observed`, `plan`, `render` and `saved` never import tokio,
 //! tokio-postgres, reqwest or notify.
 
+pub mod actor;
 pub mod apply;
 pub mod backend;
 pub mod backup;
@@ -34,7 +35,9 @@ pub mod commands;
 pub mod error;
 pub mod observed;
 pub mod plan;
+pub mod reconcile;
 pub mod render;
+pub mod report;
 pub mod saved;
 pub mod spec;
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use clap::Parser;
 use tenantctl::cli::{Cli, Command};
 use tenantctl::commands;
-use tenantctl::error::{Exit, Reported};
+use tenantctl::error::{Exit, UserError};
 
 fn main() {
     // clap exits 2 on a usage error, which `plan --detailed-exitcode` uses for "changes
@@ -31,8 +31,8 @@ fn main() {
     let exit = match result {
         Ok(exit) => exit,
         Err(error) => {
-            if let Some(reported) = error.downcast_ref::<Reported>() {
-                eprintln!("{reported}");
+            if let Some(user) = error.downcast_ref::<UserError>() {
+                eprintln!("{user}");
             } else {
                 // `{:#}` joins the context chain: "another apply is running: could not take ...".
                 eprintln!("error: {error:#}");

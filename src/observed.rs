@@ -28,6 +28,44 @@ pub struct ObservedState {
     pub roles: BTreeMap<String, ObservedRole>,
     /// Every collection of the Chroma database, by name.
     pub collections: BTreeMap<String, ObservedCollection>,
+    /// Whether the configured Chroma tenant and database exist (apply creates them).
+    pub chroma_scope: ChromaScope,
+    /// Incarnations whose create started (an event recorded it) but never committed, among
+    /// the uids of collections no registry row holds: `uid -> tenant id`.
+    pub interrupted_creates: BTreeMap<Uuid, String>,
+    /// Backup folders under the backup root, complete and partial.
+    pub backups: Vec<ObservedBackup>,
+}
+
+/// Existence of the Chroma tenant and database tenantctl works in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ChromaScope {
+    pub tenant_exists: bool,
+    pub database_exists: bool,
+}
+
+impl Default for ChromaScope {
+    fn default() -> Self {
+        ChromaScope {
+            tenant_exists: true,
+            database_exists: true,
+        }
+    }
+}
+
+/// One backup folder: `<root>/<tenant>/<uid>/<folder>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedBackup {
+    pub tenant: String,
+    pub uid: Uuid,
+    /// The timestamp, or `.<timestamp>.partial-<random>` for an unfinished export.
+    pub folder: String,
+    /// Unfinished: an export was interrupted before it renamed the folder into place.
+    pub partial: bool,
+    pub files: u64,
+    pub bytes: u64,
+    /// A committed soft delete recorded this folder in its event.
+    pub recorded: bool,
 }
 
 /// The lifecycle status recorded in the registry.
@@ -98,6 +136,10 @@ pub struct ObservedSchema {
     /// Privileges on the schema by grantee (role name, or [`PUBLIC`]).
     pub privileges: BTreeMap<String, BTreeSet<String>>,
     pub tables: BTreeMap<String, ObservedTable>,
+    /// Everything else in the schema that can carry a grant (views, sequences, functions), by
+    /// name (functions by signature, e.g. `tenant_acme.f(integer)`). Only objects with a grant
+    /// are listed, and every function.
+    pub objects: BTreeMap<String, ObservedObject>,
 }
 
 /// A table's columns and privileges.
@@ -106,6 +148,58 @@ pub struct ObservedTable {
     pub columns: BTreeMap<String, ObservedColumn>,
     /// Privileges on the table by grantee (role name, or [`PUBLIC`]).
     pub privileges: BTreeMap<String, BTreeSet<String>>,
+    pub owner: String,
+}
+
+/// A view, sequence, foreign table or function of a tenant schema.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ObservedObject {
+    pub kind: ObjectKind,
+    pub owner: String,
+    /// Privileges by grantee (role name, or [`PUBLIC`]).
+    pub privileges: BTreeMap<String, BTreeSet<String>>,
+    /// Functions: the catalog oid, which names an overloaded function exactly.
+    pub oid: Option<u32>,
+    /// Functions: `SECURITY DEFINER` (runs with its owner's rights).
+    pub security_definer: bool,
+}
+
+/// Kinds of [`ObservedObject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    #[default]
+    Table,
+    View,
+    MaterializedView,
+    Sequence,
+    ForeignTable,
+    Function,
+}
+
+impl ObjectKind {
+    /// From `pg_class.relkind`.
+    pub fn from_relkind(relkind: &str) -> Self {
+        match relkind {
+            "v" => ObjectKind::View,
+            "m" => ObjectKind::MaterializedView,
+            "S" => ObjectKind::Sequence,
+            "f" => ObjectKind::ForeignTable,
+            _ => ObjectKind::Table,
+        }
+    }
+
+    /// The word for it in messages and in `GRANT`/`REVOKE ... ON <word>`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized view",
+            ObjectKind::Sequence => "sequence",
+            ObjectKind::ForeignTable => "foreign table",
+            ObjectKind::Function => "function",
+        }
+    }
 }
 
 /// A column as the catalogs describe it.
@@ -120,11 +214,43 @@ pub struct ObservedColumn {
 }
 
 /// A cluster-wide role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ObservedRole {
     pub can_login: bool,
     /// `COMMENT ON ROLE`: tenantctl marks the roles it creates and touches no other.
     pub comment: String,
+    pub superuser: bool,
+    pub create_role: bool,
+    pub create_db: bool,
+    pub replication: bool,
+    pub bypass_rls: bool,
+    /// `CONNECTION LIMIT` (-1: none).
+    pub connection_limit: i32,
+    /// Roles this role is a member of (it inherits their rights).
+    pub member_of: BTreeSet<String>,
+    /// Roles that are members of this role (they inherit its rights).
+    pub members: BTreeSet<String>,
+    /// Grants to this role on schemas and relations outside the tenant schemas, e.g.
+    /// `SELECT on public.invoices`.
+    pub foreign_grants: BTreeSet<String>,
+    /// Objects of this database the role owns, e.g. `table tenant_acme.notes`.
+    pub owns: BTreeSet<String>,
+}
+
+impl ObservedRole {
+    /// Role attributes beyond a plain role, as `ALTER ROLE` spells them.
+    pub fn elevated_attributes(&self) -> Vec<&'static str> {
+        [
+            (self.superuser, "SUPERUSER"),
+            (self.create_role, "CREATEROLE"),
+            (self.create_db, "CREATEDB"),
+            (self.replication, "REPLICATION"),
+            (self.bypass_rls, "BYPASSRLS"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect()
+    }
 }
 
 /// A Chroma collection.
@@ -132,6 +258,9 @@ pub struct ObservedRole {
 pub struct ObservedCollection {
     pub id: String,
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Records in it, counted only where a decision needs it (a collection that might be
+    /// adopted).
+    pub records: Option<u64>,
 }
 
 impl ObservedCollection {

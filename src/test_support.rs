@@ -134,8 +134,10 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
                         ("postgres", &["SELECT", "INSERT", "UPDATE", "DELETE"]),
                         (schema.as_str(), &["SELECT", "INSERT", "UPDATE", "DELETE"]),
                     ]),
+                    owner: "postgres".into(),
                 },
             )]),
+            objects: BTreeMap::new(),
         },
     );
     observed.roles.insert(
@@ -143,6 +145,7 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
         ObservedRole {
             can_login: false,
             comment: MANAGED_COMMENT.into(),
+            ..ObservedRole::default()
         },
     );
     observed.collections.insert(
@@ -150,6 +153,7 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
         ObservedCollection {
             id: format!("c-{n}"),
             metadata: collection_metadata(id, uid(n)),
+            records: None,
         },
     );
 }
@@ -240,6 +244,7 @@ pub fn mixed_plan() -> Plan {
         ObservedRole {
             can_login: true,
             comment: String::new(),
+            ..ObservedRole::default()
         },
     );
     let stark = tenant("stark");

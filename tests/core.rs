@@ -131,7 +131,8 @@ fn fresh_apply_creates_every_resource_then_nothing_is_left_to_do() {
 
     // one event per applied change
     let events = env.query(
-        "SELECT tenant_id, action, status_before, status_after FROM tenantctl.events ORDER BY tenant_id",
+        "SELECT tenant_id, action, status_before, status_after FROM tenantctl.events \
+         WHERE action <> 'create_started' ORDER BY tenant_id",
         &[],
     );
     let events: Vec<(String, String, Option<String>, Option<String>)> = events
@@ -160,7 +161,10 @@ fn fresh_apply_creates_every_resource_then_nothing_is_left_to_do() {
     );
     let second = env.apply();
     assert!(second.stdout.contains("No changes."), "{}", second.stdout);
-    let count = env.query_one("SELECT count(*) FROM tenantctl.events", &[]);
+    let count = env.query_one(
+        "SELECT count(*) FROM tenantctl.events WHERE action <> 'create_started'",
+        &[],
+    );
     assert_eq!(count.get::<_, i64>(0), 2, "a no-op apply writes no event");
 }
 
@@ -326,7 +330,7 @@ fn chroma_unreachable_during_create_leaves_nothing_in_postgres() {
         "SELECT to_regnamespace('tenant_acme') IS NULL, \
                 NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), \
                 NOT EXISTS (SELECT 1 FROM tenantctl.tenants WHERE id = 'acme'), \
-                NOT EXISTS (SELECT 1 FROM tenantctl.events WHERE tenant_id = 'acme')",
+                NOT EXISTS (SELECT 1 FROM tenantctl.events WHERE tenant_id = 'acme' AND action <> 'create_started')",
         &[&env.role("acme")],
     );
     for index in 0..4 {
@@ -443,7 +447,7 @@ fn json_plan_lists_changes_and_steps() {
     assert_eq!(plan["format_version"], 1);
     assert_eq!(plan["has_changes"], true);
     assert_eq!(plan["summary"]["create"], 1);
-    assert_eq!(plan["control_schema"]["pending"], json!([1, 2]));
+    assert_eq!(plan["control_schema"]["pending"], json!([1, 2, 3]));
     let change = &plan["changes"][0];
     assert_eq!(change["tenant"], "acme");
     assert_eq!(change["actions"], json!(["create"]));
@@ -492,12 +496,16 @@ fn passwords_never_appear_in_output() {
 fn collection_left_by_an_interrupted_create_is_adopted() {
     let env = TestEnv::new("adopt");
     env.tenant("acme", "pro", "");
-    // What a create leaves when Chroma went away before the compensation could delete it.
-    env.create_collection(
-        "tenant_acme",
-        json!({ "managed_by": "tenantctl", "tenant_id": "acme",
-                "tenant_uid": "00000000-0000-0000-0000-00000000dead" }),
+    // Killed (as by kill -9) after the collection was created, before the commit.
+    let killed = env.tenantctl_with(
+        &["apply", "--auto-approve"],
+        &[("TENANTCTL_FAILPOINT", "acme:after:create_collection")],
     );
+    assert_ne!(killed.code, 0, "{}", killed.stderr);
+    assert!(env.collection("tenant_acme").is_some());
+    let rows = env.query("SELECT id FROM tenantctl.tenants", &[]);
+    assert!(rows.is_empty(), "the create never committed");
+
     let plan = env.plan();
     assert!(
         plan.stdout
@@ -514,6 +522,57 @@ fn collection_left_by_an_interrupted_create_is_adopted() {
     let collection = env.collection("tenant_acme").unwrap();
     assert_eq!(collection["metadata"]["tenant_uid"], json!(uid));
     assert!(env.plan().stdout.contains("No changes."));
+}
+
+#[test]
+fn an_interrupted_create_whose_collection_holds_records_is_a_conflict() {
+    let env = TestEnv::new("adopt_full");
+    env.tenant("acme", "pro", "");
+    let killed = env.tenantctl_with(
+        &["apply", "--auto-approve"],
+        &[("TENANTCTL_FAILPOINT", "acme:after:create_collection")],
+    );
+    assert_ne!(killed.code, 0, "{}", killed.stderr);
+    env.add_records("tenant_acme", 2);
+    let plan = env.tenantctl(&["plan"]).expect_code(1);
+    assert!(
+        plan.stdout.contains(
+            "collection `tenant_acme` already exists but the registry has no tenant `acme`: it already holds records"
+        ),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn another_registrys_collection_is_never_adopted() {
+    // Two registries (databases) sharing one Chroma database, each with a tenant `acme`.
+    let first = TestEnv::new("shared_chroma_a");
+    first.tenant("acme", "pro", "");
+    first.apply();
+    first.add_records("tenant_acme", 3);
+    let before = first.collection("tenant_acme").unwrap();
+
+    let mut second = TestEnv::new("shared_chroma_b");
+    second.chroma_database = first.chroma_database.clone();
+    second.tenant("acme", "pro", "");
+    let plan = second.tenantctl(&["plan"]).expect_code(1);
+    assert!(
+        plan.stdout.contains(
+            "collection `tenant_acme` already exists but the registry has no tenant `acme`: its uid is not an interrupted create of this registry"
+        ),
+        "{}",
+        plan.stdout
+    );
+    second
+        .tenantctl(&["apply", "--auto-approve"])
+        .expect_code(1);
+    // The first registry's collection: same metadata, same records.
+    let after = first.collection("tenant_acme").unwrap();
+    assert_eq!(after["metadata"], before["metadata"]);
+    assert!(first.plan().stdout.contains("No changes."));
+    let rows = second.query("SELECT id FROM tenantctl.tenants", &[]);
+    assert!(rows.is_empty());
 }
 
 #[test]
@@ -667,12 +726,33 @@ fn parallel_workers_roll_back_each_tenant_when_chroma_goes_away() {
         )
         .expect_code(1);
     assert!(proxy.tripped());
-    assert!(failed.stdout.contains("6 failed"), "{}", failed.stdout);
+    // Three tenants in a row failed on Chroma: the run stops instead of paying the timeouts
+    // of every remaining tenant, and says so in one line.
+    // Workers already busy finish their tenant: at least 3 failed, the rest never started.
+    let summary = failed
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("Apply stopped: 0 tenants applied, "))
+        .unwrap_or_else(|| panic!("{}", failed.stdout));
+    let numbers: Vec<usize> = summary
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse().ok())
+        .collect();
+    let (failures, not_started) = (numbers[1], numbers[2]);
+    assert!(failures >= 3 && not_started >= 1, "{summary}");
+    assert_eq!(failures + not_started, 6, "{summary}");
+    assert!(
+        failed
+            .stderr
+            .contains("error: stopped: Chroma failed 3 tenants in a row"),
+        "{}",
+        failed.stderr
+    );
     let left = env.query_one(
         "SELECT (SELECT count(*) FROM tenantctl.tenants), \
                 (SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tenant\\_f%'), \
                 (SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)), \
-                (SELECT count(*) FROM tenantctl.events)",
+                (SELECT count(*) FROM tenantctl.events WHERE action <> 'create_started')",
         &[&env.role("")],
     );
     assert_eq!(

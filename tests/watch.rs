@@ -142,10 +142,15 @@ fn drift_is_repaired_within_one_interval_without_file_changes() {
         "collection not repaired:\n{}",
         watcher.dump()
     );
-    assert!(watcher
-        .logs()
-        .iter()
-        .any(|line| line["trigger"] == "interval" && line["applied"] == 1));
+    // The summary line follows the commit by a few milliseconds.
+    assert!(
+        wait_until(SOON, || watcher
+            .logs()
+            .iter()
+            .any(|line| line["trigger"] == "interval" && line["applied"] == 1)),
+        "{}",
+        watcher.dump()
+    );
 }
 
 #[test]
@@ -384,7 +389,8 @@ fn a_configmap_style_swap_of_the_data_link_makes_one_reconcile() {
 
     let watcher = Watcher::start(&env, "w", &["--apply", "--interval", "60s"], &[]);
     assert!(
-        wait_until(SOON, || max_tokens(&env, "acme").as_deref() == Some("5000")),
+        wait_until(SOON, || max_tokens(&env, "acme").as_deref() == Some("5000")
+            && watcher.count("reconcile") >= 1),
         "{}",
         watcher.dump()
     );

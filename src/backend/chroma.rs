@@ -13,6 +13,10 @@ use std::time::Duration;
 /// Page size of collection listings: about 1.4 KB of JSON per collection.
 const PAGE_SIZE: usize = 100;
 
+/// Longest a request may take. A hung server costs a tenant this (and its compensation as much
+/// again); the run stops after a few tenants in a row failed on the same server.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Errors of Chroma calls. They carry the base URL (never the token) so a message names the
 /// server that failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +44,10 @@ pub enum ChromaError {
 #[derive(Clone)]
 pub struct ChromaClient {
     http: reqwest::Client,
+    /// As given (credentials in it are sent as basic auth by the HTTP client); never shown.
     base: String,
+    /// What may be shown: scheme, host, port and path, without user or password.
+    shown: String,
     tenant: String,
     database: String,
     token: Option<String>,
@@ -50,7 +57,7 @@ impl std::fmt::Debug for ChromaClient {
     // Hand-written so the token can never reach a log line through `{:?}`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChromaClient")
-            .field("base", &self.base)
+            .field("url", &self.shown)
             .field("tenant", &self.tenant)
             .field("database", &self.database)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
@@ -77,40 +84,43 @@ impl ChromaClient {
         database: &str,
         token: Option<String>,
     ) -> Result<Self, ChromaError> {
-        let parsed = url::Url::parse(url).map_err(|error| ChromaError::InvalidUrl {
-            url: url.to_string(),
-            reason: error.to_string(),
+        let expected = "expected an http(s) URL such as `http://127.0.0.1:8000`";
+        let parsed = url::Url::parse(url).map_err(|_| ChromaError::InvalidUrl {
+            url: shown_unparsed(url),
+            reason: expected.to_string(),
         })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        let shown = shown_url(&parsed);
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(ChromaError::InvalidUrl {
-                url: url.to_string(),
-                reason: "expected an http or https url".to_string(),
+                url: shown,
+                reason: expected.to_string(),
             });
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|error| ChromaError::InvalidUrl {
-                url: url.to_string(),
+                url: shown.clone(),
                 reason: error.to_string(),
             })?;
         Ok(ChromaClient {
             http,
             base: url.trim_end_matches('/').to_string(),
+            shown,
             tenant: tenant.to_string(),
             database: database.to_string(),
-            token: token.filter(|token| !token.is_empty()),
+            token,
         })
     }
 
-    /// The base URL (no credentials are ever part of it).
+    /// The URL as it may be shown (no credentials, even if the given URL had some).
     pub fn url(&self) -> &str {
-        &self.base
+        &self.shown
     }
 
     /// The Chroma tenant and database, e.g. `default_tenant/default_database`.
-    pub fn scope(&self) -> String {
+    pub fn scope_name(&self) -> String {
         format!("{}/{}", self.tenant, self.database)
     }
 
@@ -140,7 +150,7 @@ impl ChromaClient {
             .send()
             .await
             .map_err(|error| ChromaError::Unreachable {
-                url: self.base.clone(),
+                url: self.shown.clone(),
                 reason: describe_reqwest_error(&error),
             })?;
         let status = response.status();
@@ -149,14 +159,14 @@ impl ChromaClient {
             .text()
             .await
             .map_err(|error| ChromaError::Unreachable {
-                url: self.base.clone(),
+                url: self.shown.clone(),
                 reason: describe_reqwest_error(&error),
             })?;
         let value = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).map_err(|error| ChromaError::Decode {
-                url: self.base.clone(),
+                url: self.shown.clone(),
                 operation: operation.to_string(),
                 reason: error.to_string(),
             })?
@@ -187,7 +197,7 @@ impl ChromaClient {
             .unwrap_or("no message")
             .to_string();
         ChromaError::Status {
-            url: self.base.clone(),
+            url: self.shown.clone(),
             operation: operation.to_string(),
             status,
             message,
@@ -230,6 +240,37 @@ impl ChromaClient {
         Ok(())
     }
 
+    /// Whether the configured Chroma tenant and database exist.
+    pub async fn scope(&self) -> Result<crate::observed::ChromaScope, ChromaError> {
+        let exists = |path: String, operation: &'static str| async move {
+            let (status, value) = self.call(Method::GET, &path, None, operation).await?;
+            match status {
+                status if status.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                status => Err(self.status_error(operation, status, &value)),
+            }
+        };
+        let tenant_exists = exists(
+            format!("/api/v2/tenants/{}", encode(&self.tenant)),
+            "get tenant",
+        )
+        .await?;
+        let database_exists = tenant_exists
+            && exists(
+                format!(
+                    "/api/v2/tenants/{}/databases/{}",
+                    encode(&self.tenant),
+                    encode(&self.database)
+                ),
+                "get database",
+            )
+            .await?;
+        Ok(crate::observed::ChromaScope {
+            tenant_exists,
+            database_exists,
+        })
+    }
+
     /// Every collection of the database, by name.
     ///
     /// Chroma orders listings by a random uuid, so pages shift when someone creates collections
@@ -254,7 +295,7 @@ impl ChromaClient {
                     .await?;
                 let page: Vec<CollectionJson> =
                     serde_json::from_value(page).map_err(|error| ChromaError::Decode {
-                        url: self.base.clone(),
+                        url: self.shown.clone(),
                         operation: "list collections".to_string(),
                         reason: error.to_string(),
                     })?;
@@ -266,6 +307,7 @@ impl ChromaClient {
                             ObservedCollection {
                                 id: collection.id,
                                 metadata: collection.metadata.unwrap_or_default(),
+                                records: None,
                             },
                         );
                     }
@@ -281,7 +323,7 @@ impl ChromaClient {
             last_mismatch = (by_name.len() as u64, expected);
         }
         Err(ChromaError::Decode {
-            url: self.base.clone(),
+            url: self.shown.clone(),
             operation: "list collections".to_string(),
             reason: format!(
                 "listed {} collections but the server counts {}; collections are being created or deleted concurrently",
@@ -301,7 +343,7 @@ impl ChromaClient {
             .call_ok(Method::GET, &path, None, "count collections")
             .await?;
         value.as_u64().ok_or_else(|| ChromaError::Decode {
-            url: self.base.clone(),
+            url: self.shown.clone(),
             operation: "count collections".to_string(),
             reason: format!("expected an integer, got {value}"),
         })
@@ -327,7 +369,7 @@ impl ChromaClient {
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| ChromaError::Decode {
-                url: self.base.clone(),
+                url: self.shown.clone(),
                 operation,
                 reason: "no `id` in the answer".to_string(),
             })
@@ -349,13 +391,14 @@ impl ChromaClient {
         }
         let collection: CollectionJson =
             serde_json::from_value(value).map_err(|error| ChromaError::Decode {
-                url: self.base.clone(),
+                url: self.shown.clone(),
                 operation,
                 reason: error.to_string(),
             })?;
         Ok(Some(ObservedCollection {
             id: collection.id,
             metadata: collection.metadata.unwrap_or_default(),
+            records: None,
         }))
     }
 
@@ -396,7 +439,7 @@ impl ChromaClient {
             .call_ok(Method::GET, &path, None, "count records")
             .await?;
         value.as_u64().ok_or_else(|| ChromaError::Decode {
-            url: self.base.clone(),
+            url: self.shown.clone(),
             operation: "count records".to_string(),
             reason: format!("expected an integer, got {value}"),
         })
@@ -430,6 +473,42 @@ impl ChromaClient {
         )
         .await
     }
+}
+
+/// A URL without its user and password, for messages and plan headers.
+fn shown_url(parsed: &url::Url) -> String {
+    let mut shown = parsed.clone();
+    let had_credentials = !parsed.username().is_empty() || parsed.password().is_some();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let text = shown.as_str().trim_end_matches('/').to_string();
+    if had_credentials {
+        format!("{text} (credentials hidden)")
+    } else {
+        text
+    }
+}
+
+/// At most the scheme and host of a URL that did not parse (a password may hold any
+/// character): the host is what follows the last `@`.
+fn shown_unparsed(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not a URL)".to_string();
+    };
+    let scheme: String = scheme
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(16)
+        .collect();
+    let after_at = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host: String = after_at
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(253)
+        .collect();
+    format!("{scheme}://{host}/…")
 }
 
 /// Percent-encodes one path segment. Tenant and collection names are validated to a safe

@@ -32,7 +32,18 @@ pub enum SslMode {
 }
 
 impl SslMode {
-    fn parse(value: &str) -> Result<Self, String> {
+    /// libpq's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    pub(crate) fn parse(value: &str) -> Result<Self, String> {
         Ok(match value {
             "disable" => SslMode::Disable,
             "allow" | "prefer" => SslMode::Prefer,
@@ -58,39 +69,54 @@ pub struct TlsSettings {
 }
 
 /// Splits `sslmode` and `sslrootcert` out of a URL (`postgres://...?sslmode=...`) or a
-/// key=value connection string.
+/// key=value connection string (libpq's syntax: spaces around `=` allowed, values quoted with
+/// `'...'` and backslash escapes).
+///
+/// # Errors
+/// An unknown `sslmode`, or a string that is neither form. Messages never quote the input:
+/// it may hold a password.
 pub fn split(connection: &str) -> Result<TlsSettings, String> {
     let mut mode = None;
     let mut root_cert = None;
     if connection.starts_with("postgres://") || connection.starts_with("postgresql://") {
-        let mut url = url::Url::parse(connection).map_err(|error| error.to_string())?;
-        let mut kept = Vec::new();
-        for (key, value) in url.query_pairs() {
+        // Not `url::Url`: it refuses the multi-host form (`h1:5432,h2:5433`) that libpq and
+        // tokio-postgres accept. The query is everything after the first `?`.
+        let (base, query) = match connection.split_once('?') {
+            Some((base, query)) => (base, query),
+            None => (connection, ""),
+        };
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        let mut any = false;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
             match key.as_ref() {
                 "sslmode" => mode = Some(SslMode::parse(&value)?),
                 "sslrootcert" => root_cert = Some(PathBuf::from(value.as_ref())),
-                _ => kept.push((key.into_owned(), value.into_owned())),
+                _ => {
+                    kept.append_pair(&key, &value);
+                    any = true;
+                }
             }
         }
-        if kept.is_empty() {
-            url.set_query(None);
+        let rest = if any {
+            format!("{base}?{}", kept.finish())
         } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
-        }
+            base.to_string()
+        };
         return Ok(TlsSettings {
             mode: mode.unwrap_or(SslMode::Prefer),
             root_cert,
-            rest: url.to_string(),
+            rest,
         });
     }
     let mut kept = Vec::new();
-    for pair in connection.split_whitespace() {
-        if let Some(value) = pair.strip_prefix("sslmode=") {
-            mode = Some(SslMode::parse(value.trim_matches('\''))?);
-        } else if let Some(value) = pair.strip_prefix("sslrootcert=") {
-            root_cert = Some(PathBuf::from(value.trim_matches('\'')));
-        } else {
-            kept.push(pair);
+    for (key, value) in key_value_pairs(connection)? {
+        match key.as_str() {
+            "sslmode" => mode = Some(SslMode::parse(&value)?),
+            "sslrootcert" => root_cert = Some(PathBuf::from(value)),
+            _ => kept.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            )),
         }
     }
     Ok(TlsSettings {
@@ -98,6 +124,58 @@ pub fn split(connection: &str) -> Result<TlsSettings, String> {
         root_cert,
         rest: kept.join(" "),
     })
+}
+
+/// Tokenizes a libpq key=value connection string: `key = value` with optional spaces around
+/// `=`, values either bare (up to the next space) or single-quoted, `\\` escaping the next
+/// character in both.
+///
+/// # Errors
+/// A key without `=` or an unterminated quote; the message never repeats the input.
+pub fn key_value_pairs(connection: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut chars = connection.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+            key.push(c);
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if key.is_empty() || chars.next() != Some('=') {
+            return Err("expected `key=value` pairs separated by spaces".to_string());
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => return Err("unterminated quoted value".to_string()),
+                    },
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err("unterminated quoted value".to_string()),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    match chars.next() {
+                        Some(escaped) => value.push(escaped),
+                        None => return Err("a value ends with `\\`".to_string()),
+                    }
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
 }
 
 /// The tokio-postgres mode for a libpq mode: verification happens in the connector.
@@ -269,7 +347,45 @@ mod tests {
     fn key_value_settings_are_split_out() {
         let settings = split("host=db user=app sslmode=require dbname=saas").unwrap();
         assert_eq!(settings.mode, SslMode::Require);
-        assert_eq!(settings.rest, "host=db user=app dbname=saas");
+        assert_eq!(settings.rest, "host='db' user='app' dbname='saas'");
+        // libpq's syntax: spaces around `=`, quoted values with escapes
+        let settings =
+            split(r"host = db  password = 'it\'s \\ secret' sslmode= verify-ca").unwrap();
+        assert_eq!(settings.mode, SslMode::VerifyCa);
+        assert_eq!(
+            key_value_pairs(&settings.rest).unwrap(),
+            vec![
+                ("host".to_string(), "db".to_string()),
+                ("password".to_string(), r"it's \ secret".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn key_value_pairs_follow_libpq() {
+        assert_eq!(
+            key_value_pairs("password = 'a b' user=x\\ y").unwrap(),
+            vec![
+                ("password".to_string(), "a b".to_string()),
+                ("user".to_string(), "x y".to_string()),
+            ]
+        );
+        let error = key_value_pairs("password secret").unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
+        let error = key_value_pairs("password='secret").unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn multi_host_urls_keep_their_hosts() {
+        let settings =
+            split("postgres://app:pw@h1:5432,h2:5433/saas?sslmode=require&connect_timeout=5")
+                .unwrap();
+        assert_eq!(settings.mode, SslMode::Require);
+        assert_eq!(
+            settings.rest,
+            "postgres://app:pw@h1:5432,h2:5433/saas?connect_timeout=5"
+        );
     }
 
     #[test]

@@ -1,217 +1,187 @@
-//! `tenantctl apply [PLANFILE]`: lock, re-read, (re-)plan or check the saved plan, confirm,
-//! execute.
+//! `tenantctl apply [PLANFILE]`: lock, plan under the lock (and compare with the saved plan),
+//! confirm, execute, report. The operation itself is [`reconcile::locked_apply`], shared with
+//! `watch`.
 
-use crate::apply::{self, ApplyReport, RunContext};
-use crate::backend;
-use crate::backend::chroma::ChromaClient;
-use crate::backend::postgres::{self, Postgres};
+use crate::apply::RunContext;
 use crate::cli::{ApplyArgs, ReportFormat};
-use crate::error::{Exit, Reported};
-use crate::observed::ObservedState;
-use crate::plan::{Naming, Plan, PlanOptions};
+use crate::error::{Exit, UserError};
+use crate::reconcile::{self, Applied, LockedApply};
 use crate::render::{self, Style};
-use crate::saved::{SavedPlan, StaleReason};
+use crate::report::ApplyReport;
+use crate::saved::{self, SavedPlan, StaleReason};
 use anyhow::{Context, Result};
-use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
-use uuid::Uuid;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::path::Path;
 
 pub async fn run(args: &ApplyArgs) -> Result<Exit> {
-    match &args.plan_file {
-        Some(file) => apply_saved(args, file).await,
-        None => apply_fresh(args).await,
-    }
-}
-
-/// Plans under the lock and applies that plan.
-async fn apply_fresh(args: &ApplyArgs) -> Result<Exit> {
+    // A saved plan is read (and its signature checked) before anything else.
+    let saved = match &args.plan_file {
+        Some(file) => Some(read_saved(file)?),
+        None => None,
+    };
     let desired = super::load(&args.dir.dir)?;
-    let options = super::plan_options(&args.connection, &args.planning)?;
+    let options = super::plan_options(&args.connection, &args.planning, &args.targets.tenants)?;
+    let my_options = super::saved_options(&options, &args.planning);
     let (mut postgres, chroma) = super::connect(&args.connection, "apply").await?;
+    let plan_context = super::context(&args.dir.dir, &postgres, &chroma);
 
-    // Everything from here runs under the lock: the plan shown is the plan executed.
-    postgres
-        .lock(args.lock_timeout)
-        .await
-        .context("another apply is running")?;
-    let (observed, plan) = apply::observe_and_plan(
-        &postgres,
-        &chroma,
-        &desired,
-        &options,
-        &args.planning.backup_dir,
-    )
-    .await?;
-    super::check_targets(&options, &desired, &observed)?;
-    let context = super::context(&args.dir.dir, &postgres, &chroma);
-    let run = Run {
-        args,
-        plan: &plan,
-        observed: &observed,
-        backup_root: args.planning.backup_dir.clone(),
-        saved_id: None,
-        context,
-    };
-    run.execute(&mut postgres, &chroma).await
-}
+    let mut context = RunContext::new(args.planning.backup_dir.clone());
+    context.parallelism = usize::from(args.parallelism);
+    context.timeouts = args.bounds.timeouts();
+    context.deadline = Some(tokio::time::Instant::now() + args.bounds.run_timeout);
+    context.stop = super::stop_on_signal()?;
 
-/// Applies a saved plan exactly, after checking that neither the files nor the live state
-/// changed and that it was never applied.
-async fn apply_saved(args: &ApplyArgs, file: &Path) -> Result<Exit> {
-    // The saved plan carries its own options; a flag that would change them is a mistake.
-    if !args.planning.tenants.is_empty()
-        || args.planning.prune
-        || args.planning.retention_days.is_some()
-    {
-        return Err(Reported(
-            "error: `--tenant`, `--prune` and `--retention-days` cannot be combined with a saved plan: it applies with the options it was made with".to_string(),
-        )
-        .into());
-    }
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read the saved plan `{}`", file.display()))?;
-    let saved = SavedPlan::parse(&file.display().to_string(), &text)?;
-    // The files the plan was made from must still be the same; validate them as usual.
-    let desired = super::load(Path::new(&saved.dir))?;
-    let options = PlanOptions {
-        naming: Naming::with_role_prefix(&saved.options.role_prefix),
-        retention_days: saved.options.retention_days,
-        prune: saved.options.prune,
-        max_deletes: saved.options.max_deletes,
-        targets: saved.options.tenants.clone(),
+    let style = Style::detect(std::io::stdout().is_terminal());
+    let text = args.format == ReportFormat::Text;
+    let fingerprint = desired.fingerprint.clone();
+    let check = |observed: &crate::observed::ObservedState, plan: &crate::plan::Plan| {
+        super::check_targets(&options, &desired, observed)?;
+        if let Some(saved) = &saved {
+            saved.check_fresh(&fingerprint, observed, &my_options, plan)?;
+        }
+        Ok(())
     };
-    let (mut postgres, chroma) = super::connect(&args.connection, "apply").await?;
-    postgres
-        .lock(args.lock_timeout)
-        .await
-        .context("another apply is running")?;
-    let observed = backend::observe(&postgres, &chroma, &options.naming).await?;
-    let stale = match postgres::plan_applied(&postgres.client, saved.id).await? {
-        Some(at) => Err(StaleReason::AlreadyApplied(
-            at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        )),
-        None => saved.check_fresh(&desired.fingerprint, &observed),
-    };
-    if let Err(reason) = stale {
-        postgres.unlock().await?;
-        eprintln!(
-            "error: refusing to apply `{}`: {reason}; nothing was changed\n  hint: make a new plan with `tenantctl plan --out FILE` and review it",
-            file.display()
-        );
-        return Ok(Exit::Stale);
-    }
-    let context = render::PlanContext {
-        dir: saved.dir.clone(),
-        database: postgres.url().to_string(),
-        chroma: format!("{} ({})", chroma.url(), chroma.scope()),
-    };
-    let run = Run {
-        args,
-        plan: &saved.plan,
-        observed: &observed,
-        backup_root: PathBuf::from(&saved.options.backup_dir),
-        saved_id: Some(saved.id),
-        context,
-    };
-    run.execute(&mut postgres, &chroma).await
-}
-
-/// One apply, from showing the plan to the report.
-struct Run<'a> {
-    args: &'a ApplyArgs,
-    plan: &'a Plan,
-    observed: &'a ObservedState,
-    backup_root: PathBuf,
-    /// Id of the saved plan being applied, recorded before the first change.
-    saved_id: Option<Uuid>,
-    context: render::PlanContext,
-}
-
-impl Run<'_> {
-    async fn execute(self, postgres: &mut Postgres, chroma: &ChromaClient) -> Result<Exit> {
-        let style = Style::detect(std::io::stdout().is_terminal());
-        let text = self.args.format == ReportFormat::Text;
-        let plan = self.plan;
+    let auto_approve = args.auto_approve || saved.is_some();
+    let review = |plan: &crate::plan::Plan| {
         if text {
-            print!("{}", render::text::plan(plan, &self.context, style));
-        }
-        if !plan.refusals.is_empty() {
-            postgres.unlock().await?;
-            let reasons: Vec<String> = plan
-                .refusals
-                .iter()
-                .map(|refusal| format!("error: {}", refusal.message))
-                .collect();
-            return Err(Reported(format!(
-                "{}\napply refused: the plan breaks a safety rule; nothing was changed",
-                reasons.join("\n")
-            ))
-            .into());
-        }
-        if plan.is_empty() {
-            if !text {
-                println!("{}", render::json::report(&ApplyReport::default()));
-            }
-            postgres.unlock().await?;
-            return Ok(if plan.conflicts.is_empty() {
-                Exit::Success
-            } else {
-                Exit::Failure
-            });
+            print!("{}", render::text::plan(plan, &plan_context, style));
         }
         // A saved plan was reviewed when it was made (as with terraform's saved plans); a
         // fresh plan needs a `yes` or `--auto-approve`.
-        if !self.args.auto_approve && self.saved_id.is_none() {
-            if let Err(error) = confirm() {
-                postgres.unlock().await?;
-                return Err(error);
+        if plan.refusals.is_empty() && !plan.is_empty() && !auto_approve {
+            confirm()?;
+        }
+        if text && plan.refusals.is_empty() && !plan.is_empty() {
+            println!();
+        }
+        Ok(())
+    };
+    let progress = |result: &crate::report::TenantResult| {
+        if text {
+            print!("{}", render::text::tenant_result(result, style));
+            let _ = std::io::stdout().flush();
+        }
+    };
+    let applied = reconcile::locked_apply(
+        &mut postgres,
+        &chroma,
+        LockedApply {
+            desired: &desired,
+            options: &options,
+            backup_root: &args.planning.backup_dir,
+            lock_timeout: args.lock_timeout,
+            context: &context,
+            saved_id: saved.as_ref().map(|saved| saved.id),
+        },
+        check,
+        review,
+        progress,
+    )
+    .await
+    .map_err(|error| match error {
+        crate::apply::RunError::Postgres(
+            error @ crate::backend::postgres::PostgresError::LockTimeout { .. },
+        ) => anyhow::Error::new(error).context("another apply is running"),
+        other => other.into(),
+    })?;
+
+    match applied {
+        Applied::Declined { error } => {
+            if let Some(reason) = error.downcast_ref::<StaleReason>() {
+                let file = args.plan_file.as_deref().unwrap_or(Path::new("the plan"));
+                eprintln!(
+                    "{}",
+                    UserError::new(format!(
+                        "refusing to apply `{}`: {reason}; nothing was changed",
+                        file.display()
+                    ))
+                    .with_hint("make a new plan with `tenantctl plan --out FILE` and review it")
+                );
+                return Ok(Exit::Stale);
             }
+            Err(error)
         }
-
-        let mut context = RunContext::new(self.backup_root.clone());
-        context.parallelism = usize::from(self.args.parallelism);
-        if text {
-            println!();
-        }
-        let report = apply::run(
-            postgres,
-            chroma,
-            plan,
-            self.observed,
-            &context,
-            self.saved_id,
-            |result| {
-                if text {
-                    print!("{}", render::text::tenant_result(result, style));
-                    let _ = std::io::stdout().flush();
+        Applied::Refused { plan } => {
+            let mut message = String::new();
+            for refusal in &plan.refusals {
+                message.push_str(&format!("error: {}\n", refusal.message));
+                if let Some(hint) = &refusal.hint {
+                    message.push_str(&format!("  hint: {hint}\n"));
                 }
-            },
-        )
-        .await?;
-        postgres.unlock().await?;
-
-        if text {
-            println!();
-            println!("{}", render::text::report_summary(&report));
-        } else {
-            println!("{}", render::json::report(&report));
+            }
+            message.push_str("apply refused: the plan breaks a safety rule; nothing was changed");
+            Err(UserError::closing(message).into())
         }
-        Ok(if report.failed() {
-            Exit::Failure
-        } else {
-            Exit::Success
-        })
+        Applied::NothingToDo { plan } => {
+            if !text {
+                println!("{}", render::json::report(&ApplyReport::default()));
+            }
+            Ok(if plan.conflicts.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Failure
+            })
+        }
+        Applied::Done { report, .. } => {
+            if text {
+                println!();
+                println!("{}", render::text::report_summary(&report));
+            } else {
+                println!("{}", render::json::report(&report));
+            }
+            if let Some(stopped) = &report.stopped {
+                eprintln!("error: {stopped}");
+            }
+            Ok(if report.failed() {
+                Exit::Failure
+            } else {
+                Exit::Success
+            })
+        }
     }
+}
+
+/// Reads and checks a saved plan file: a regular file of sane size, a saved plan of this
+/// format, signed when a plan key is configured.
+fn read_saved(file: &Path) -> Result<SavedPlan> {
+    let metadata = std::fs::metadata(file)
+        .with_context(|| format!("cannot read the saved plan `{}`", file.display()))?;
+    if metadata.is_dir() {
+        return Err(UserError::new(format!(
+            "`{}` is a directory, not a saved plan",
+            file.display()
+        ))
+        .with_hint(format!(
+            "to apply the tenant files in it, use `tenantctl apply --dir {}`",
+            file.display()
+        ))
+        .into());
+    }
+    if metadata.len() > saved::MAX_BYTES {
+        return Err(UserError::new(format!(
+            "`{}` is {} bytes, larger than any saved plan",
+            file.display(),
+            metadata.len()
+        ))
+        .into());
+    }
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|handle| handle.take(saved::MAX_BYTES).read_to_string(&mut text))
+        .with_context(|| format!("cannot read the saved plan `{}`", file.display()))?;
+    let key = super::plan_key()?;
+    SavedPlan::parse(&file.display().to_string(), &text, key.as_deref())
+        .map_err(|error| UserError::new(error.to_string()).into())
 }
 
 /// Asks for `yes` on a terminal; refuses without one.
 fn confirm() -> Result<()> {
     if !std::io::stdin().is_terminal() {
-        return Err(Reported(
-            "error: apply needs confirmation but stdin is not a terminal\n  hint: review the plan, then run again with `--auto-approve`"
-                .to_string(),
-        )
-        .into());
+        return Err(
+            UserError::new("apply needs confirmation but stdin is not a terminal")
+                .with_hint("review the plan, then run again with `--auto-approve`")
+                .into(),
+        );
     }
     print!("\nDo you want to apply these changes? Only `yes` is accepted: ");
     std::io::stdout().flush()?;
@@ -220,6 +190,6 @@ fn confirm() -> Result<()> {
     if answer.trim() == "yes" {
         Ok(())
     } else {
-        Err(Reported("apply cancelled; nothing was changed".to_string()).into())
+        Err(UserError::closing("apply cancelled; nothing was changed").into())
     }
 }

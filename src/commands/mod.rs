@@ -7,15 +7,16 @@ pub mod validate;
 pub mod watch;
 
 use crate::backend::chroma::ChromaClient;
-use crate::backend::postgres::Postgres;
-use crate::cli::{ConnectionArgs, PlanFormat, PlanningArgs};
-use crate::error::{Exit, Reported};
+use crate::backend::postgres::{Postgres, PostgresError};
+use crate::cli::{ConnectionArgs, PlanFormat, PlanningArgs, DEFAULT_DATABASE_URL};
+use crate::error::{Exit, UserError};
 use crate::observed::ObservedState;
 use crate::plan::Plan;
 use crate::plan::{Naming, PlanOptions};
 use crate::render::{self, PlanContext, Style};
+use crate::saved::SavedOptions;
 use crate::spec::{self, DesiredState};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 
 /// Loads and validates the whole directory, printing every error to stderr.
@@ -27,7 +28,7 @@ pub fn load(dir: &Path) -> Result<DesiredState> {
                 eprintln!("error: {error}");
             }
             let count = errors.0.len();
-            Err(Reported(format!(
+            Err(UserError::closing(format!(
                 "{count} error{} in `{}`; nothing was changed",
                 if count == 1 { "" } else { "s" },
                 dir.display()
@@ -38,25 +39,67 @@ pub fn load(dir: &Path) -> Result<DesiredState> {
 }
 
 /// Planner options from the flags.
-pub fn plan_options(connection: &ConnectionArgs, planning: &PlanningArgs) -> Result<PlanOptions> {
-    Naming::validate_role_prefix(&connection.role_prefix)
-        .map_err(anyhow::Error::msg)
-        .context("invalid `--role-prefix`")?;
+pub fn plan_options(
+    connection: &ConnectionArgs,
+    planning: &PlanningArgs,
+    targets: &[String],
+) -> Result<PlanOptions> {
+    if let Err(error) = Naming::validate_role_prefix(&connection.role_prefix) {
+        return Err(UserError::new(format!("invalid `--role-prefix`: {error}")).into());
+    }
     Ok(PlanOptions {
         naming: Naming::with_role_prefix(&connection.role_prefix),
         retention_days: planning.retention_days,
         prune: planning.prune,
         max_deletes: Some(planning.max_deletes),
-        targets: planning.tenants.iter().cloned().collect(),
+        targets: targets.iter().cloned().collect(),
     })
 }
 
-/// Connects to both servers.
-pub async fn connect(
-    connection: &ConnectionArgs,
-    purpose: &str,
-) -> Result<(Postgres, ChromaClient)> {
-    // An empty variable (a CI secret that is not set) must not fall through to some default.
+/// The options a saved plan records and an applying side compares.
+pub fn saved_options(options: &PlanOptions, planning: &PlanningArgs) -> SavedOptions {
+    SavedOptions {
+        role_prefix: options.naming.role_prefix.clone(),
+        retention_days: options.retention_days,
+        prune: options.prune,
+        max_deletes: options.max_deletes,
+        tenants: options.targets.clone(),
+        backup_dir: planning.backup_dir.display().to_string(),
+    }
+}
+
+/// The plan key from `TENANTCTL_PLAN_KEY`, if set. An empty value is an error: a CI secret
+/// that is not configured must not silently turn signing off.
+pub fn plan_key() -> Result<Option<Vec<u8>>> {
+    match std::env::var_os("TENANTCTL_PLAN_KEY") {
+        None => Ok(None),
+        Some(value) if value.is_empty() => Err(UserError::new("`TENANTCTL_PLAN_KEY` is empty")
+            .with_hint("set it to the plan-signing secret, or unset it to work without signatures")
+            .into()),
+        Some(value) => Ok(Some(value.into_encoded_bytes())),
+    }
+}
+
+/// The Chroma bearer token from `CHROMA_TOKEN`, if set; empty is an error, as for every
+/// variable.
+fn chroma_token() -> Result<Option<String>> {
+    match std::env::var("CHROMA_TOKEN") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(UserError::new("`CHROMA_TOKEN` is not valid UTF-8").into())
+        }
+        Ok(token) if token.trim().is_empty() => Err(UserError::new("`CHROMA_TOKEN` is empty")
+            .with_hint(
+                "set it to the Chroma token, or unset it for a server without authentication",
+            )
+            .into()),
+        Ok(token) => Ok(Some(token)),
+    }
+}
+
+/// Checks the connection flags without connecting (empty values are errors, not defaults) and
+/// builds the Chroma client.
+pub fn chroma_client(connection: &ConnectionArgs) -> Result<ChromaClient> {
     for (value, name) in [
         (&connection.database_url, "--database-url / DATABASE_URL"),
         (&connection.chroma_url, "--chroma-url / CHROMA_URL"),
@@ -67,17 +110,35 @@ pub async fn connect(
         ),
     ] {
         if value.trim().is_empty() {
-            return Err(Reported(format!("error: `{name}` is empty")).into());
+            return Err(UserError::new(format!("`{name}` is empty")).into());
         }
     }
-    let token = std::env::var("CHROMA_TOKEN").ok();
-    let chroma = ChromaClient::new(
+    Ok(ChromaClient::new(
         &connection.chroma_url,
         &connection.chroma_tenant,
         &connection.chroma_database,
-        token,
-    )?;
-    let postgres = Postgres::connect(&connection.database_url, purpose).await?;
+        chroma_token()?,
+    )?)
+}
+
+/// Connects to both servers.
+pub async fn connect(
+    connection: &ConnectionArgs,
+    purpose: &str,
+) -> Result<(Postgres, ChromaClient)> {
+    let chroma = chroma_client(connection)?;
+    let postgres = match Postgres::connect(&connection.database_url, purpose).await {
+        Ok(postgres) => postgres,
+        // The first thing a new user meets: say how to get a server.
+        Err(error @ PostgresError::Connect { .. })
+            if connection.database_url == DEFAULT_DATABASE_URL =>
+        {
+            return Err(UserError::new(error.to_string())
+                .with_hint("start the local servers with `bash scripts/servers.sh start`, or point `DATABASE_URL` (or `--database-url`) at your PostgreSQL")
+                .into());
+        }
+        Err(error) => return Err(error.into()),
+    };
     Ok((postgres, chroma))
 }
 
@@ -86,7 +147,7 @@ pub fn context(dir: &Path, postgres: &Postgres, chroma: &ChromaClient) -> PlanCo
     PlanContext {
         dir: dir.display().to_string(),
         database: postgres.url().to_string(),
-        chroma: format!("{} ({})", chroma.url(), chroma.scope()),
+        chroma: format!("{} ({})", chroma.url(), chroma.scope_name()),
     }
 }
 
@@ -107,8 +168,8 @@ pub fn check_targets(
         .map(String::as_str)
         .collect();
     if !unknown.is_empty() {
-        return Err(Reported(format!(
-            "error: unknown tenant{} in `--tenant`: {}\n  hint: a tenant must have a file in the directory or a row in the registry",
+        return Err(UserError::new(format!(
+            "unknown tenant{} in `--tenant`: {}",
             if unknown.len() == 1 { "" } else { "s" },
             unknown
                 .iter()
@@ -116,6 +177,7 @@ pub fn check_targets(
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
+        .with_hint("a tenant must have a file in the directory or a row in the registry")
         .into());
     }
     let total = desired
@@ -164,4 +226,25 @@ pub fn print_plan(format: PlanFormat, plan: &Plan, context: &PlanContext) {
         PlanFormat::Json => println!("{}", render::json::plan(plan)),
         PlanFormat::Markdown => print!("{}", render::markdown::plan(plan, context)),
     }
+}
+
+/// Sets a flag on SIGINT or SIGTERM: the run then starts no further tenant, finishes or rolls
+/// back the ones in progress, and ends (as `watch` does).
+pub fn stop_on_signal() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        eprintln!(
+            "\n{name}: stopping; the tenants in progress finish or roll back, no other starts"
+        );
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    Ok(stop)
 }

@@ -1,17 +1,20 @@
 //! `tenantctl plan`: read-only; shows what apply would do, optionally saves it.
 
-use crate::apply;
 use crate::cli::PlanArgs;
 use crate::error::Exit;
-use crate::saved::{self, SavedOptions, SavedPlan};
+use crate::reconcile;
+use crate::saved::{self, SavedPlan};
 use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
 
 pub async fn run(args: &PlanArgs) -> Result<Exit> {
     // Validation comes first: an invalid directory never reaches a server.
     let desired = super::load(&args.dir.dir)?;
-    let options = super::plan_options(&args.connection, &args.planning)?;
+    let options = super::plan_options(&args.connection, &args.planning, &args.targets.tenants)?;
+    let key = super::plan_key()?;
     let (postgres, chroma) = super::connect(&args.connection, "plan").await?;
-    let (observed, plan) = apply::observe_and_plan(
+    let (observed, plan) = reconcile::observe_and_plan(
         &postgres,
         &chroma,
         &desired,
@@ -23,7 +26,7 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
     let context = super::context(&args.dir.dir, &postgres, &chroma);
 
     if let Some(out) = &args.out {
-        let saved = SavedPlan {
+        let mut saved = SavedPlan {
             kind: saved::KIND.to_string(),
             format_version: saved::FORMAT_VERSION,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -34,25 +37,56 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
             live_fingerprint: saved::live_fingerprint(&observed),
             database: context.database.clone(),
             chroma: context.chroma.clone(),
-            options: SavedOptions {
-                role_prefix: options.naming.role_prefix.clone(),
-                retention_days: options.retention_days,
-                prune: options.prune,
-                max_deletes: options.max_deletes,
-                tenants: options.targets.clone(),
-                backup_dir: args.planning.backup_dir.display().to_string(),
-            },
+            options: super::saved_options(&options, &args.planning),
             plan: plan.clone(),
+            signature: None,
         };
-        std::fs::write(out, saved.to_json())
+        if let Some(key) = &key {
+            saved.sign(key);
+        }
+        write_private(out, saved.to_json().as_bytes())
             .with_context(|| format!("cannot write the saved plan to `{}`", out.display()))?;
         eprintln!(
-            "saved the plan to `{}`; apply exactly it with `tenantctl apply {}`",
+            "saved the plan to `{}`{}; apply exactly it with `tenantctl apply {}`",
             out.display(),
+            if key.is_some() {
+                " (signed with TENANTCTL_PLAN_KEY)"
+            } else {
+                ""
+            },
             out.display()
         );
     }
 
     super::print_plan(args.format, &plan, &context);
     Ok(super::plan_exit(&plan, args.detailed_exitcode))
+}
+
+/// Writes `bytes` to `path` with mode 0600, through a temporary file in the same folder renamed
+/// into place: a reader never sees half a plan, and nobody else can read it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plan".to_string());
+    let temporary = folder.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
 }

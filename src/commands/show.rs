@@ -1,7 +1,7 @@
 //! `tenantctl show FILE`: renders a saved plan; no server is contacted.
 
 use crate::cli::ShowArgs;
-use crate::error::Exit;
+use crate::error::{Exit, UserError};
 use crate::render::PlanContext;
 use crate::saved::SavedPlan;
 use anyhow::{Context, Result};
@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 pub fn run(args: &ShowArgs) -> Result<Exit> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read `{}`", args.file.display()))?;
-    let saved = SavedPlan::parse(&args.file.display().to_string(), &text)?;
+    // Showing needs no key: what is shown is what the file says, and apply checks it again.
+    let saved = SavedPlan::parse(&args.file.display().to_string(), &text, None)
+        .map_err(|error| UserError::new(error.to_string()))?;
     let context = PlanContext {
         dir: saved.dir.clone(),
         database: saved.database.clone(),

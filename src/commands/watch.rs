@@ -1,19 +1,16 @@
 //! `tenantctl watch`: options in, the watcher loop out.
 
 use crate::cli::{LogFormat, WatchArgs};
-use crate::error::{Exit, Reported};
+use crate::error::Exit;
 use crate::watch::{self, WatchOptions};
 use anyhow::Result;
 
 pub async fn run(args: &WatchArgs) -> Result<Exit> {
     init_logging(args.log_format);
-    if !args.planning.tenants.is_empty() {
-        return Err(Reported(
-            "error: `--tenant` is not available for `watch`: a watcher reconciles the whole directory".to_string(),
-        )
-        .into());
-    }
-    let options = super::plan_options(&args.connection, &args.planning)?;
+    let options = super::plan_options(&args.connection, &args.planning, &[])?;
+    // The same checks as the other commands (empty values, an empty CHROMA_TOKEN) before the
+    // watcher starts retrying.
+    super::chroma_client(&args.connection)?;
     watch::run(WatchOptions {
         dir: args.dir.dir.clone(),
         database_url: args.connection.database_url.clone(),
@@ -27,6 +24,8 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
         interval: args.interval,
         debounce: args.debounce,
         lock_timeout: args.lock_timeout,
+        timeouts: args.bounds.timeouts(),
+        run_timeout: args.bounds.run_timeout,
         listen: args.listen,
         parallelism: usize::from(args.parallelism),
     })

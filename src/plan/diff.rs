@@ -1,9 +1,10 @@
 //! The planner: `diff(desired, observed, options) -> Plan`.
 
 use super::{
-    collection_metadata, Action, Conflict, ControlSchemaChange, Drift, DriftProblem, FieldChange,
-    Naming, Orphan, Plan, Refusal, RegistryRecord, ResourceKind, ScheduledPurge, Step,
-    TenantChange, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT, TABLE_PRIVILEGES,
+    collection_metadata, Action, BackupLeftover, Conflict, ControlSchemaChange, Drift,
+    DriftProblem, FieldChange, Naming, Orphan, Plan, Refusal, RegistryRecord, ResourceKind,
+    ScheduledPurge, Step, TenantChange, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE,
+    MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
 use crate::observed::{LiveStatus, ObservedState, RegistryRow, PUBLIC};
 use crate::spec::{DesiredState, DesiredStatus, TenantSpec};
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 
 /// Latest version of the control schema this release knows. The SQL of each version lives in
 /// `backend::postgres`; the planner only needs the numbers.
-pub const CONTROL_SCHEMA_VERSION: i32 = 2;
+pub const CONTROL_SCHEMA_VERSION: i32 = 3;
 
 /// Knobs of a plan run that do not come from the files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,6 +41,10 @@ impl PlanOptions {
 /// Retention period when neither the tenant, the flag nor a Settings document sets one.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
+/// Longest retention period accepted anywhere (files, flags, environment): ten years. It keeps
+/// date arithmetic far from overflow and the registry's integer column in range.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
 /// A column of the `conversations` table as tenantctl creates it: name, `format_type()`, the
 /// default as `pg_get_expr()` prints it.
 pub(crate) const CONVERSATIONS_COLUMNS: [(&str, &str, Option<&str>); 3] = [
@@ -65,6 +70,8 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         refusals: Vec::new(),
         orphans: Vec::new(),
         scheduled_purges: Vec::new(),
+        backup_leftovers: backup_leftovers(observed),
+        warnings: scope_warnings(observed),
     };
     let default_retention = options
         .retention_days
@@ -129,6 +136,54 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
     }
     plan.changes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     plan
+}
+
+/// What the reviewer must read first about the live state itself.
+fn scope_warnings(observed: &ObservedState) -> Vec<String> {
+    let scope = observed.chroma_scope;
+    if !scope.tenant_exists {
+        vec!["the Chroma tenant does not exist: apply will create it and every collection in it (check `--chroma-tenant` / `CHROMA_TENANT` for a typo)".to_string()]
+    } else if !scope.database_exists {
+        vec!["the Chroma database does not exist: apply will create it and every collection in it (check `--chroma-database` / `CHROMA_DATABASE` for a typo)".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Backup folders that belong to no soft-deleted tenant.
+fn backup_leftovers(observed: &ObservedState) -> Vec<BackupLeftover> {
+    let by_uid: BTreeMap<uuid::Uuid, &RegistryRow> = observed
+        .registry
+        .values()
+        .map(|row| (row.uid, row))
+        .collect();
+    let mut leftovers = Vec::new();
+    for backup in &observed.backups {
+        let row = by_uid
+            .get(&backup.uid)
+            .filter(|row| row.id == backup.tenant);
+        let reason = match (row, backup.partial) {
+            (Some(_), true) => "an export that was interrupted before it completed",
+            (None, true) => "an unfinished export of a tenant this registry does not know",
+            (Some(row), false) if row.status == LiveStatus::Deleted || backup.recorded => continue,
+            (Some(_), false) => {
+                "a complete backup no committed soft delete recorded (an apply interrupted before its commit); the tenant's data is still live"
+            }
+            (None, false) => "a backup of a tenant this registry does not know (another registry, or a purge interrupted by hand)",
+        };
+        leftovers.push(BackupLeftover {
+            tenant: backup.tenant.clone(),
+            uid: backup.uid,
+            folder: backup.folder.clone(),
+            path: format!("{}/{}/{}", backup.tenant, backup.uid, backup.folder),
+            partial: backup.partial,
+            removed_by_apply: backup.partial && row.is_some(),
+            files: backup.files,
+            bytes: backup.bytes,
+            reason: reason.to_string(),
+        });
+    }
+    leftovers
 }
 
 /// Registry rows and managed resources that no file describes.
@@ -224,9 +279,11 @@ fn plan_orphans(
                     change.purge_after =
                         Some(observed.server_time + chrono::Duration::days(i64::from(retention)));
                     change.reason = Some("pruned: the tenant is in no file".to_string());
-                    change.steps = soft_delete_steps(id, observed, naming, row);
-                    change.steps.insert(
-                        change.steps.len() - 1,
+                    change.steps = soft_delete_steps(
+                        id,
+                        observed,
+                        naming,
+                        row,
                         Step::SoftDeleteRegistry {
                             retention_days: retention,
                         },
@@ -285,13 +342,14 @@ fn protected_refusal(id: &str, what: &str) -> Refusal {
     }
 }
 
-/// Steps of a soft delete: access revoked, final backup written. The registry write goes
-/// before the backup (the caller inserts it at `len() - 1`).
+/// Steps of a soft delete: access revoked, the registry written (`registry`), final backup
+/// written last, so that its folder is renamed into place just before the commit.
 fn soft_delete_steps(
     id: &str,
     observed: &ObservedState,
     naming: &Naming,
     row: &RegistryRow,
+    registry: Step,
 ) -> Vec<Step> {
     let schema_name = naming.schema(id);
     let role_name = naming.role(id);
@@ -312,12 +370,16 @@ fn soft_delete_steps(
             });
         }
     }
+    steps.push(registry);
+    let collection = owned_collection(id, observed, naming, row);
     steps.push(Step::ExportBackup {
         schema: schema_name.clone(),
         tables: schema
             .map(|schema| schema.tables.keys().cloned().collect())
             .unwrap_or_default(),
-        collection: owned_collection(id, observed, naming, row).map(|_| naming.collection(id)),
+        collection: collection.map(|_| naming.collection(id)),
+        collection_id: collection.map(|collection| collection.id.clone()),
+        uid: row.uid,
     });
     steps
 }
@@ -375,7 +437,7 @@ fn purge_steps(
         }),
         None => {}
     }
-    steps.push(Step::DeleteRegistry);
+    steps.push(Step::DeleteRegistry { uid: row.uid });
     if owned_collection(id, observed, naming, row).is_some() {
         steps.push(Step::DeleteCollection {
             collection: naming.collection(id),
@@ -388,7 +450,7 @@ fn purge_steps(
             detail: "not this tenant's (no matching uid); left alone".to_string(),
         });
     }
-    steps.push(Step::DeleteBackups);
+    steps.push(Step::DeleteBackups { uid: row.uid });
     steps
 }
 
@@ -483,27 +545,39 @@ impl TenantPlanner<'_> {
                 "roles are cluster-wide: give each database its own `--role-prefix`, or remove the role by hand",
             );
         }
-        // A collection marked for this tenant id whose uid no registry row holds is what a
-        // create leaves when its rollback could not reach Chroma: adopt it (new metadata, no
-        // data touched) instead of refusing, so the next apply finishes the work.
+        // A create that rolled back but could not reach Chroma to take its collection back
+        // (or was killed) leaves a collection carrying its uid. It is adopted (new metadata, no
+        // data touched) only when this registry's own events say that uid's create started and
+        // never committed, and the collection is still empty: anything else, such as another
+        // registry's tenant of the same id sharing this Chroma database, is a conflict.
         let mut adopt = None;
         if let Some(existing) = self.observed.collections.get(&collection) {
+            let interrupted_here = existing
+                .metadata_str("tenant_uid")
+                .and_then(|uid| uid.parse::<uuid::Uuid>().ok())
+                .and_then(|uid| self.observed.interrupted_creates.get(&uid))
+                .is_some_and(|tenant| *tenant == id);
             let leftover = existing.metadata_str("managed_by") == Some(COLLECTION_MANAGED_BY)
                 && existing.metadata_str("tenant_id") == Some(id.as_str())
-                && !self.observed.registry.values().any(|row| {
-                    Some(row.uid.to_string().as_str()) == existing.metadata_str("tenant_uid")
-                });
+                && interrupted_here
+                && existing.records == Some(0);
             if leftover {
                 adopt = Some(existing.id.clone());
+            } else {
+                let why = if existing.metadata_str("managed_by") != Some(COLLECTION_MANAGED_BY) {
+                    "it was not created by tenantctl"
+                } else if !interrupted_here {
+                    "its uid is not an interrupted create of this registry (another registry sharing the Chroma database, or an older incarnation)"
+                } else {
+                    "it already holds records"
+                };
+                self.conflict(
+                    ResourceKind::Collection,
+                    &collection,
+                    format!("collection `{collection}` already exists but the registry has no tenant `{id}`: {why}"),
+                    "delete or rename the collection in Chroma by hand, or pick another tenant id",
+                );
             }
-        }
-        if adopt.is_none() && self.observed.collections.contains_key(&collection) {
-            self.conflict(
-                ResourceKind::Collection,
-                &collection,
-                format!("collection `{collection}` already exists but the registry has no tenant `{id}`"),
-                "delete or rename the collection in Chroma by hand, or pick another tenant id",
-            );
         }
 
         let mut steps = vec![
@@ -527,7 +601,10 @@ impl TenantPlanner<'_> {
             table: CONVERSATIONS_TABLE.to_string(),
             role,
         });
-        steps.push(Step::InsertRegistry);
+        let record = self.record(status);
+        steps.push(Step::InsertRegistry {
+            record: record.clone(),
+        });
         let mut drift = Vec::new();
         match adopt {
             Some(collection_id) => {
@@ -545,7 +622,6 @@ impl TenantPlanner<'_> {
             None => steps.push(Step::CreateCollection { collection }),
         }
 
-        let record = self.record(status);
         let mut change = TenantChange::new(&id);
         change.actions.push(Action::Create);
         change.status_after = Some(status);
@@ -629,9 +705,15 @@ impl TenantPlanner<'_> {
                 "`state: deleted` in {}",
                 self.spec.location.file.display()
             ));
-            let mut steps = soft_delete_steps(&id, self.observed, self.naming, row);
-            steps.insert(steps.len() - 1, Step::UpdateRegistry);
-            change.steps = steps;
+            change.steps = soft_delete_steps(
+                &id,
+                self.observed,
+                self.naming,
+                row,
+                Step::UpdateRegistry {
+                    record: record.clone(),
+                },
+            );
             change.fields = fields;
             change.record = Some(record);
             change.actions.sort_by_key(|action| precedence(*action));
@@ -651,7 +733,9 @@ impl TenantPlanner<'_> {
 
         let mut all_steps = steps.postgres;
         if !fields.is_empty() {
-            all_steps.push(Step::UpdateRegistry);
+            all_steps.push(Step::UpdateRegistry {
+                record: record.clone(),
+            });
         }
         all_steps.extend(steps.chroma);
         if !fields.is_empty() {

@@ -7,14 +7,18 @@
 
 mod diff;
 mod naming;
+mod step;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{diff, PlanOptions, CONTROL_SCHEMA_VERSION};
+pub use diff::{
+    diff, PlanOptions, CONTROL_SCHEMA_VERSION, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS,
+};
 pub use naming::{
     collection_metadata, Naming, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT,
     TABLE_PRIVILEGES,
 };
+pub use step::{GrantTarget, Step};
 
 use crate::observed::LiveStatus;
 use crate::spec::EffectiveConfig;
@@ -43,6 +47,33 @@ pub struct Plan {
     pub orphans: Vec<Orphan>,
     /// Soft-deleted tenants whose purge is not due yet.
     pub scheduled_purges: Vec<ScheduledPurge>,
+    /// Backup folders that belong to no soft-deleted tenant: partial ones (removed by apply)
+    /// and complete ones no committed soft delete recorded (left for a human).
+    #[serde(default)]
+    pub backup_leftovers: Vec<BackupLeftover>,
+    /// What a reviewer must read before anything else, e.g. a Chroma database that does not
+    /// exist (a typo in `CHROMA_DATABASE` would otherwise plan every collection anew).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A backup folder no soft-deleted tenant accounts for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupLeftover {
+    pub tenant: String,
+    pub uid: Uuid,
+    pub folder: String,
+    /// `<tenant>/<uid>/<folder>`, relative to the backup root.
+    pub path: String,
+    /// An unfinished export.
+    pub partial: bool,
+    /// Apply removes it: a partial folder of an incarnation of this registry (under the apply
+    /// lock nobody else writes there).
+    pub removed_by_apply: bool,
+    pub files: u64,
+    pub bytes: u64,
+    /// Why it is a leftover.
+    pub reason: String,
 }
 
 impl Plan {
@@ -50,6 +81,10 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.control_schema.pending.is_empty()
             && self.changes.iter().all(|change| change.steps.is_empty())
+            && !self
+                .backup_leftovers
+                .iter()
+                .any(|leftover| leftover.removed_by_apply)
     }
 
     /// Counts for the summary line.
@@ -393,66 +428,4 @@ pub struct Conflict {
     pub name: String,
     pub message: String,
     pub hint: Option<String>,
-}
-
-/// One concrete operation. PostgreSQL steps of a tenant run in one transaction; Chroma steps run
-/// while that transaction is open and are compensated if it rolls back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Step {
-    /// `CREATE SCHEMA`, marked as managed, PUBLIC revoked.
-    CreateSchema { schema: String },
-    /// `CREATE TABLE conversations (...)`, PUBLIC revoked.
-    CreateTable { schema: String, table: String },
-    /// `ALTER TABLE ... ADD COLUMN` for a column dropped by hand.
-    AddColumn {
-        schema: String,
-        table: String,
-        column: String,
-    },
-    /// `CREATE ROLE ... NOLOGIN`, marked as managed.
-    CreateRole { role: String },
-    /// `ALTER ROLE ... NOLOGIN` on a managed role that was given LOGIN.
-    DisableRoleLogin { role: String },
-    /// `REVOKE ALL ON SCHEMA ... FROM PUBLIC`.
-    RevokeSchemaFromPublic { schema: String },
-    /// `REVOKE ALL ON TABLE ... FROM PUBLIC`.
-    RevokeTableFromPublic { schema: String, table: String },
-    /// `GRANT USAGE ON SCHEMA ... TO role`: what access means for an active tenant.
-    GrantSchemaUsage { schema: String, role: String },
-    /// `REVOKE ALL ON SCHEMA ... FROM role`: a suspended or deleted tenant's role loses access.
-    RevokeSchemaUsage { schema: String, role: String },
-    /// `GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE ... TO role`.
-    GrantTablePrivileges {
-        schema: String,
-        table: String,
-        role: String,
-    },
-    /// Insert the registry row; the database assigns the uid.
-    InsertRegistry,
-    /// Update the registry row to the change's record.
-    UpdateRegistry,
-    /// Write the final backup of a tenant being soft-deleted (tables and collection records).
-    ExportBackup {
-        schema: String,
-        tables: Vec<String>,
-        collection: Option<String>,
-    },
-    /// `DROP SCHEMA ... CASCADE`: purge only.
-    DropSchema { schema: String },
-    /// `DROP ROLE`: purge only, and only a role marked as managed.
-    DropRole { role: String },
-    /// Mark the registry row deleted without rewriting its other fields (a pruned orphan has
-    /// no file to take them from).
-    SoftDeleteRegistry { retention_days: u32 },
-    /// Remove the registry row (the purge event stays).
-    DeleteRegistry,
-    /// Create the collection with the tenant's metadata.
-    CreateCollection { collection: String },
-    /// Replace the collection's metadata with the tenant's.
-    UpdateCollectionMetadata { collection: String, id: String },
-    /// Delete the collection: purge only, and only one marked with the tenant's uid.
-    DeleteCollection { collection: String },
-    /// Delete the tenant's backups: purge only, the last step before commit.
-    DeleteBackups,
 }

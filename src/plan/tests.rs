@@ -43,7 +43,9 @@ fn new_tenant_is_created_with_every_resource_in_order() {
                 table: "conversations".into(),
                 role: "tenant_acme".into()
             },
-            Step::InsertRegistry,
+            Step::InsertRegistry {
+                record: change.record.clone().unwrap()
+            },
             Step::CreateCollection {
                 collection: "tenant_acme".into()
             },
@@ -62,7 +64,7 @@ fn missing_control_schema_is_a_pending_migration() {
     let mut observed = empty_observed();
     observed.control_schema_version = None;
     let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
-    assert_eq!(plan.control_schema.pending, vec![1, 2]);
+    assert_eq!(plan.control_schema.pending, vec![1, 2, 3]);
     assert!(!plan.is_empty());
     let mut observed = empty_observed();
     observed.control_schema_version = Some(CONTROL_SCHEMA_VERSION);
@@ -169,7 +171,12 @@ fn config_change_is_an_update_with_old_and_new_values() {
             ),
         ]
     );
-    assert_eq!(change.steps, vec![Step::UpdateRegistry]);
+    assert_eq!(
+        change.steps,
+        vec![Step::UpdateRegistry {
+            record: change.record.clone().unwrap()
+        }]
+    );
 }
 
 #[test]
@@ -346,6 +353,7 @@ fn foreign_resources_with_a_tenants_name_are_conflicts_not_changes() {
         ObservedRole {
             can_login: true,
             comment: String::new(),
+            ..ObservedRole::default()
         },
     );
     observed.collections.insert(
@@ -353,6 +361,7 @@ fn foreign_resources_with_a_tenants_name_are_conflicts_not_changes() {
         ObservedCollection {
             id: "x".into(),
             metadata: Default::default(),
+            records: None,
         },
     );
     let plan = diff(
@@ -419,7 +428,9 @@ fn suspend_revokes_usage_and_records_the_reason() {
                 schema: "tenant_initech".into(),
                 role: "tenant_initech".into()
             },
-            Step::UpdateRegistry,
+            Step::UpdateRegistry {
+                record: change.record.clone().unwrap()
+            },
         ]
     );
 }
@@ -444,7 +455,9 @@ fn resume_grants_usage_back() {
                 schema: "tenant_initech".into(),
                 role: "tenant_initech".into()
             },
-            Step::UpdateRegistry,
+            Step::UpdateRegistry {
+                record: change.record.clone().unwrap()
+            },
         ]
     );
 }
@@ -531,11 +544,15 @@ fn soft_delete_revokes_access_and_writes_a_backup() {
                 schema: "tenant_hooli".into(),
                 role: "tenant_hooli".into()
             },
-            Step::UpdateRegistry,
+            Step::UpdateRegistry {
+                record: change.record.clone().unwrap()
+            },
             Step::ExportBackup {
                 schema: "tenant_hooli".into(),
                 tables: vec!["conversations".into()],
                 collection: Some("tenant_hooli".into()),
+                collection_id: Some(observed.collections["tenant_hooli"].id.clone()),
+                uid: change.uid.unwrap(),
             },
         ]
     );
@@ -607,11 +624,15 @@ fn due_purge_drops_everything_in_a_retryable_order() {
             Step::DropRole {
                 role: "tenant_piedpiper".into()
             },
-            Step::DeleteRegistry,
+            Step::DeleteRegistry {
+                uid: change.uid.unwrap()
+            },
             Step::DeleteCollection {
                 collection: "tenant_piedpiper".into()
             },
-            Step::DeleteBackups,
+            Step::DeleteBackups {
+                uid: change.uid.unwrap()
+            },
         ]
     );
     assert!(plan.scheduled_purges.is_empty());
@@ -679,7 +700,9 @@ fn restore_brings_access_back_and_repairs_what_is_missing() {
                 schema: "tenant_hooli".into(),
                 role: "tenant_hooli".into()
             },
-            Step::UpdateRegistry,
+            Step::UpdateRegistry {
+                record: change.record.clone().unwrap()
+            },
             Step::CreateCollection {
                 collection: "tenant_hooli".into()
             },

@@ -1,7 +1,7 @@
 //! The JSON plan and apply report: stable field names, versioned by `format_version`.
 
-use crate::apply::ApplyReport;
 use crate::plan::{Plan, Summary, FORMAT_VERSION};
+use crate::report::ApplyReport;
 use serde::Serialize;
 
 #[derive(Serialize)]

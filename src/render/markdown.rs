@@ -779,12 +779,12 @@ fn items(change: &TenantChange) -> Vec<Item> {
                             .map(|records| format!(" ({})", count(records, "record")))
                             .unwrap_or_default()
                     ),
-                    Step::DeleteBackups => format!(
+                    Step::DeleteBackups { .. } => format!(
                         "backups: {}, {}",
                         count(risk.backup_files, "file"),
                         bytes(risk.backup_bytes)
                     ),
-                    Step::DeleteRegistry => format!(
+                    Step::DeleteRegistry { .. } => format!(
                         "registry row: {} (an event records the purge)",
                         change.tenant
                     ),

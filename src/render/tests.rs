@@ -5,7 +5,7 @@
 //! `.snap` file before committing it.
 
 use super::{json, text, Style};
-use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
+use crate::report::{ApplyReport, TenantOutcome, TenantResult};
 
 use crate::plan::{diff, Action, Plan, PlanOptions, FORMAT_VERSION};
 use crate::spec::DesiredStatus;
@@ -43,6 +43,7 @@ fn apply_report() -> ApplyReport {
         run_id: Some(uid(99)),
         migrated: vec![1],
         not_started: 2,
+        stopped: Some("stopped by a signal".into()),
         tenants: vec![
             TenantResult {
                 tenant: "acme".into(),
@@ -69,6 +70,7 @@ fn apply_report() -> ApplyReport {
                 },
             },
         ],
+        ..ApplyReport::default()
     }
 }
 
@@ -243,6 +245,7 @@ fn text_apply_summary_all_applied() {
             actions: vec![Action::Create],
             outcome: TenantOutcome::Applied,
         }],
+        ..ApplyReport::default()
     };
     assert_eq!(
         text::report_summary(&report),

@@ -2,8 +2,8 @@
 //! one block per tenant with per-field `old -> new`, and a closing summary line.
 
 use super::{bytes, plural, quote, thousands, PlanContext, Style};
-use crate::apply::{ApplyReport, TenantOutcome, TenantResult};
 use crate::plan::{Action, DriftProblem, FieldChange, Plan, Step, TenantChange};
+use crate::report::{ApplyReport, TenantOutcome, TenantResult};
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -241,7 +241,7 @@ fn purge_lines(out: &mut String, change: &TenantChange, style: Style) {
                     .unwrap_or_default();
                 line(out, &minus, "collection", &format!("{collection}{records}"));
             }
-            crate::plan::Step::DeleteBackups => line(
+            crate::plan::Step::DeleteBackups { .. } => line(
                 out,
                 &minus,
                 "backups",
@@ -252,7 +252,7 @@ fn purge_lines(out: &mut String, change: &TenantChange, style: Style) {
                     bytes(risk.backup_bytes)
                 ),
             ),
-            crate::plan::Step::DeleteRegistry => line(
+            crate::plan::Step::DeleteRegistry { .. } => line(
                 out,
                 &minus,
                 "registry row",
@@ -548,27 +548,48 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
     out
 }
 
-/// The closing line of an apply.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// The closing line of an apply (and, after it, why it stopped early and what it cleaned).
 pub fn report_summary(report: &ApplyReport) -> String {
     let applied = report.applied();
     let failed = report.tenants.len() - applied;
     let mut line = format!(
-        "Apply complete: {applied} tenant{} applied",
+        "Apply {}: {applied} tenant{} applied",
+        if report.stopped.is_some() {
+            "stopped"
+        } else {
+            "complete"
+        },
         plural(applied)
     );
     if failed > 0 {
         let _ = write!(line, ", {failed} failed");
     }
     if report.not_started > 0 {
-        let _ = write!(
-            line,
-            ", {} not started (stopped by a signal)",
-            report.not_started
-        );
+        let _ = write!(line, ", {} not started", report.not_started);
     }
     if let Some(version) = report.migrated.last() {
         let _ = write!(line, ", control schema migrated to version {version}");
     }
     line.push('.');
+    if let Some(stopped) = &report.stopped {
+        let _ = write!(line, "\n{}.", capitalized(stopped));
+    }
+    for warning in &report.warnings {
+        let _ = write!(line, "\nWarning: {warning}.");
+    }
+    for cleaned in &report.cleaned {
+        let _ = write!(
+            line,
+            "\nRemoved the partial backup `{cleaned}` left by an interrupted run."
+        );
+    }
     line
 }

@@ -14,11 +14,12 @@
 pub mod http;
 pub mod metrics;
 
-use crate::apply::{self, RunContext};
+use crate::apply::{RunContext, RunError};
 use crate::backend::chroma::ChromaClient;
-use crate::backend::postgres::{Postgres, LEADER_LOCK_KEY};
-use crate::backend::BackendError;
+use crate::backend::postgres::{Postgres, Timeouts, LEADER_LOCK_KEY};
 use crate::plan::{Action, PlanOptions};
+use crate::reconcile::{self, Applied, LockedApply};
+use crate::report::TenantOutcome;
 use crate::spec::{self, DesiredState};
 use metrics::{Metrics, Outcome};
 use notify::RecursiveMode;
@@ -43,6 +44,10 @@ pub struct WatchOptions {
     pub interval: Duration,
     pub debounce: Duration,
     pub lock_timeout: Duration,
+    /// Statement and lock timeouts of tenant work.
+    pub timeouts: Timeouts,
+    /// Longest one reconcile's apply may run.
+    pub run_timeout: Duration,
     pub listen: Option<std::net::SocketAddr>,
     /// Tenants applied at once.
     pub parallelism: usize,
@@ -411,7 +416,7 @@ impl Watcher {
         }
     }
 
-    fn backend_failed(&mut self, error: BackendError) -> (Summary, Option<Duration>) {
+    fn backend_failed(&mut self, error: RunError) -> (Summary, Option<Duration>) {
         if self
             .connection
             .as_ref()
@@ -447,9 +452,9 @@ impl Watcher {
         })
     }
 
-    async fn plan_only(&mut self, desired: &DesiredState) -> Result<Summary, BackendError> {
+    async fn plan_only(&mut self, desired: &DesiredState) -> Result<Summary, RunError> {
         let connection = self.connection.as_mut().expect("connected");
-        let (_, plan) = apply::observe_and_plan(
+        let (_, plan) = reconcile::observe_and_plan(
             &connection.postgres,
             &connection.chroma,
             desired,
@@ -476,83 +481,108 @@ impl Watcher {
         })
     }
 
-    async fn plan_and_apply(&mut self, desired: &DesiredState) -> Result<Summary, BackendError> {
+    async fn plan_and_apply(&mut self, desired: &DesiredState) -> Result<Summary, RunError> {
         let connection = self.connection.as_mut().expect("connected");
-        let postgres = &mut connection.postgres;
-        let chroma = &connection.chroma;
-        postgres.lock(self.options.lock_timeout).await?;
-        let result = async {
-            let (observed, plan) = apply::observe_and_plan(
-                postgres,
-                chroma,
+        let mut context = RunContext::new(self.options.backup_root.clone());
+        context.stop = self.stop.clone();
+        context.parallelism = self.options.parallelism;
+        context.timeouts = self.options.timeouts;
+        context.deadline = Some(tokio::time::Instant::now() + self.options.run_timeout);
+        let applied = reconcile::locked_apply(
+            &mut connection.postgres,
+            &connection.chroma,
+            LockedApply {
                 desired,
-                &self.options.options,
-                &self.options.backup_root,
-            )
-            .await?;
-            let changes = plan.effective_changes().count();
-            if !plan.refusals.is_empty() {
-                for refusal in &plan.refusals {
-                    error!(tenant = refusal.tenant.as_deref().unwrap_or(""), "refused: {}", refusal.message);
-                }
-                return Ok((
-                    Summary::nothing_applied(
-                        Outcome::Failure,
-                        changes,
-                        "the plan breaks a safety rule; nothing applied",
-                    ),
-                    plan,
-                ));
-            }
-            if plan.is_empty() && plan.conflicts.is_empty() {
-                return Ok((
-                    Summary::nothing_applied(Outcome::Success, 0, "no changes"),
-                    plan,
-                ));
-            }
-            let mut context = RunContext::new(self.options.backup_root.clone());
-            context.stop = self.stop.clone();
-            context.parallelism = self.options.parallelism;
-            let report = apply::run(postgres, chroma, &plan, &observed, &context, None, |result| {
+                options: &self.options.options,
+                backup_root: &self.options.backup_root,
+                lock_timeout: self.options.lock_timeout,
+                context: &context,
+                saved_id: None,
+            },
+            |_, _| Ok(()),
+            |_| Ok(()),
+            |result| {
                 let actions: Vec<&str> = result.actions.iter().map(|a| a.verb()).collect();
                 match &result.outcome {
-                    apply::TenantOutcome::Applied => {
+                    TenantOutcome::Applied => {
                         info!(tenant = %result.tenant, actions = %actions.join(","), "applied")
                     }
-                    apply::TenantOutcome::RolledBack { reason, .. } => {
+                    TenantOutcome::RolledBack { reason, .. } => {
                         error!(tenant = %result.tenant, actions = %actions.join(","), "rolled back: {reason}")
                     }
-                    apply::TenantOutcome::Blocked { reason } => {
+                    TenantOutcome::Blocked { reason } => {
                         error!(tenant = %result.tenant, "not applied (conflict): {reason}")
                     }
                 }
-            })
-            .await?;
-            let applied = report.applied();
-            let failed = report.tenants.len() - applied;
-            let mut detail = format!("{applied} applied, {failed} failed");
-            if report.not_started > 0 {
-                detail.push_str(&format!(", {} not started (stopping)", report.not_started));
+            },
+        )
+        .await?;
+        let (summary, plan) = match applied {
+            Applied::Refused { plan } => {
+                for refusal in &plan.refusals {
+                    error!(
+                        tenant = refusal.tenant.as_deref().unwrap_or(""),
+                        "refused: {}", refusal.message
+                    );
+                }
+                (
+                    Summary::nothing_applied(
+                        Outcome::Failure,
+                        plan.effective_changes().count(),
+                        "the plan breaks a safety rule; nothing applied",
+                    ),
+                    plan,
+                )
             }
-            Ok::<_, BackendError>((
-                Summary {
-                    outcome: if failed == 0 {
-                        Outcome::Success
-                    } else {
-                        Outcome::Failure
+            Applied::NothingToDo { plan } => {
+                let (outcome, detail) = if plan.conflicts.is_empty() {
+                    (Outcome::Success, "no changes".to_string())
+                } else {
+                    (
+                        Outcome::Failure,
+                        format!("{} conflict(s); nothing to apply", plan.conflicts.len()),
+                    )
+                };
+                (Summary::nothing_applied(outcome, 0, detail), plan)
+            }
+            Applied::Done { plan, report } => {
+                let applied = report.applied();
+                let failed = report.tenants.len() - applied;
+                let mut detail = format!("{applied} applied, {failed} failed");
+                if report.not_started > 0 {
+                    detail.push_str(&format!(", {} not started", report.not_started));
+                }
+                if let Some(stopped) = &report.stopped {
+                    detail.push_str(&format!(" ({stopped})"));
+                }
+                for warning in &report.warnings {
+                    warn!("{warning}");
+                }
+                let stopped_by_signal = self.stop.load(Ordering::SeqCst);
+                (
+                    Summary {
+                        outcome: if failed == 0 && (report.stopped.is_none() || stopped_by_signal) {
+                            Outcome::Success
+                        } else {
+                            Outcome::Failure
+                        },
+                        changes: plan.effective_changes().count(),
+                        applied,
+                        failed,
+                        detail,
                     },
-                    changes,
-                    applied,
-                    failed,
-                    detail,
-                },
-                plan,
-            ))
-        }
-        .await;
-        // Release the apply lock whatever happened (a dead connection released it already).
-        let _ = postgres.unlock().await;
-        let (summary, plan) = result?;
+                    plan,
+                )
+            }
+            // Neither check nor review declines in a watcher.
+            Applied::Declined { error } => {
+                return Ok(Summary::nothing_applied(
+                    Outcome::Failure,
+                    0,
+                    format!("{error:#}"),
+                ))
+            }
+        };
         self.update_gauges(&plan).await;
         Ok(summary)
     }

@@ -1,0 +1,420 @@
+//! Runs a [`Plan`]: tenant by tenant (several at once with `--parallelism`), each atomically.
+//!
+//! For every tenant with steps: open a PostgreSQL transaction, run its steps ([`steps`], the
+//! one executor), append the audit event, commit. If anything fails, the transaction rolls
+//! back and each Chroma step already done is compensated in reverse order, so a tenant ends
+//! either fully applied or as it was. Other tenants go on, unless the run must stop: a stop
+//! signal, the run's deadline, a PostgreSQL session gone, or the same server failing several
+//! tenants in a row. Then no further tenant starts, and after a grace period the statements
+//! still running are cancelled, so their tenants roll back.
+
+mod compensation;
+mod failpoint;
+mod steps;
+
+use crate::backend::chroma::{ChromaClient, ChromaError};
+use crate::backend::postgres::{Postgres, PostgresError, Timeouts};
+use crate::backup::BackupError;
+use crate::observed::ObservedState;
+use crate::plan::Plan;
+use crate::report::{ApplyReport, TenantOutcome, TenantResult};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Tenants in a row that one server may fail before the run stops: a server that is down or
+/// hung would otherwise cost every remaining tenant its timeouts.
+pub const MAX_CONSECUTIVE_FAILURES: usize = 3;
+
+/// How long the tenants in progress may take to finish after a stop, before their running
+/// statements are cancelled (they then roll back).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A failure of a server or of the backup store during a run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error(transparent)]
+    Chroma(#[from] ChromaError),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+}
+
+impl From<crate::backend::BackendError> for RunError {
+    fn from(error: crate::backend::BackendError) -> Self {
+        match error {
+            crate::backend::BackendError::Postgres(error) => RunError::Postgres(error),
+            crate::backend::BackendError::Chroma(error) => RunError::Chroma(error),
+        }
+    }
+}
+
+/// Which server an error came from, for the run's stop rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Postgres,
+    Chroma,
+}
+
+impl RunError {
+    fn server(&self) -> Option<Server> {
+        match self {
+            RunError::Postgres(_) | RunError::Backup(BackupError::Postgres(_)) => {
+                Some(Server::Postgres)
+            }
+            RunError::Chroma(_) | RunError::Backup(BackupError::Chroma(_)) => Some(Server::Chroma),
+            RunError::Backup(_) => None,
+        }
+    }
+
+    /// The PostgreSQL session cannot be used any more.
+    fn session_lost(&self) -> bool {
+        match self {
+            RunError::Postgres(error) | RunError::Backup(BackupError::Postgres(error)) => {
+                error.connection_lost()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Who runs the apply, and the bounds of the run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: Uuid,
+    pub actor: String,
+    /// Root of the final backups written at soft delete and deleted at purge.
+    pub backup_root: std::path::PathBuf,
+    /// Set by a signal handler: the tenants in progress finish (or are cancelled after
+    /// [`STOP_GRACE`]), no further tenant starts.
+    pub stop: Arc<AtomicBool>,
+    /// Tenants applied at once, each on its own PostgreSQL session.
+    pub parallelism: usize,
+    /// `statement_timeout` and `lock_timeout` of tenant work.
+    pub timeouts: Timeouts,
+    /// The whole run ends by then, as after a stop signal.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+impl RunContext {
+    /// A new run by the current user.
+    pub fn new(backup_root: std::path::PathBuf) -> Self {
+        RunContext {
+            run_id: Uuid::new_v4(),
+            actor: crate::actor::actor(),
+            backup_root,
+            stop: Default::default(),
+            parallelism: 1,
+            timeouts: Timeouts::default(),
+            deadline: None,
+        }
+    }
+}
+
+/// Executes every tenant change of `plan` that has steps and no conflict.
+///
+/// Up to `context.parallelism` tenants run at once, each on its own PostgreSQL session (the
+/// first is `postgres`, which holds the apply lock); tenants are independent, and each one is
+/// still atomic. The report lists tenants in plan order; `progress` sees them as they finish.
+///
+/// The caller holds the apply lock, has migrated the control schema and made sure the Chroma
+/// database exists. `observed` is the state `plan` was made from (for the metadata a
+/// compensation restores).
+pub async fn execute(
+    postgres: &mut Postgres,
+    chroma: &ChromaClient,
+    plan: &Plan,
+    observed: &ObservedState,
+    context: &RunContext,
+    mut progress: impl FnMut(&TenantResult),
+) -> ApplyReport {
+    let mut report = ApplyReport {
+        run_id: Some(context.run_id),
+        ..ApplyReport::default()
+    };
+    let mut finished: Vec<(usize, TenantResult)> = Vec::new();
+    let mut queue = Vec::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        if change.blocked {
+            let reasons: Vec<&str> = plan
+                .conflicts
+                .iter()
+                .filter(|conflict| conflict.tenant == change.tenant)
+                .map(|conflict| conflict.message.as_str())
+                .collect();
+            let result = TenantResult {
+                tenant: change.tenant.clone(),
+                actions: change.actions.clone(),
+                outcome: TenantOutcome::Blocked {
+                    reason: reasons.join("; "),
+                },
+            };
+            progress(&result);
+            finished.push((index, result));
+        } else if !change.steps.is_empty() {
+            queue.push(index);
+        }
+    }
+
+    // The other workers' sessions. One that cannot be opened (max_connections, say) is said in
+    // the report; the run goes on with fewer.
+    let mut sessions = Vec::new();
+    let workers = context.parallelism.clamp(1, queue.len().max(1));
+    let mut refused = Vec::new();
+    for _ in 1..workers {
+        match postgres.another("apply").await {
+            Ok(session) => sessions.push(session),
+            Err(error) => refused.push(error.to_string()),
+        }
+    }
+    if let Some(reason) = refused.first() {
+        report.warnings.push(format!(
+            "{} of {workers} parallel sessions could not be opened ({reason}); applied with {}",
+            refused.len(),
+            workers - refused.len()
+        ));
+    }
+    let mut all: Vec<&mut Postgres> = std::iter::once(postgres)
+        .chain(sessions.iter_mut())
+        .collect();
+    for session in &all {
+        if let Err(error) = session.set_timeouts(context.timeouts).await {
+            report.stopped = Some(format!("stopped before any tenant: {error}"));
+            report.not_started = queue.len();
+            report.tenants = finished.into_iter().map(|(_, result)| result).collect();
+            return report;
+        }
+    }
+    let cancellers: Vec<_> = all.iter().map(|session| session.canceller()).collect();
+
+    let shared = Shared {
+        chroma,
+        plan,
+        observed,
+        context,
+        queue: &queue,
+        next: AtomicUsize::new(0),
+        started: AtomicUsize::new(0),
+        stopped: Mutex::new(None),
+        streak: Mutex::new(None),
+        done: AtomicBool::new(false),
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(usize, TenantOutcome)>();
+    let worker_futures: Vec<_> = all
+        .iter_mut()
+        .map(|session| worker(session, &shared, sender.clone()))
+        .collect();
+    drop(sender);
+    let all_workers = async {
+        futures_util::future::join_all(worker_futures).await;
+        shared.done.store(true, Ordering::SeqCst);
+    };
+    let collect = async {
+        while let Some((index, outcome)) = receiver.recv().await {
+            let change = &plan.changes[index];
+            let result = TenantResult {
+                tenant: change.tenant.clone(),
+                actions: change.actions.clone(),
+                outcome,
+            };
+            progress(&result);
+            finished.push((index, result));
+        }
+    };
+    tokio::join!(all_workers, collect, watchdog(&shared, &cancellers));
+
+    finished.sort_by_key(|(index, _)| *index);
+    report.tenants = finished.into_iter().map(|(_, result)| result).collect();
+    report.not_started = queue.len() - shared.started.load(Ordering::SeqCst);
+    report.stopped = shared
+        .stopped
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    report
+}
+
+/// What the workers of one `execute` share.
+struct Shared<'a> {
+    chroma: &'a ChromaClient,
+    plan: &'a Plan,
+    observed: &'a ObservedState,
+    context: &'a RunContext,
+    /// Indexes into `plan.changes` of the tenants to apply, in plan order.
+    queue: &'a [usize],
+    /// Next position in `queue` to take.
+    next: AtomicUsize,
+    /// Tenants taken so far (the rest is reported as not started after a stop).
+    started: AtomicUsize,
+    /// Why the run stopped early, once it has.
+    stopped: Mutex<Option<String>>,
+    /// The server that failed the last tenants, and how many in a row.
+    streak: Mutex<Option<(Server, usize, String)>>,
+    /// Every worker has returned.
+    done: AtomicBool,
+}
+
+impl Shared<'_> {
+    fn stop(&self, reason: String) {
+        let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        if stopped.is_none() {
+            *stopped = Some(reason);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        if self.context.stop.load(Ordering::SeqCst) {
+            self.stop("stopped by a signal".to_string());
+            return true;
+        }
+        if self
+            .context
+            .deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+        {
+            self.stop("stopped: the run timeout was reached".to_string());
+            return true;
+        }
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Applies the stop rules to one tenant's outcome.
+    fn account(&self, error: Option<&RunError>) {
+        let mut streak = self.streak.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(error) = error else {
+            *streak = None;
+            return;
+        };
+        if error.session_lost() {
+            self.stop(format!(
+                "stopped: the PostgreSQL session was lost ({error}); the remaining tenants were not started"
+            ));
+            return;
+        }
+        let Some(server) = error.server() else {
+            *streak = None;
+            return;
+        };
+        let count = match streak.as_ref() {
+            Some((last, count, _)) if *last == server => count + 1,
+            _ => 1,
+        };
+        *streak = Some((server, count, error.to_string()));
+        if count >= MAX_CONSECUTIVE_FAILURES {
+            let name = match server {
+                Server::Postgres => "PostgreSQL",
+                Server::Chroma => "Chroma",
+            };
+            self.stop(format!(
+                "stopped: {name} failed {count} tenants in a row (last: {error}); the remaining tenants were not started"
+            ));
+        }
+    }
+}
+
+/// Takes tenants from the queue and applies them on `session` until the queue is empty, the
+/// run stops, or the session is lost.
+async fn worker(
+    session: &mut Postgres,
+    shared: &Shared<'_>,
+    sender: tokio::sync::mpsc::UnboundedSender<(usize, TenantOutcome)>,
+) {
+    loop {
+        if shared.stopping() {
+            break;
+        }
+        let position = shared.next.fetch_add(1, Ordering::SeqCst);
+        let Some(&index) = shared.queue.get(position) else {
+            break;
+        };
+        shared.started.fetch_add(1, Ordering::SeqCst);
+        let (outcome, error) = steps::apply_change(
+            session,
+            shared.chroma,
+            &shared.plan.changes[index],
+            shared.observed,
+            shared.context,
+        )
+        .await;
+        shared.account(error.as_ref());
+        let _ = sender.send((index, outcome));
+        if session.is_closed() || error.as_ref().is_some_and(RunError::session_lost) {
+            break;
+        }
+    }
+}
+
+/// Once the run must stop (signal or deadline), waits [`STOP_GRACE`] for the tenants in
+/// progress, then cancels whatever statement is still running on every session: a `DROP
+/// SCHEMA` queued behind an application's lock must not hold the run (and its lock) forever.
+async fn watchdog(shared: &Shared<'_>, cancellers: &[crate::backend::postgres::Canceller]) {
+    let tick = Duration::from_millis(100);
+    loop {
+        if shared.done.load(Ordering::SeqCst) {
+            return;
+        }
+        if shared.stopping() {
+            break;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    let grace = tokio::time::Instant::now() + STOP_GRACE;
+    while tokio::time::Instant::now() < grace {
+        if shared.done.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(tick).await;
+    }
+    for canceller in cancellers {
+        canceller.cancel().await;
+    }
+}
+
+/// Carries out an approved plan: migrates the control schema, records a saved plan's id,
+/// prepares the Chroma database, removes partial backups left by interrupted runs, then
+/// executes tenant by tenant. The caller holds the apply lock and has checked that the plan
+/// has no refusals.
+///
+/// # Errors
+/// The migration, the plan record or the Chroma set-up failed: no tenant was touched.
+/// Failures of single tenants are in the report, not errors.
+pub async fn run(
+    postgres: &mut Postgres,
+    chroma: &ChromaClient,
+    plan: &Plan,
+    observed: &ObservedState,
+    context: &RunContext,
+    saved_plan: Option<Uuid>,
+    progress: impl FnMut(&TenantResult),
+) -> Result<ApplyReport, RunError> {
+    let migrated = postgres.migrate().await?;
+    if let Some(id) = saved_plan {
+        crate::backend::postgres::registry::record_plan(
+            &postgres.client,
+            id,
+            context.run_id,
+            &context.actor,
+        )
+        .await?;
+    }
+    chroma.ensure_scope().await?;
+    // Under the apply lock nobody else writes backups of this registry's tenants: a partial
+    // folder is what an interrupted run left.
+    let mut cleaned = Vec::new();
+    for leftover in plan
+        .backup_leftovers
+        .iter()
+        .filter(|leftover| leftover.partial)
+    {
+        crate::backup::remove_partial(&context.backup_root, leftover)?;
+        cleaned.push(leftover.path.clone());
+    }
+    let mut report = execute(postgres, chroma, plan, observed, context, progress).await;
+    report.migrated = migrated;
+    report.cleaned = cleaned;
+    Ok(report)
+}

@@ -1,0 +1,429 @@
+//! One tenant, atomically: the step executor.
+//!
+//! [`TenantWork::run`] is the one exhaustive `match` from a [`Step`] to what runs: DDL arms
+//! queue SQL text (consecutive DDL goes to the server as one batch, one round trip), the
+//! others flush the queue first and then call the registry, backup or Chroma function they
+//! need. A new step kind does not compile until it has an arm here and a description in
+//! `Display for Step`.
+
+use super::compensation::Compensation;
+use super::{failpoint, RunContext, RunError};
+use crate::backend::chroma::ChromaClient;
+use crate::backend::postgres::{ddl, registry, Postgres, PostgresError};
+use crate::observed::ObservedState;
+use crate::plan::{collection_metadata, Step, TenantChange};
+use crate::report::TenantOutcome;
+use serde_json::json;
+use std::future::Future;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Applies one tenant change: its PostgreSQL steps and event in one transaction, its Chroma
+/// steps while that transaction is open, compensation of those if anything fails.
+///
+/// Returns the outcome, and the error that caused a rollback (the caller decides from it
+/// whether the run can go on).
+pub(super) async fn apply_change(
+    session: &mut Postgres,
+    chroma: &ChromaClient,
+    change: &TenantChange,
+    observed: &ObservedState,
+    context: &RunContext,
+) -> (TenantOutcome, Option<RunError>) {
+    // A create gets its uid here, before anything runs: it names the Chroma collection's
+    // incarnation and, recorded first in its own statement, lets a later plan recognize what
+    // an interrupted create left behind.
+    let uid = change.uid.unwrap_or_else(Uuid::new_v4);
+    let mut compensations = Vec::new();
+    let result = run_steps(
+        session,
+        chroma,
+        change,
+        uid,
+        observed,
+        context,
+        &mut compensations,
+    )
+    .await;
+    match result {
+        Ok(()) => (TenantOutcome::Applied, None),
+        Err(error) => {
+            // The transaction was dropped inside run_steps, which rolls it back; now take back
+            // what Chroma (and the backup) did, newest first.
+            let mut undone = Vec::new();
+            let mut undo_failed = Vec::new();
+            for compensation in compensations.iter().rev() {
+                match compensation.run(chroma).await {
+                    Ok(()) => undone.push(compensation.done()),
+                    Err(undo_error) => undo_failed.push(format!(
+                        "could not {}: {undo_error}; the next plan shows what is left",
+                        compensation.describe()
+                    )),
+                }
+            }
+            (
+                TenantOutcome::RolledBack {
+                    reason: error.to_string(),
+                    undone,
+                    undo_failed,
+                },
+                Some(error),
+            )
+        }
+    }
+}
+
+async fn run_steps(
+    session: &mut Postgres,
+    chroma: &ChromaClient,
+    change: &TenantChange,
+    uid: Uuid,
+    observed: &ObservedState,
+    context: &RunContext,
+    compensations: &mut Vec<Compensation>,
+) -> Result<(), RunError> {
+    let tenant = change.tenant.as_str();
+    let deadline = context.timeouts.client_deadline();
+    let creates = change
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::InsertRegistry { .. }));
+    if creates {
+        bounded(
+            deadline,
+            format!("record the start of the create of `{tenant}`"),
+            registry::record_create_started(
+                &session.client,
+                &context.run_id,
+                &context.actor,
+                tenant,
+                uid,
+            ),
+        )
+        .await?;
+    }
+    // A soft delete exports several tables: REPEATABLE READ makes every COPY read the same
+    // snapshot, so the backup is consistent across tables.
+    let isolation = if change
+        .steps
+        .iter()
+        .any(|step| matches!(step, Step::ExportBackup { .. }))
+    {
+        tokio_postgres::IsolationLevel::RepeatableRead
+    } else {
+        tokio_postgres::IsolationLevel::ReadCommitted
+    };
+    let transaction = bounded(
+        deadline,
+        format!("begin the transaction of `{tenant}`"),
+        async {
+            session
+                .client
+                .build_transaction()
+                .isolation_level(isolation)
+                .start()
+                .await
+                .map_err(crate::backend::postgres::query_error(format!(
+                    "begin the transaction of `{tenant}`"
+                )))
+        },
+    )
+    .await?;
+    let mut work = TenantWork {
+        transaction: &transaction,
+        chroma,
+        tenant,
+        uid,
+        observed,
+        context,
+        batch: Vec::new(),
+        compensations,
+        backup: None,
+    };
+    for step in &change.steps {
+        failpoint::hit(tenant, "before", step.kind());
+        work.run(step).await?;
+        failpoint::hit(tenant, "after", step.kind());
+    }
+    work.flush().await?;
+
+    let mut changes = json!({
+        "fields": change.fields,
+        "drift": change.drift,
+        "steps": change.steps,
+    });
+    if let Some(folder) = &work.backup {
+        // Which backup folder this soft delete committed: a later plan tells it apart from
+        // one an interrupted apply left.
+        changes["backup"] = json!(folder);
+    }
+    let action = change
+        .actions
+        .iter()
+        .map(|action| action.verb())
+        .collect::<Vec<_>>()
+        .join(",");
+    bounded(
+        deadline,
+        format!("record the event of `{tenant}`"),
+        registry::insert_event(
+            &transaction,
+            &registry::Event {
+                run_id: context.run_id,
+                actor: &context.actor,
+                tenant,
+                uid: Some(uid),
+                action: &action,
+                status_before: change.status_before,
+                status_after: change.status_after,
+                reason: change.reason.as_deref(),
+                changes,
+            },
+        ),
+    )
+    .await?;
+    failpoint::hit(tenant, "before", "commit");
+    bounded(
+        deadline,
+        format!("commit the transaction of `{tenant}`"),
+        async {
+            transaction
+                .commit()
+                .await
+                .map_err(crate::backend::postgres::query_error(format!(
+                    "commit the transaction of `{tenant}`"
+                )))
+        },
+    )
+    .await?;
+    failpoint::hit(tenant, "after", "commit");
+    Ok(())
+}
+
+/// Waits for a PostgreSQL call at most `deadline`: the server enforces its own
+/// `statement_timeout`, but a stopped or unreachable backend cannot, and must not stall the run.
+async fn bounded<T>(
+    deadline: Duration,
+    operation: String,
+    call: impl Future<Output = Result<T, PostgresError>>,
+) -> Result<T, RunError> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(PostgresError::Timeout {
+            operation,
+            waited: deadline,
+        }
+        .into()),
+    }
+}
+
+/// The state of one tenant's steps inside its transaction.
+struct TenantWork<'a, 't> {
+    transaction: &'a tokio_postgres::Transaction<'t>,
+    chroma: &'a ChromaClient,
+    tenant: &'a str,
+    /// This incarnation's uid (new for a create).
+    uid: Uuid,
+    observed: &'a ObservedState,
+    context: &'a RunContext,
+    /// DDL not sent yet: (SQL, step description).
+    batch: Vec<(String, String)>,
+    compensations: &'a mut Vec<Compensation>,
+    /// Folder name of the backup written by this change.
+    backup: Option<String>,
+}
+
+impl TenantWork<'_, '_> {
+    /// Queues the SQL of a DDL step.
+    fn ddl(&mut self, step: &Step, sql: Result<String, PostgresError>) -> Result<(), RunError> {
+        self.batch.push((sql?, step.to_string()));
+        Ok(())
+    }
+
+    /// Sends the queued DDL in one round trip; an error names every step of the batch.
+    async fn flush(&mut self) -> Result<(), RunError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let sql: String = self.batch.iter().map(|(sql, _)| sql.as_str()).collect();
+        let labels: Vec<String> = self.batch.drain(..).map(|(_, label)| label).collect();
+        let operation = format!("{} for `{}`", labels.join(", "), self.tenant);
+        bounded(
+            self.context.timeouts.client_deadline(),
+            operation.clone(),
+            async {
+                self.transaction
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(crate::backend::postgres::query_error(operation.clone()))
+            },
+        )
+        .await
+    }
+
+    /// Runs (or queues) one step. The one place a step becomes work.
+    async fn run(&mut self, step: &Step) -> Result<(), RunError> {
+        let deadline = self.context.timeouts.client_deadline();
+        let tenant = self.tenant;
+        match step {
+            Step::CreateSchema { schema } => self.ddl(step, ddl::create_schema(schema)),
+            Step::CreateTable { schema, table } => self.ddl(step, ddl::create_table(schema, table)),
+            Step::AddColumn {
+                schema,
+                table,
+                column,
+            } => self.ddl(step, ddl::add_column(schema, table, column)),
+            Step::CreateRole { role } => self.ddl(step, ddl::create_role(role)),
+            Step::DisableRoleLogin { role } => self.ddl(step, ddl::disable_role_login(role)),
+            Step::ResetRoleAttributes { role, .. } => {
+                self.ddl(step, ddl::reset_role_attributes(role))
+            }
+            Step::RevokeMembership { role, member } => {
+                self.ddl(step, ddl::revoke_membership(role, member))
+            }
+            Step::ReassignOwned { role } => self.ddl(step, ddl::reassign_owned(role)),
+            Step::RevokeSchemaFromPublic { schema } => {
+                self.ddl(step, ddl::revoke_schema_from_public(schema))
+            }
+            Step::RevokeTableFromPublic { schema, table } => {
+                self.ddl(step, ddl::revoke_table_from_public(schema, table))
+            }
+            Step::GrantSchemaUsage { schema, role } => {
+                self.ddl(step, ddl::grant_schema_usage(schema, role))
+            }
+            Step::RevokeSchemaUsage { schema, role } => {
+                self.ddl(step, ddl::revoke_schema_usage(schema, role))
+            }
+            Step::GrantTablePrivileges {
+                schema,
+                table,
+                role,
+            } => self.ddl(step, ddl::grant_table_privileges(schema, table, role)),
+            Step::RevokeGrant { on, grantee } => self.ddl(step, ddl::revoke_grant(on, grantee)),
+            Step::SecurityInvoker { oid, .. } => self.ddl(step, ddl::security_invoker(*oid)),
+            Step::DropSchema { schema } => self.ddl(step, ddl::drop_schema(schema)),
+            Step::DropRole { role } => self.ddl(step, ddl::drop_role(role)),
+            Step::InsertRegistry { record } => {
+                self.flush().await?;
+                bounded(
+                    deadline,
+                    format!("insert the registry row of `{tenant}`"),
+                    registry::insert_registry(self.transaction, tenant, self.uid, record),
+                )
+                .await
+            }
+            Step::UpdateRegistry { record } => {
+                self.flush().await?;
+                bounded(
+                    deadline,
+                    format!("update the registry row of `{tenant}`"),
+                    registry::update_registry(self.transaction, tenant, record),
+                )
+                .await
+            }
+            Step::SoftDeleteRegistry { retention_days } => {
+                self.flush().await?;
+                bounded(
+                    deadline,
+                    format!("soft-delete the registry row of `{tenant}`"),
+                    registry::soft_delete_registry(self.transaction, tenant, *retention_days),
+                )
+                .await
+            }
+            Step::DeleteRegistry { uid } => {
+                self.flush().await?;
+                bounded(
+                    deadline,
+                    format!("delete the registry row of `{tenant}`"),
+                    registry::delete_registry(self.transaction, tenant, *uid),
+                )
+                .await
+            }
+            Step::ExportBackup {
+                schema,
+                tables,
+                collection,
+                collection_id,
+                uid,
+            } => {
+                self.flush().await?;
+                // One bound for the whole export: each table's COPY is one statement, and the
+                // Chroma requests have their own timeout.
+                let bound = deadline * u32::try_from(tables.len() + 2).unwrap_or(u32::MAX);
+                let request = crate::backup::ExportRequest {
+                    root: &self.context.backup_root,
+                    tenant,
+                    uid: *uid,
+                    schema,
+                    tables,
+                    collection: collection.as_deref().zip(collection_id.as_deref()),
+                    taken_at: self.observed.server_time,
+                };
+                let export = crate::backup::export(self.transaction, self.chroma, &request);
+                let written = match tokio::time::timeout(bound, export).await {
+                    Ok(written) => written?,
+                    Err(_) => {
+                        return Err(PostgresError::Timeout {
+                            operation: format!("write the final backup of `{tenant}`"),
+                            waited: bound,
+                        }
+                        .into())
+                    }
+                };
+                self.backup = written
+                    .dir
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned());
+                self.compensations
+                    .push(Compensation::RemoveBackup { dir: written.dir });
+                Ok(())
+            }
+            Step::DeleteBackups { uid } => {
+                self.flush().await?;
+                crate::backup::delete_all(&self.context.backup_root, tenant, *uid)?;
+                Ok(())
+            }
+            Step::CreateCollection { collection } => {
+                self.flush().await?;
+                // Registered before the call: if the answer is lost, the collection may exist
+                // anyway, and the compensation checks the uid before deleting.
+                self.compensations
+                    .push(Compensation::DeleteCreatedCollection {
+                        name: collection.clone(),
+                        uid: self.uid,
+                    });
+                self.chroma
+                    .create_collection(collection, &collection_metadata(tenant, self.uid))
+                    .await?;
+                Ok(())
+            }
+            Step::UpdateCollectionMetadata { collection, id } => {
+                self.flush().await?;
+                let previous = self
+                    .observed
+                    .collections
+                    .get(collection)
+                    .map(|live| live.metadata.clone())
+                    .unwrap_or_default();
+                self.chroma
+                    .update_metadata(id, &collection_metadata(tenant, self.uid))
+                    .await?;
+                if !previous.is_empty() {
+                    self.compensations.push(Compensation::RestoreMetadata {
+                        name: collection.clone(),
+                        id: id.clone(),
+                        previous,
+                    });
+                }
+                Ok(())
+            }
+            Step::DeleteCollection { collection } => {
+                self.flush().await?;
+                // Not undoable: the planner puts it after every step that can fail and roll
+                // back, so a failure before it leaves the tenant soft-deleted and intact.
+                self.chroma.delete_collection(collection).await?;
+                Ok(())
+            }
+        }
+    }
+}

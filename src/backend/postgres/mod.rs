@@ -1,0 +1,557 @@
+//! PostgreSQL: the connection and its display, and one file per concern:
+//!
+//! | file | owns |
+//! |---|---|
+//! | [`lock`] | the advisory locks: apply lock (one apply at a time) and leader lock (`watch`) |
+//! | [`migrations`] | the control schema, versioned `.sql` files run in order under the apply lock |
+//! | [`observe`] | the PostgreSQL half of the live state, in a fixed number of flat catalog queries |
+//! | [`ddl`] | the SQL text of every DDL step (identifiers validated and quoted, nothing bound) |
+//! | [`registry`] | rows of the control schema: registry, events, applied plans, rows at risk |
+//!
+//! Identifiers reach SQL only through [`quote_ident`] (names tenantctl builds: refused unless
+//! plain) or [`quote_catalog_ident`] (names read back from the catalogs: escaped); values are
+//! always bound parameters.
+
+pub mod ddl;
+pub mod lock;
+pub mod migrations;
+pub mod observe;
+pub mod registry;
+
+pub use lock::{APPLY_LOCK_KEY, LEADER_LOCK_KEY};
+
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// Errors of PostgreSQL calls, with what was being done. They never contain the password.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    // The messages below already hold the whole chain of the client error, so it is not also
+    // exposed as `source` (which `{:#}` would print a second time).
+    #[error("cannot connect to postgres at `{url}`: {}", describe(.error))]
+    Connect {
+        url: String,
+        error: tokio_postgres::Error,
+    },
+    #[error("invalid database url {shown}: {reason}")]
+    InvalidUrl { shown: String, reason: String },
+    #[error("postgres failed to {operation}: {}", describe(.error))]
+    Query {
+        operation: String,
+        error: tokio_postgres::Error,
+    },
+    #[error("{0}")]
+    Unexpected(String),
+    #[error("refusing to use `{0}` as an SQL identifier")]
+    Identifier(String),
+    #[error("control schema version {found} is newer than this tenantctl knows ({known}); upgrade tenantctl")]
+    TooNew { found: i32, known: i32 },
+    #[error("could not take the apply lock within {}: held by {holder}", humantime::format_duration(*.waited))]
+    LockTimeout { waited: Duration, holder: String },
+    #[error("postgres did not answer within {} while trying to {operation}; the session was given up", humantime::format_duration(*.waited))]
+    Timeout { operation: String, waited: Duration },
+}
+
+impl PostgresError {
+    /// True when the session is gone (server down, connection cut): nothing more can run on it.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            PostgresError::Connect { .. } | PostgresError::Timeout { .. } => true,
+            PostgresError::Query { error, .. } => error.is_closed() || is_fatal(error),
+            _ => false,
+        }
+    }
+
+    /// True when the server cancelled the statement: `statement_timeout`, `lock_timeout` or a
+    /// cancel request (a stop signal).
+    pub fn cancelled(&self) -> bool {
+        match self {
+            PostgresError::Query { error, .. } => error.code().is_some_and(|code| {
+                *code == tokio_postgres::error::SqlState::QUERY_CANCELED
+                    || *code == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
+            }),
+            _ => false,
+        }
+    }
+}
+
+/// A server error that ends the session (administrator shutdown, crash of another backend).
+fn is_fatal(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| {
+        matches!(db.severity(), "FATAL" | "PANIC") || db.code().code().starts_with("57P")
+    })
+}
+
+/// The message of a server error (with its detail), or the client error with its causes, each
+/// said once (tokio-postgres repeats its kind in the cause chain).
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        };
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = current {
+        let text = cause.to_string();
+        // Display of an outer error often ends with its cause: keep only the new part.
+        let own = match cause.source().map(|inner| inner.to_string()) {
+            Some(inner) if text.ends_with(&inner) && text.len() > inner.len() => text
+                [..text.len() - inner.len()]
+                .trim_end_matches(": ")
+                .to_string(),
+            _ => text,
+        };
+        if parts.last() != Some(&own) && !own.is_empty() {
+            parts.push(own);
+        }
+        current = cause.source();
+    }
+    parts.join(": ")
+}
+
+pub(crate) fn query_error(
+    operation: impl Into<String>,
+) -> impl FnOnce(tokio_postgres::Error) -> PostgresError {
+    let operation = operation.into();
+    move |error| PostgresError::Query { operation, error }
+}
+
+/// The forms a connection string may take, for error messages.
+const EXPECTED_FORMS: &str = "expected `postgres://user:password@host:port/database` or libpq key=value pairs such as `host=db user=app dbname=saas`";
+
+/// A parsed connection string: what to connect with, and what may be shown of it.
+pub struct Target {
+    config: tokio_postgres::Config,
+    tls: super::tls::TlsSettings,
+    /// Built from the parsed parts, never from the input: user, hosts, ports, database and
+    /// the TLS mode; the password (and every other option) is left out.
+    shown: String,
+}
+
+impl Target {
+    /// Parses a URL or a key=value string with tokio-postgres's own parser (after taking out
+    /// `sslmode` and `sslrootcert`, which tenantctl handles with libpq's meanings).
+    ///
+    /// # Errors
+    /// [`PostgresError::InvalidUrl`], which shows at most the scheme and the host of the input
+    /// and says what form is expected.
+    pub fn parse(input: &str) -> Result<Target, PostgresError> {
+        let invalid = |reason: String| PostgresError::InvalidUrl {
+            shown: unparsed_display(input),
+            reason,
+        };
+        let tls = super::tls::split(input)
+            .map_err(|reason| invalid(format!("{reason}; {EXPECTED_FORMS}")))?;
+        let config: tokio_postgres::Config =
+            tls.rest.parse().map_err(|error: tokio_postgres::Error| {
+                // The driver's words may quote a fragment of the input; only an option name is
+                // kept, and only when it is a plain word.
+                let text = error.to_string();
+                let option = text.split('`').nth(1).filter(|name| {
+                    !name.is_empty()
+                        && name.len() <= 32
+                        && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                });
+                invalid(match option {
+                    Some(name) if text.contains("invalid value") => {
+                        format!("the value of `{name}` is not valid; {EXPECTED_FORMS}")
+                    }
+                    Some(name) if text.contains("unknown option") => {
+                        format!("`{name}` is not a connection option; {EXPECTED_FORMS}")
+                    }
+                    _ => format!("it cannot be parsed; {EXPECTED_FORMS}"),
+                })
+            })?;
+        let shown = parsed_display(&config, &tls);
+        Ok(Target { config, tls, shown })
+    }
+
+    /// The connection string as it may be printed.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
+/// What may be shown of a connection string: its parsed parts without the password, or, when
+/// it does not parse, at most its scheme and host.
+pub fn redact_url(input: &str) -> String {
+    match Target::parse(input) {
+        Ok(target) => target.shown,
+        Err(_) => unparsed_display(input),
+    }
+}
+
+fn parsed_display(config: &tokio_postgres::Config, tls: &super::tls::TlsSettings) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let name = match host {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]"),
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => format!("[{}]", path.display()),
+            };
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            format!("{name}:{port}")
+        })
+        .collect();
+    let mut shown = String::from("postgres://");
+    if let Some(user) = config.get_user() {
+        shown.push_str(user);
+        shown.push('@');
+    }
+    shown.push_str(&hosts.join(","));
+    if let Some(database) = config.get_dbname() {
+        shown.push('/');
+        shown.push_str(database);
+    }
+    let mut query = Vec::new();
+    if tls.mode != super::tls::SslMode::Prefer {
+        query.push(format!("sslmode={}", tls.mode.as_str()));
+    }
+    if let Some(root) = &tls.root_cert {
+        query.push(format!("sslrootcert={}", root.display()));
+    }
+    if !query.is_empty() {
+        shown.push('?');
+        shown.push_str(&query.join("&"));
+    }
+    if config.get_password().is_some() {
+        shown.push_str(" (password hidden)");
+    }
+    shown
+}
+
+/// At most the scheme and host of a string that did not parse: the host is what follows the
+/// last `@` (a password may hold `@`, `/` or `:` unencoded), up to the next `:`, `/`, `?` or
+/// `,`. A key=value string shows nothing.
+fn unparsed_display(input: &str) -> String {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        return "(a key=value connection string, not shown)".to_string();
+    };
+    let scheme = if scheme.chars().all(|c| c.is_ascii_alphanumeric()) && scheme.len() <= 16 {
+        scheme
+    } else {
+        "?"
+    };
+    let after_at = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host: String = after_at
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(253)
+        .collect();
+    format!("`{scheme}://{host}/…`")
+}
+
+/// Double-quotes an identifier after checking it is a plain lowercase identifier of at most 63
+/// bytes. Every name that tenantctl builds passes; anything else is refused, never escaped.
+pub fn quote_ident(name: &str) -> Result<String, PostgresError> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(PostgresError::Identifier(name.to_string()))
+    }
+}
+
+/// Double-quotes a name read back from the catalogs (a grantee another administrator created,
+/// say `"Reporting"`), doubling inner quotes as PostgreSQL's own `quote_ident` does. Names
+/// tenantctl builds go through [`quote_ident`] instead.
+pub fn quote_catalog_ident(name: &str) -> Result<String, PostgresError> {
+    if name.is_empty() || name.len() > 63 || name.contains('\0') {
+        return Err(PostgresError::Identifier(name.to_string()));
+    }
+    Ok(format!("\"{}\"", name.replace('"', "\"\"")))
+}
+
+/// Bounds on a session's work, applied with `SET` when it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `statement_timeout`: the longest one statement of tenant work may run.
+    pub statement: Duration,
+    /// `lock_timeout`: the longest a statement waits for a lock an application holds.
+    pub lock: Duration,
+}
+
+impl Timeouts {
+    /// What the client waits for any answer before it gives the session up: the server's own
+    /// timeout plus a margin, so that a stopped or unreachable backend (which cannot enforce
+    /// its own timeout) cannot stall the run.
+    pub fn client_deadline(&self) -> Duration {
+        self.statement + Duration::from_secs(15)
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            statement: Duration::from_secs(300),
+            lock: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection to the database that holds the registry.
+pub struct Postgres {
+    pub client: Client,
+    /// For display: the password removed.
+    url: String,
+    /// As given, password included, to open more sessions; never displayed (no `Debug`).
+    connection_string: String,
+    /// Cancels the running statement from another task (a stop signal).
+    cancel: tokio_postgres::CancelToken,
+    tls: super::tls::TlsSettings,
+}
+
+impl Postgres {
+    /// Connects; `purpose` ends up in `application_name`, so a blocked apply can name the holder
+    /// of the lock.
+    ///
+    /// # Errors
+    /// Invalid URL or connection failure (the message shows the URL without its password).
+    pub async fn connect(url: &str, purpose: &str) -> Result<Self, PostgresError> {
+        let target = Target::parse(url)?;
+        let Target {
+            mut config,
+            tls,
+            shown,
+        } = target;
+        config.ssl_mode(super::tls::transport_mode(tls.mode));
+        let connector =
+            super::tls::connector(&tls).map_err(|reason| PostgresError::InvalidUrl {
+                shown: format!("`{shown}`"),
+                reason,
+            })?;
+        if config.get_application_name().is_none() {
+            config.application_name(format!(
+                "tenantctl {purpose} host={} pid={}",
+                crate::actor::hostname(),
+                std::process::id()
+            ));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        // A server that vanishes without closing the connection (a cut network, a frozen
+        // host) is noticed by the kernel within a minute instead of hours.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        let (client, connection) =
+            config
+                .connect(connector)
+                .await
+                .map_err(|error| PostgresError::Connect {
+                    url: shown.clone(),
+                    error,
+                })?;
+        tokio::spawn(async move {
+            // The error surfaces on the next query of the client; nothing to do here.
+            let _ = connection.await;
+        });
+        let cancel = client.cancel_token();
+        Ok(Postgres {
+            client,
+            url: shown,
+            connection_string: url.to_string(),
+            cancel,
+            tls,
+        })
+    }
+
+    /// The connection string with the password hidden.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Opens another session to the same database (for parallel workers).
+    pub async fn another(&self, purpose: &str) -> Result<Postgres, PostgresError> {
+        Postgres::connect(&self.connection_string, purpose).await
+    }
+
+    /// Something that cancels this session's running statement from another task.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            token: self.cancel.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// Sets `statement_timeout` and `lock_timeout` for the rest of the session.
+    ///
+    /// # Errors
+    /// The session is gone.
+    pub async fn set_timeouts(&self, timeouts: Timeouts) -> Result<(), PostgresError> {
+        // Integers of milliseconds, formatted by us: there is no input in this statement.
+        let sql = format!(
+            "SET statement_timeout = {}; SET lock_timeout = {};",
+            timeouts.statement.as_millis().max(1),
+            timeouts.lock.as_millis().max(1)
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(query_error("set the statement and lock timeouts"))
+    }
+
+    /// True when the connection to the server is gone.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Registry rows by status (empty before the first apply).
+    pub async fn count_by_status(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, u64>, PostgresError> {
+        if self.control_schema_version().await?.is_none() {
+            return Ok(Default::default());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT status, count(*) FROM tenantctl.tenants GROUP BY status",
+                &[],
+            )
+            .await
+            .map_err(query_error("count tenants by status"))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<_, String>(0),
+                    u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// Installed control schema version (`None` before the first apply).
+    pub async fn control_schema_version(&self) -> Result<Option<i32>, PostgresError> {
+        // Two statements: a query naming a missing table fails at parse time, whatever a
+        // CASE around it says.
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regclass('tenantctl.schema_migrations') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(query_error("look for the control schema"))?;
+        if !row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM tenantctl.schema_migrations",
+                &[],
+            )
+            .await
+            .map_err(query_error("read the control schema version"))?;
+        Ok(Some(row.get(0)))
+    }
+}
+
+/// Cancels the statement running on one session (PostgreSQL's cancel request, sent on a
+/// connection of its own).
+#[derive(Clone)]
+pub struct Canceller {
+    token: tokio_postgres::CancelToken,
+    tls: super::tls::TlsSettings,
+}
+
+impl Canceller {
+    /// Sends the cancel request; best effort (the statement may have ended meanwhile).
+    pub async fn cancel(&self) {
+        if let Ok(connector) = super::tls::connector(&self.tls) {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), self.token.cancel_query(connector))
+                    .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show_in_any_form() {
+        for (input, shown) in [
+            (
+                "postgres://app:s3cret@db.internal:5432/saas",
+                "postgres://app@db.internal:5432/saas (password hidden)",
+            ),
+            (
+                "host=db user=app password = s3cret dbname=saas",
+                "postgres://app@db:5432/saas (password hidden)",
+            ),
+            (
+                "host=db user=app password='s3cret and more' dbname=saas",
+                "postgres://app@db:5432/saas (password hidden)",
+            ),
+            (
+                "postgres://app:s3cret@h1:5432,h2:5433/saas",
+                "postgres://app@h1:5432,h2:5433/saas (password hidden)",
+            ),
+            (
+                "postgres://app@db/saas?password=s3cret&sslmode=require",
+                "postgres://app@db:5432/saas?sslmode=require (password hidden)",
+            ),
+            ("postgres://app@db/saas", "postgres://app@db:5432/saas"),
+        ] {
+            assert_eq!(redact_url(input), shown, "{input}");
+        }
+    }
+
+    #[test]
+    fn unparsable_strings_show_at_most_scheme_and_host() {
+        for (input, shown) in [
+            ("postgres://app:s3cret@db:54x2/saas", "`postgres://db/…`"),
+            (
+                "postgres://app:s3/cr@t@db:5432/saas?x=1",
+                "`postgres://db/…`",
+            ),
+            (
+                "postgres://app:s3cret@db/saas?sslmode=sometimes",
+                "`postgres://db/…`",
+            ),
+            (
+                "host=db PASSWORD=s3cret",
+                "(a key=value connection string, not shown)",
+            ),
+            (
+                "host=db password='s3cret",
+                "(a key=value connection string, not shown)",
+            ),
+        ] {
+            let error = Target::parse(input).err().expect(input).to_string();
+            assert!(
+                !error.contains("s3cret") && !error.contains("s3/cr"),
+                "{error}"
+            );
+            assert!(error.contains(shown), "{input}: {error}");
+            assert!(error.contains("expected `postgres://"), "{error}");
+        }
+    }
+
+    #[test]
+    fn catalog_names_are_escaped_not_refused() {
+        assert_eq!(quote_catalog_ident("Reporting").unwrap(), "\"Reporting\"");
+        assert_eq!(quote_catalog_ident("a\"b").unwrap(), "\"a\"\"b\"");
+        assert!(quote_catalog_ident("").is_err());
+        assert!(quote_ident("Reporting").is_err());
+    }
+}

@@ -1,0 +1,325 @@
+//! The PostgreSQL half of the live state, in a fixed number of queries whatever the number of
+//! tenants, sent pipelined on one connection.
+//!
+//! Catalog queries are flat (one row per schema x object x grantee) and aggregated here:
+//! aggregating in SQL with `aclexplode` fell into nested loops on stale catalog statistics.
+
+use super::{query_error, Postgres, PostgresError};
+use crate::observed::{
+    LiveStatus, ObjectKind, ObservedColumn, ObservedObject, ObservedRole, ObservedSchema,
+    ObservedState, RegistryRow,
+};
+use crate::plan::Naming;
+
+/// Grantee of a privilege, with PUBLIC (oid 0) spelled out (a macro: `concat!` takes literals).
+macro_rules! grantee {
+    () => {
+        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END"
+    };
+}
+
+impl Postgres {
+    /// Reads the registry and every catalog fact the planner compares: tenant schemas (owner,
+    /// comment, privileges), their tables and columns, every grant on an object in them, every
+    /// grant to a tenant role elsewhere, their functions, tenant roles (attributes,
+    /// memberships in both directions) and whatever those roles own.
+    pub async fn observe(&self, naming: &Naming) -> Result<ObservedState, PostgresError> {
+        let client = &self.client;
+        let schema_prefix = naming.schema_prefix.as_str();
+        let role_prefix = naming.role_prefix.as_str();
+        let version = self.control_schema_version().await?;
+        let registry_query = async {
+            if version.is_none() {
+                return Ok(Vec::new());
+            }
+            client
+                .query(
+                    "SELECT id, uid, name, status, plan, config, protected, retention_days, suspend_reason, \
+                            created_at, updated_at, suspended_at, deleted_at, purge_after \
+                     FROM tenantctl.tenants",
+                    &[],
+                )
+                .await
+                .map_err(query_error("read the tenant registry"))
+        };
+        let query = |sql: &'static str, operation: &'static str| async move {
+            client
+                .query(sql, &[&schema_prefix, &role_prefix])
+                .await
+                .map_err(query_error(operation))
+        };
+        let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned) = futures_util::try_join!(
+            async {
+                client
+                    .query_one("SELECT now()", &[])
+                    .await
+                    .map_err(query_error("read the server clock"))
+            },
+            registry_query,
+            query(
+                "SELECT n.nspname::text, pg_get_userbyid(n.nspowner)::text, \
+                        coalesce(obj_description(n.oid, 'pg_namespace'), '') \
+                 FROM pg_namespace n WHERE starts_with(n.nspname::text, $1) AND $2::text IS NOT NULL",
+                "list tenant schemas",
+            ),
+            // Grants on tenant schemas, and grants to tenant roles on any other schema.
+            query(
+                concat!(
+                    "SELECT n.nspname::text, ", grantee!(), ", a.privilege_type \
+                     FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a \
+                     WHERE starts_with(n.nspname::text, $1) \
+                        OR (a.grantee <> 0 AND starts_with(pg_get_userbyid(a.grantee)::text, $2))"
+                ),
+                "read schema privileges",
+            ),
+            query(
+                "SELECT n.nspname::text, c.relname::text, a.attname::text, \
+                        format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                        pg_get_expr(d.adbin, d.adrelid), \
+                        coalesce(a.attnum = ANY (i.indkey), false), \
+                        pg_get_userbyid(c.relowner)::text \
+                 FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+                 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+                 WHERE starts_with(n.nspname::text, $1) AND c.relkind IN ('r', 'p') AND $2::text IS NOT NULL",
+                "read tenant tables",
+            ),
+            // Grants on every relation of a tenant schema, and grants to tenant roles on
+            // relations anywhere else in the database.
+            query(
+                concat!(
+                    "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
+                            pg_get_userbyid(c.relowner)::text, ", grantee!(), ", a.privilege_type \
+                     FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     CROSS JOIN LATERAL aclexplode(c.relacl) a \
+                     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+                       AND (starts_with(n.nspname::text, $1) \
+                            OR (a.grantee <> 0 AND starts_with(pg_get_userbyid(a.grantee)::text, $2)))"
+                ),
+                "read table privileges",
+            ),
+            // Functions of tenant schemas; a NULL ACL means the default, which lets PUBLIC
+            // execute.
+            query(
+                concat!(
+                    "SELECT n.nspname::text, p.oid::regprocedure::text, p.oid::bigint, \
+                            pg_get_userbyid(p.proowner)::text, p.prosecdef, ", grantee!(), ", a.privilege_type \
+                     FROM pg_proc p \
+                     JOIN pg_namespace n ON n.oid = p.pronamespace \
+                     LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a ON true \
+                     WHERE starts_with(n.nspname::text, $1) AND $2::text IS NOT NULL"
+                ),
+                "read tenant functions",
+            ),
+            query(
+                "SELECT r.rolname::text, r.rolcanlogin, \
+                        coalesce(shobj_description(r.oid, 'pg_authid'), ''), \
+                        r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls, \
+                        r.rolconnlimit \
+                 FROM pg_roles r WHERE starts_with(r.rolname::text, $2) AND $1::text IS NOT NULL",
+                "list tenant roles",
+            ),
+            query(
+                "SELECT g.rolname::text, m.rolname::text \
+                 FROM pg_auth_members am \
+                 JOIN pg_roles g ON g.oid = am.roleid \
+                 JOIN pg_roles m ON m.oid = am.member \
+                 WHERE (starts_with(g.rolname::text, $2) OR starts_with(m.rolname::text, $2)) \
+                   AND $1::text IS NOT NULL",
+                "read role memberships",
+            ),
+            // What tenant roles own in this database: they should own nothing.
+            query(
+                "SELECT r.rolname::text, o.description FROM ( \
+                     SELECT c.relowner AS owner, format('%s %s.%s', CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'view' WHEN 'c' THEN 'type' ELSE 'table' END, n.nspname, c.relname) AS description \
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE c.relkind NOT IN ('t', 'i') \
+                     UNION ALL \
+                     SELECT p.proowner, format('function %s', p.oid::regprocedure) FROM pg_proc p \
+                     UNION ALL \
+                     SELECT n.nspowner, format('schema %s', n.nspname) FROM pg_namespace n \
+                 ) o JOIN pg_roles r ON r.oid = o.owner \
+                 WHERE starts_with(r.rolname::text, $2) AND $1::text IS NOT NULL",
+                "read what tenant roles own",
+            ),
+        )?;
+
+        let mut state = ObservedState {
+            server_time: now.get(0),
+            control_schema_version: version,
+            ..ObservedState::default()
+        };
+        for row in registry {
+            let status: String = row.get(3);
+            let id: String = row.get(0);
+            let status = LiveStatus::parse(&status).ok_or_else(|| {
+                PostgresError::Unexpected(format!(
+                    "registry row `{id}` has unknown status `{status}`"
+                ))
+            })?;
+            state.registry.insert(
+                id.clone(),
+                RegistryRow {
+                    id,
+                    uid: row.get(1),
+                    name: row.get(2),
+                    status,
+                    plan: row.get(4),
+                    config: row.get(5),
+                    protected: row.get(6),
+                    retention_days: row.get(7),
+                    suspend_reason: row.get(8),
+                    created_at: row.get(9),
+                    updated_at: row.get(10),
+                    suspended_at: row.get(11),
+                    deleted_at: row.get(12),
+                    purge_after: row.get(13),
+                },
+            );
+        }
+        for row in schemas {
+            state.schemas.insert(
+                row.get(0),
+                ObservedSchema {
+                    owner: row.get(1),
+                    comment: row.get(2),
+                    ..ObservedSchema::default()
+                },
+            );
+        }
+        for row in roles {
+            state.roles.insert(
+                row.get(0),
+                ObservedRole {
+                    can_login: row.get(1),
+                    comment: row.get(2),
+                    superuser: row.get(3),
+                    create_role: row.get(4),
+                    create_db: row.get(5),
+                    replication: row.get(6),
+                    bypass_rls: row.get(7),
+                    connection_limit: row.get(8),
+                    ..ObservedRole::default()
+                },
+            );
+        }
+        for row in schema_acl {
+            let schema: String = row.get(0);
+            let grantee: String = row.get(1);
+            let privilege: String = row.get(2);
+            match state.schemas.get_mut(&schema) {
+                Some(entry) => {
+                    entry
+                        .privileges
+                        .entry(grantee)
+                        .or_default()
+                        .insert(privilege);
+                }
+                None => {
+                    if let Some(role) = state.roles.get_mut(&grantee) {
+                        role.foreign_grants
+                            .insert(format!("{privilege} on schema {schema}"));
+                    }
+                }
+            }
+        }
+        for row in columns {
+            let schema: String = row.get(0);
+            if let Some(entry) = state.schemas.get_mut(&schema) {
+                let table = entry.tables.entry(row.get(1)).or_default();
+                table.owner = row.get(7);
+                table.columns.insert(
+                    row.get(2),
+                    ObservedColumn {
+                        data_type: row.get(3),
+                        not_null: row.get(4),
+                        default: row.get(5),
+                        primary_key: row.get(6),
+                    },
+                );
+            }
+        }
+        for row in relation_acl {
+            let schema: String = row.get(0);
+            let name: String = row.get(1);
+            let kind: String = row.get(2);
+            let owner: String = row.get(3);
+            let grantee: String = row.get(4);
+            let privilege: String = row.get(5);
+            let Some(entry) = state.schemas.get_mut(&schema) else {
+                // A grant to a tenant role on something outside the tenant schemas.
+                if let Some(role) = state.roles.get_mut(&grantee) {
+                    role.foreign_grants
+                        .insert(format!("{privilege} on {schema}.{name}"));
+                }
+                continue;
+            };
+            if matches!(kind.as_str(), "r" | "p") {
+                if let Some(table) = entry.tables.get_mut(&name) {
+                    table
+                        .privileges
+                        .entry(grantee)
+                        .or_default()
+                        .insert(privilege);
+                    continue;
+                }
+            }
+            let object = entry.objects.entry(name).or_insert_with(|| ObservedObject {
+                kind: ObjectKind::from_relkind(&kind),
+                owner,
+                ..ObservedObject::default()
+            });
+            object
+                .privileges
+                .entry(grantee)
+                .or_default()
+                .insert(privilege);
+        }
+        for row in functions {
+            let schema: String = row.get(0);
+            let Some(entry) = state.schemas.get_mut(&schema) else {
+                continue;
+            };
+            let signature: String = row.get(1);
+            let object = entry
+                .objects
+                .entry(signature)
+                .or_insert_with(|| ObservedObject {
+                    kind: ObjectKind::Function,
+                    owner: row.get(3),
+                    oid: u32::try_from(row.get::<_, i64>(2)).ok(),
+                    security_definer: row.get(4),
+                    ..ObservedObject::default()
+                });
+            let grantee: Option<String> = row.get(5);
+            let privilege: Option<String> = row.get(6);
+            if let (Some(grantee), Some(privilege)) = (grantee, privilege) {
+                object
+                    .privileges
+                    .entry(grantee)
+                    .or_default()
+                    .insert(privilege);
+            }
+        }
+        for row in members {
+            let granted: String = row.get(0);
+            let member: String = row.get(1);
+            if let Some(role) = state.roles.get_mut(&member) {
+                role.member_of.insert(granted.clone());
+            }
+            if let Some(role) = state.roles.get_mut(&granted) {
+                role.members.insert(member);
+            }
+        }
+        for row in owned {
+            let role: String = row.get(0);
+            if let Some(entry) = state.roles.get_mut(&role) {
+                entry.owns.insert(row.get(1));
+            }
+        }
+        Ok(state)
+    }
+}

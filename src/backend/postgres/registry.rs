@@ -1,0 +1,325 @@
+//! Rows of the control schema: the registry, audit events, applied saved plans, and the row
+//! counts a destructive change puts at risk. Every value is a bound parameter.
+
+use super::{query_error, quote_ident, PostgresError};
+use crate::observed::LiveStatus;
+use crate::plan::RegistryRecord;
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+use uuid::Uuid;
+
+/// Inserts a registry row with the uid apply chose for this incarnation (chosen before the
+/// transaction, so that an interrupted create can be recognized by it).
+pub async fn insert_registry(
+    client: &impl GenericClient,
+    tenant: &str,
+    uid: Uuid,
+    record: &RegistryRecord,
+) -> Result<(), PostgresError> {
+    let config = serde_json::to_value(&record.config).expect("config serializes");
+    let retention = retention(record.retention_days)?;
+    client
+        .execute(
+            "INSERT INTO tenantctl.tenants \
+                 (id, uid, name, status, plan, config, protected, retention_days, suspend_reason, activated_at, suspended_at) \
+             VALUES ($1, $9, $2, $3, $4, $5, $6, $7, $8, \
+                     CASE WHEN $3 = 'active' THEN now() END, CASE WHEN $3 = 'suspended' THEN now() END)",
+            &[
+                &tenant,
+                &record.name,
+                &record.status.as_str(),
+                &record.plan,
+                &config,
+                &record.protected,
+                &retention,
+                &record.suspension_reason,
+                &uid,
+            ],
+        )
+        .await
+        .map_err(query_error(format!("insert the registry row of `{tenant}`")))?;
+    Ok(())
+}
+
+/// Retention as the registry stores it; validation bounds it to 0-3650 days, this keeps an
+/// out-of-range value (a hand-edited plan, say) from wrapping.
+fn retention(days: u32) -> Result<i32, PostgresError> {
+    i32::try_from(days)
+        .ok()
+        .filter(|_| days <= crate::plan::MAX_RETENTION_DAYS)
+        .ok_or_else(|| {
+            PostgresError::Unexpected(format!("retention of {days} days is out of range"))
+        })
+}
+
+/// Updates a registry row to `record`, stamping the transition times of a status change with
+/// the server's clock; `purge_after` is `deleted_at` plus the record's retention period.
+pub async fn update_registry(
+    client: &impl GenericClient,
+    tenant: &str,
+    record: &RegistryRecord,
+) -> Result<(), PostgresError> {
+    let config = serde_json::to_value(&record.config).expect("config serializes");
+    let retention = retention(record.retention_days)?;
+    let updated = client
+        .execute(
+            "UPDATE tenantctl.tenants SET \
+                 name = $2, status = $3, plan = $4, config = $5, protected = $6, \
+                 retention_days = $7, suspend_reason = $8, updated_at = now(), \
+                 activated_at = CASE WHEN $3 = 'active' AND status <> 'active' THEN now() ELSE activated_at END, \
+                 suspended_at = CASE WHEN $3 = 'suspended' AND status <> 'suspended' THEN now() \
+                                     WHEN $3 = 'suspended' THEN suspended_at END, \
+                 deleted_at = CASE WHEN $3 = 'deleted' AND status <> 'deleted' THEN now() \
+                                   WHEN $3 = 'deleted' THEN deleted_at END, \
+                 purge_after = CASE WHEN $3 = 'deleted' THEN \
+                                   coalesce(CASE WHEN status = 'deleted' THEN deleted_at END, now()) \
+                                   + make_interval(days => $7) END \
+             WHERE id = $1",
+            &[
+                &tenant,
+                &record.name,
+                &record.status.as_str(),
+                &record.plan,
+                &config,
+                &record.protected,
+                &retention,
+                &record.suspension_reason,
+            ],
+        )
+        .await
+        .map_err(query_error(format!("update the registry row of `{tenant}`")))?;
+    if updated != 1 {
+        return Err(PostgresError::Unexpected(format!(
+            "the registry row of `{tenant}` disappeared during the apply"
+        )));
+    }
+    Ok(())
+}
+
+/// Marks a registry row soft-deleted, keeping its other fields; `purge_after` is the server's
+/// `now()` plus `retention_days`.
+pub async fn soft_delete_registry(
+    client: &impl GenericClient,
+    tenant: &str,
+    retention_days: u32,
+) -> Result<(), PostgresError> {
+    let retention = retention(retention_days)?;
+    let updated = client
+        .execute(
+            "UPDATE tenantctl.tenants SET status = 'deleted', suspend_reason = NULL, \
+                 retention_days = $2, updated_at = now(), deleted_at = now(), \
+                 purge_after = now() + make_interval(days => $2) \
+             WHERE id = $1 AND status <> 'deleted'",
+            &[&tenant, &retention],
+        )
+        .await
+        .map_err(query_error(format!(
+            "soft-delete the registry row of `{tenant}`"
+        )))?;
+    if updated != 1 {
+        return Err(PostgresError::Unexpected(format!(
+            "the registry row of `{tenant}` changed during the apply"
+        )));
+    }
+    Ok(())
+}
+
+/// Removes a purged tenant's registry row. Checks the purge is due by the server's clock once
+/// more, inside the transaction: a row whose `purge_after` moved is never deleted.
+pub async fn delete_registry(
+    client: &impl GenericClient,
+    tenant: &str,
+    uid: Uuid,
+) -> Result<(), PostgresError> {
+    let deleted = client
+        .execute(
+            "DELETE FROM tenantctl.tenants \
+             WHERE id = $1 AND uid = $2 AND status = 'deleted' AND purge_after <= now()",
+            &[&tenant, &uid],
+        )
+        .await
+        .map_err(query_error(format!(
+            "delete the registry row of `{tenant}`"
+        )))?;
+    if deleted != 1 {
+        return Err(PostgresError::Unexpected(format!(
+            "the registry row of `{tenant}` is no longer due for purge"
+        )));
+    }
+    Ok(())
+}
+
+/// Exact row counts of tenant tables, in one round trip: `(schema, table) -> rows`.
+pub async fn count_rows(
+    client: &impl GenericClient,
+    tables: &[(String, String)],
+) -> Result<Vec<i64>, PostgresError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut parts = Vec::with_capacity(tables.len());
+    for (index, (schema, table)) in tables.iter().enumerate() {
+        parts.push(format!(
+            "SELECT {index} AS i, count(*) AS n FROM {}.{}",
+            quote_ident(schema)?,
+            quote_ident(table)?
+        ));
+    }
+    let sql = format!("{} ORDER BY i", parts.join(" UNION ALL "));
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(query_error("count the rows at risk"))?;
+    Ok(rows.iter().map(|row| row.get::<_, i64>(1)).collect())
+}
+
+/// When a saved plan was applied, if it was.
+pub async fn plan_applied(
+    client: &impl GenericClient,
+    plan_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, PostgresError> {
+    let exists = client
+        .query_one(
+            "SELECT to_regclass('tenantctl.applied_plans') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(query_error("look for applied plans"))?;
+    if !exists.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT applied_at FROM tenantctl.applied_plans WHERE plan_id = $1",
+            &[&plan_id],
+        )
+        .await
+        .map_err(query_error("look for applied plans"))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Records that a saved plan is being applied. Fails if it already was (primary key).
+pub async fn record_plan(
+    client: &impl GenericClient,
+    plan_id: Uuid,
+    run_id: Uuid,
+    actor: &str,
+) -> Result<(), PostgresError> {
+    client
+        .execute(
+            "INSERT INTO tenantctl.applied_plans (plan_id, run_id, actor) VALUES ($1, $2, $3)",
+            &[&plan_id, &run_id, &actor],
+        )
+        .await
+        .map_err(query_error("record the saved plan as applied"))?;
+    Ok(())
+}
+
+/// One audit event.
+pub struct Event<'a> {
+    pub run_id: Uuid,
+    pub actor: &'a str,
+    pub tenant: &'a str,
+    pub uid: Option<Uuid>,
+    pub action: &'a str,
+    pub status_before: Option<LiveStatus>,
+    pub status_after: Option<LiveStatus>,
+    pub reason: Option<&'a str>,
+    pub changes: serde_json::Value,
+}
+
+/// Appends an event; inside the tenant's transaction, so it exists iff the change committed.
+pub async fn insert_event(
+    client: &impl GenericClient,
+    event: &Event<'_>,
+) -> Result<(), PostgresError> {
+    client
+        .execute(
+            "INSERT INTO tenantctl.events \
+                 (run_id, actor, tenant_id, tenant_uid, action, status_before, status_after, reason, changes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &event.run_id,
+                &event.actor,
+                &event.tenant,
+                &event.uid,
+                &event.action,
+                &event.status_before.map(LiveStatus::as_str),
+                &event.status_after.map(LiveStatus::as_str),
+                &event.reason,
+                &event.changes,
+            ],
+        )
+        .await
+        .map_err(query_error(format!("record the event of `{}`", event.tenant)))?;
+    Ok(())
+}
+
+/// Event action of [`record_create_started`].
+pub const CREATE_STARTED: &str = "create_started";
+
+/// Records, in its own statement and before the tenant's transaction begins, that a create of
+/// `tenant` with `uid` is starting. If the create never commits (rolled back with a Chroma
+/// compensation that failed, or the process killed), this event is how a later plan knows
+/// that a collection carrying this uid was left by this registry, and may be adopted.
+pub async fn record_create_started(
+    client: &impl GenericClient,
+    run_id: &Uuid,
+    actor: &str,
+    tenant: &str,
+    uid: Uuid,
+) -> Result<(), PostgresError> {
+    client
+        .execute(
+            "INSERT INTO tenantctl.events (run_id, actor, tenant_id, tenant_uid, action) \
+             VALUES ($1, $2, $3, $4, $5)",
+            &[run_id, &actor, &tenant, &uid, &CREATE_STARTED],
+        )
+        .await
+        .map_err(query_error(format!(
+            "record the start of the create of `{tenant}`"
+        )))?;
+    Ok(())
+}
+
+/// Of `uids`, those recorded as [`CREATE_STARTED`] whose create never committed (no other
+/// event carries the uid): what an interrupted create of this registry left.
+pub async fn interrupted_creates(
+    client: &impl GenericClient,
+    uids: &[Uuid],
+) -> Result<Vec<(String, Uuid)>, PostgresError> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT DISTINCT s.tenant_id, s.tenant_uid FROM tenantctl.events s \
+             WHERE s.action = $2 AND s.tenant_uid = ANY($1) \
+               AND NOT EXISTS (SELECT 1 FROM tenantctl.events e \
+                               WHERE e.tenant_uid = s.tenant_uid AND e.action <> $2)",
+            &[&uids, &CREATE_STARTED],
+        )
+        .await
+        .map_err(query_error("look for interrupted creates"))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The backup folders that committed soft deletes of these incarnations recorded: `(uid,
+/// folder name)`.
+pub async fn recorded_backups(
+    client: &impl GenericClient,
+    uids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, PostgresError> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "SELECT tenant_uid, changes->>'backup' FROM tenantctl.events \
+             WHERE tenant_uid = ANY($1) AND changes ? 'backup'",
+            &[&uids],
+        )
+        .await
+        .map_err(query_error("read the backups recorded by soft deletes"))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}

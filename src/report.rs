@@ -1,0 +1,71 @@
+//! What an apply did, as plain data: the renderers write it, `apply` fills it.
+
+use crate::plan::Action;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// How one tenant ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum TenantOutcome {
+    /// Every step committed.
+    Applied,
+    /// A step failed; the transaction rolled back and Chroma steps were undone.
+    RolledBack {
+        reason: String,
+        /// Chroma steps that were undone.
+        undone: Vec<String>,
+        /// Chroma steps whose undo failed: what an operator must clean up by hand.
+        undo_failed: Vec<String>,
+    },
+    /// A conflict in the plan kept tenantctl away from this tenant.
+    Blocked { reason: String },
+}
+
+/// The outcome of one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TenantResult {
+    pub tenant: String,
+    pub actions: Vec<Action>,
+    #[serde(flatten)]
+    pub outcome: TenantOutcome,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct ApplyReport {
+    pub run_id: Option<Uuid>,
+    /// Control schema versions migrated by this run.
+    pub migrated: Vec<i32>,
+    pub tenants: Vec<TenantResult>,
+    /// Tenants not started because the run stopped early.
+    pub not_started: usize,
+    /// Why the run stopped before the end (a signal, a server gone, repeated failures of one
+    /// server, the run timeout), in one line; `None` when it ran to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Problems that did not stop the run, e.g. fewer parallel sessions than asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Leftover partial backups removed before the tenants were applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cleaned: Vec<String>,
+}
+
+impl ApplyReport {
+    /// True when any tenant failed or was blocked, or the run stopped early.
+    pub fn failed(&self) -> bool {
+        self.stopped.is_some()
+            || self
+                .tenants
+                .iter()
+                .any(|tenant| tenant.outcome != TenantOutcome::Applied)
+    }
+
+    pub fn applied(&self) -> usize {
+        self.tenants
+            .iter()
+            .filter(|tenant| tenant.outcome == TenantOutcome::Applied)
+            .count()
+    }
+}
