@@ -548,3 +548,227 @@ fn without_apply_the_watcher_only_logs_its_plans() {
     );
     assert_eq!(watcher.count("became the leader"), 0);
 }
+
+/// `GET path` on a fresh connection that must answer within `limit`: (status, body).
+fn http_get_within(port: u16, path: &str, limit: Duration) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, limit)
+        .unwrap_or_else(|error| panic!("connect for {path}: {error}"));
+    stream.set_read_timeout(Some(limit)).unwrap();
+    stream.set_write_timeout(Some(limit)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .unwrap_or_else(|error| panic!("no complete answer to {path} within {limit:?}: {error}"));
+    let response = String::from_utf8(response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+/// Whether the server closed a non-blocking connection: end of file or a reset. Any bytes it
+/// sent before closing are read and ignored.
+fn closed_by_server(mut stream: &std::net::TcpStream) -> bool {
+    use std::io::{ErrorKind, Read};
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return false,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            // A server that closes a socket with unread bytes sends a reset instead of FIN.
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn slow_clients_neither_starve_the_metrics_endpoint_nor_stop_the_reconciles() {
+    use std::io::Write;
+    const SLOW_CLIENTS: usize = 200;
+    let env = TestEnv::new("watch_slow_clients");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let watcher = Watcher::start(
+        &env,
+        "w",
+        &["--apply", "--interval", "60s", "--listen", &listen],
+        &[],
+    );
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+
+    // Slowloris: each client sends the start of a request head and never finishes it.
+    let slow: Vec<std::net::TcpStream> = (0..SLOW_CLIENTS)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            // The server may already have closed it (the connection cap): not an error here.
+            let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ");
+            stream.set_nonblocking(true).unwrap();
+            stream
+        })
+        .collect();
+
+    // Fresh clients are still served, promptly.
+    let limit = Duration::from_secs(5);
+    assert_eq!(
+        http_get_within(port, "/healthz", limit),
+        (200, "ok\n".to_string())
+    );
+    let (status, body) = http_get_within(port, "/metrics", limit);
+    assert_eq!(status, 200);
+    assert!(
+        parse_prometheus(&body).contains_key("tenantctl_leader"),
+        "{body}"
+    );
+    let still_open = slow.iter().filter(|s| !closed_by_server(s)).count();
+    assert!(
+        still_open > 0,
+        "every slow client was closed at once: the probes above were not served alongside them"
+    );
+
+    // The watcher still reconciles while they hang on.
+    env.tenant("acme", "pro", "");
+    assert!(
+        wait_until(SOON, || schema_exists(&env, "acme")),
+        "file change not applied with {SLOW_CLIENTS} slow clients connected:\n{}",
+        watcher.dump()
+    );
+
+    // Trickling a byte a second does not keep a connection: the server closes every one of
+    // them (header timeout, connection deadline or eviction by the cap) within a generous bound.
+    let mut open: Vec<usize> = (0..SLOW_CLIENTS).collect();
+    let all_closed = wait_until(Duration::from_secs(30), || {
+        open.retain(|&index| {
+            let _ = (&slow[index]).write(b"x");
+            !closed_by_server(&slow[index])
+        });
+        open.is_empty()
+    });
+    assert!(
+        all_closed,
+        "{} of {SLOW_CLIENTS} slow clients still connected after 30 s",
+        open.len()
+    );
+    drop(slow);
+
+    assert_eq!(http_get_within(port, "/healthz", limit).0, 200);
+    env.tenant("globex", "pro", "");
+    assert!(
+        wait_until(SOON, || schema_exists(&env, "globex")),
+        "{}",
+        watcher.dump()
+    );
+}
+
+#[test]
+fn the_log_has_no_color_codes_when_stderr_is_not_a_terminal() {
+    let env = TestEnv::new("watch_no_color");
+    // The harness reads stderr through a pipe, and clears NO_COLOR: only the terminal check
+    // can turn colour off here.
+    for format in ["human", "json"] {
+        let watcher =
+            Watcher::start_with_log_format(&env, format, format, &["--interval", "60s"], &[]);
+        assert!(
+            wait_until(SOON, || String::from_utf8_lossy(&watcher.stderr_bytes())
+                .contains("reconcile")),
+            "{}",
+            watcher.dump()
+        );
+        let stderr = watcher.stderr_bytes();
+        assert!(
+            !stderr.contains(&0x1b),
+            "escape codes in the {format} log:\n{}",
+            String::from_utf8_lossy(&stderr)
+        );
+    }
+}
+
+#[test]
+fn readyz_turns_503_when_the_watched_directory_is_removed_and_200_when_it_is_back() {
+    let env = TestEnv::new("watch_dir_removed");
+    env.tenant("acme", "pro", "");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let watcher = Watcher::start(
+        &env,
+        "w",
+        &["--apply", "--interval", "1s", "--listen", &listen],
+        &[],
+    );
+    // The address is bound before the first reconcile.
+    assert!(watcher.wait_for("reconcile", SOON), "{}", watcher.dump());
+    let limit = Duration::from_secs(5);
+    assert!(
+        wait_until(SOON, || http_get_within(port, "/readyz", limit).0 == 200),
+        "{}",
+        watcher.dump()
+    );
+    let timer_reconciles = || {
+        watcher
+            .logs()
+            .iter()
+            .filter(|line| line["trigger"] == "interval")
+            .count()
+    };
+    let logged = |needle: &str| {
+        watcher.logs().iter().any(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(needle))
+        })
+    };
+
+    // Removed: timer reconciles go on (drift repair from the last good state), not ready.
+    std::fs::remove_dir_all(env.dir_path()).unwrap();
+    let before = timer_reconciles();
+    assert!(
+        wait_until(SOON, || timer_reconciles() >= before + 2),
+        "{}",
+        watcher.dump()
+    );
+    assert_eq!(
+        http_get_within(port, "/readyz", limit).0,
+        503,
+        "ready without its directory:\n{}",
+        watcher.dump()
+    );
+    assert!(
+        logged("does not exist; reconciling the last good desired state"),
+        "{}",
+        watcher.dump()
+    );
+
+    // Back, but invalid: still not ready, and the log says why.
+    env.write("plans.yaml", common::PLANS);
+    env.tenant("acme", "pro", "");
+    env.tenant("broken", "no_such_plan", "");
+    let before = timer_reconciles();
+    assert!(
+        wait_until(SOON, || timer_reconciles() >= before + 2),
+        "{}",
+        watcher.dump()
+    );
+    assert_eq!(
+        http_get_within(port, "/readyz", limit).0,
+        503,
+        "{}",
+        watcher.dump()
+    );
+    assert!(
+        logged("1 error(s) in the directory; reconciling the last good desired state"),
+        "{}",
+        watcher.dump()
+    );
+
+    // Valid again: ready again.
+    env.remove("broken.yaml");
+    assert!(
+        wait_until(SOON, || http_get_within(port, "/readyz", limit).0 == 200),
+        "{}",
+        watcher.dump()
+    );
+    assert!(schema_exists(&env, "acme"));
+}

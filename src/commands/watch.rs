@@ -2,8 +2,10 @@
 
 use crate::cli::{LogFormat, WatchArgs};
 use crate::error::Exit;
+use crate::render::Style;
 use crate::watch::{self, WatchOptions};
 use anyhow::Result;
+use std::io::IsTerminal;
 
 pub async fn run(args: &WatchArgs) -> Result<Exit> {
     init_logging(args.log_format);
@@ -34,13 +36,17 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
 }
 
 /// Logs go to stderr: human lines by default, JSON lines for collectors. `RUST_LOG` overrides
-/// the level (default `info`).
+/// the level (default `info`). Colour only on a terminal and without `NO_COLOR`, as for plans:
+/// a watcher usually writes to a pipe or a file (systemd, a container's log), where escape
+/// codes are noise in every line.
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let color = Style::detect(std::io::stderr().is_terminal()).color;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(color)
         .with_target(false);
     match format {
         LogFormat::Human => builder.init(),

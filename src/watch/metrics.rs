@@ -39,8 +39,12 @@ pub struct Metrics {
     pending_purges: u64,
     last_success: Option<f64>,
     leader: bool,
-    /// Readiness: a reconcile succeeded and the last one did.
-    ready: bool,
+    /// A reconcile succeeded and the last one did.
+    reconciled: bool,
+    /// The last read of the watched directory failed (missing, or it did not validate). A timer
+    /// reconcile may still succeed on the last good desired state (drift repair), but a watcher
+    /// that no longer sees its source of truth is not ready.
+    directory_broken: bool,
 }
 
 impl Metrics {
@@ -53,10 +57,15 @@ impl Metrics {
         match outcome {
             Outcome::Success | Outcome::Standby => {
                 self.last_success = Some(now_unix);
-                self.ready = true;
+                self.reconciled = true;
             }
-            Outcome::Failure | Outcome::Invalid => self.ready = false,
+            Outcome::Failure | Outcome::Invalid => self.reconciled = false,
         }
+    }
+
+    /// Records whether the watched directory was read and validated, on every read.
+    pub fn set_directory_valid(&mut self, valid: bool) {
+        self.directory_broken = !valid;
     }
 
     pub fn add_applied(&mut self, changes: u64) {
@@ -76,8 +85,9 @@ impl Metrics {
         self.leader = leader;
     }
 
+    /// Readiness: the last reconcile succeeded, and on what the directory says now.
     pub fn ready(&self) -> bool {
-        self.ready
+        self.reconciled && !self.directory_broken
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -157,6 +167,21 @@ mod tests {
         assert!(metrics.ready());
         metrics.record(Outcome::Invalid, 0.1, 2.0);
         assert!(!metrics.ready());
+        metrics.record(Outcome::Success, 0.1, 3.0);
+        assert!(metrics.ready());
+    }
+
+    #[test]
+    fn a_missing_or_invalid_directory_is_not_ready_even_when_the_reconcile_succeeds() {
+        let mut metrics = Metrics::default();
+        metrics.set_directory_valid(true);
+        metrics.record(Outcome::Success, 0.1, 1.0);
+        assert!(metrics.ready());
+        // a timer reconcile of the last good state, the directory gone
+        metrics.set_directory_valid(false);
+        metrics.record(Outcome::Success, 0.1, 2.0);
+        assert!(!metrics.ready());
+        metrics.set_directory_valid(true);
         metrics.record(Outcome::Success, 0.1, 3.0);
         assert!(metrics.ready());
     }

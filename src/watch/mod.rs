@@ -320,29 +320,47 @@ impl Watcher {
 
         // 1. The files: re-read on every reconcile; timer reconciles of an invalid directory
         // fall back to the last good state.
-        match spec::load_dir(&self.options.dir) {
+        let loaded = spec::load_dir(&self.options.dir);
+        // Readiness follows the directory whatever the rest of this reconcile does: repairing
+        // drift from the last good state is useful, but it is not the state the files ask for.
+        self.metrics
+            .lock()
+            .expect("metrics lock")
+            .set_directory_valid(loaded.is_ok());
+        match loaded {
             Ok(desired) => self.last_good = Some(desired),
             Err(errors) => {
-                for error in &errors.0 {
-                    error!(
-                        file = %error.file.display(),
-                        line = error.line.unwrap_or(0),
-                        column = error.column.unwrap_or(0),
-                        field = error.field.as_deref().unwrap_or(""),
-                        "invalid tenant file: {error}"
-                    );
-                }
-                let count = errors.0.len();
+                // A deleted directory (an unmounted volume, a checkout gone) is one problem,
+                // said once below, not a file error.
+                let missing = std::fs::metadata(&self.options.dir)
+                    .is_err_and(|error| error.kind() == std::io::ErrorKind::NotFound);
+                let problem = if missing {
+                    format!(
+                        "the watched directory `{}` does not exist",
+                        self.options.dir.display()
+                    )
+                } else {
+                    for error in &errors.0 {
+                        error!(
+                            file = %error.file.display(),
+                            line = error.line.unwrap_or(0),
+                            column = error.column.unwrap_or(0),
+                            field = error.field.as_deref().unwrap_or(""),
+                            "invalid tenant file: {error}"
+                        );
+                    }
+                    format!("{} error(s) in the directory", errors.0.len())
+                };
                 if trigger == Trigger::FileChange || self.last_good.is_none() {
                     return (
                         fail(
                             Outcome::Invalid,
-                            format!("{count} error(s) in the directory; nothing applied, keeping the last good state"),
+                            format!("{problem}; nothing applied, keeping the last good state"),
                         ),
                         None,
                     );
                 }
-                warn!("directory invalid; reconciling the last good desired state");
+                warn!("{problem}; reconciling the last good desired state; not ready until the directory validates");
             }
         }
         let Some(desired) = self.last_good.clone() else {

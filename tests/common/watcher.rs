@@ -33,6 +33,8 @@ pub fn free_port() -> u16 {
 pub struct Watcher {
     child: Child,
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Everything written to stderr, byte for byte.
+    stderr: Arc<Mutex<Vec<u8>>>,
     pub name: String,
 }
 
@@ -40,10 +42,22 @@ impl Watcher {
     /// Starts `tenantctl watch --log-format json <args>` against `env`, with `extra_env`
     /// overriding the environment's defaults.
     pub fn start(env: &TestEnv, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with_log_format(env, name, "json", args, extra_env)
+    }
+
+    /// [`Watcher::start`] with `--log-format <format>`. Lines that are not JSON are kept as
+    /// `{"message": <line>, "raw": true}`.
+    pub fn start_with_log_format(
+        env: &TestEnv,
+        name: &str,
+        format: &str,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tenantctl"));
         command
             .arg("watch")
-            .args(["--log-format", "json"])
+            .args(["--log-format", format])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -56,19 +70,35 @@ impl Watcher {
         let mut child = command.spawn().expect("start tenantctl watch");
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (sink, raw_sink) = (logs.clone(), raw.clone());
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({ "message": line, "raw": true }));
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while reader
+                .read_until(b'\n', &mut line)
+                .is_ok_and(|read| read > 0)
+            {
+                raw_sink.lock().unwrap().extend_from_slice(&line);
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches('\n');
+                let value = serde_json::from_str(text)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": text, "raw": true }));
                 sink.lock().unwrap().push(value);
+                line.clear();
             }
         });
         Watcher {
             child,
             logs,
+            stderr: raw,
             name: name.to_string(),
         }
+    }
+
+    /// Everything the watcher wrote to stderr so far, as bytes.
+    pub fn stderr_bytes(&self) -> Vec<u8> {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Every log line so far.
