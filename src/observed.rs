@@ -18,6 +18,9 @@ pub struct ObservedState {
     /// `now()` of the database server: retention and purge decisions use this clock, never the
     /// clock of the machine running tenantctl.
     pub server_time: DateTime<Utc>,
+    /// The role tenantctl connects as (it creates the tenant roles; on PostgreSQL 16 and later
+    /// that makes it a member of each, which is expected).
+    pub current_user: String,
     /// Highest applied migration of the control schema; `None` when it was never installed.
     pub control_schema_version: Option<i32>,
     /// Registry rows by tenant id.
@@ -164,8 +167,19 @@ pub struct ObservedObject {
     pub security_definer: bool,
 }
 
+/// A privilege a tenant role holds outside the tenant schemas.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ForeignGrant {
+    pub schema: String,
+    /// The relation; `None` for a privilege on the schema itself.
+    pub relation: Option<(String, ObjectKind)>,
+    pub privilege: String,
+}
+
 /// Kinds of [`ObservedObject`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     #[default]
@@ -231,8 +245,8 @@ pub struct ObservedRole {
     /// Roles that are members of this role (they inherit its rights).
     pub members: BTreeSet<String>,
     /// Grants to this role on schemas and relations outside the tenant schemas, e.g.
-    /// `SELECT on public.invoices`.
-    pub foreign_grants: BTreeSet<String>,
+    /// `SELECT` on `public.invoices`.
+    pub foreign_grants: BTreeSet<ForeignGrant>,
     /// Objects of this database the role owns, e.g. `table tenant_acme.notes`.
     pub owns: BTreeSet<String>,
 }

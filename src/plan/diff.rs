@@ -2,8 +2,8 @@
 
 use super::{
     collection_metadata, Action, BackupLeftover, Conflict, ControlSchemaChange, Drift,
-    DriftProblem, FieldChange, Naming, Orphan, Plan, Refusal, RegistryRecord, ResourceKind,
-    ScheduledPurge, Step, TenantChange, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE,
+    DriftProblem, FieldChange, GrantTarget, Naming, Orphan, Plan, Refusal, RegistryRecord,
+    ResourceKind, ScheduledPurge, Step, TenantChange, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE,
     MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
 use crate::observed::{LiveStatus, ObservedState, RegistryRow, PUBLIC};
@@ -685,9 +685,14 @@ impl TenantPlanner<'_> {
         // Status and suspension reason belong to a transition; on their own (a new reason for
         // a tenant that stays suspended) they are an update.
         let transition = !change.actions.is_empty();
-        if fields.iter().any(|field| {
-            field.path != "status" && !(transition && field.path == "suspension.reason")
-        }) {
+        // A soft delete writes the whole record: what else changed with it (a retention
+        // period, say) is part of the delete, not an update of its own.
+        let deleting = change.actions.contains(&Action::Delete);
+        if !deleting
+            && fields.iter().any(|field| {
+                field.path != "status" && !(transition && field.path == "suspension.reason")
+            })
+        {
             change.actions.push(Action::Update);
         }
         change.reason = record.suspension_reason.clone();
@@ -898,6 +903,13 @@ impl TenantPlanner<'_> {
             }
         }
 
+        // A role that owns something: ownership goes first, it rewrites the owner's grants.
+        if let (Some(role), false) = (observed.roles.get(&role_name), role_new) {
+            let found = super::privileges::ownership(&role_name, role);
+            self.drift.extend(found.drift);
+            steps.postgres.extend(found.steps);
+        }
+
         // Grants. A freshly created schema, table or role has no grants; those are part of the
         // repair already reported, not separate drift.
         let schema_privileges = schema
@@ -954,7 +966,28 @@ impl TenantPlanner<'_> {
         let missing_table_privileges = TABLE_PRIVILEGES
             .iter()
             .any(|privilege| !table_privileges.contains(*privilege));
-        if missing_table_privileges {
+        // TRUNCATE, REFERENCES, TRIGGER: more than a tenant's table privileges. Revoked, then
+        // the four granted again.
+        let extra_table_privileges = table_privileges
+            .iter()
+            .any(|privilege| !TABLE_PRIVILEGES.contains(&privilege.as_str()));
+        if extra_table_privileges {
+            self.drift(
+                ResourceKind::Grant,
+                &table_label,
+                DriftProblem::Wrong,
+                "role holds privileges on the table beyond SELECT, INSERT, UPDATE, DELETE",
+            );
+            steps.postgres.push(Step::RevokeGrant {
+                on: GrantTarget::Relation {
+                    schema: schema_name.clone(),
+                    name: CONVERSATIONS_TABLE.to_string(),
+                    kind: crate::observed::ObjectKind::Table,
+                },
+                grantee: role_name.clone(),
+            });
+        }
+        if missing_table_privileges || extra_table_privileges {
             if !table_new && !role_new {
                 self.drift(
                     ResourceKind::Grant,
@@ -968,6 +1001,22 @@ impl TenantPlanner<'_> {
                 table: CONVERSATIONS_TABLE.to_string(),
                 role: role_name.clone(),
             });
+        }
+
+        // Everything beyond what tenantctl grants (other grantees, role attributes,
+        // memberships, ownership, SECURITY DEFINER functions).
+        if let (Some(schema), Some(role), false, false) =
+            (schema, observed.roles.get(&role_name), schema_new, role_new)
+        {
+            let found = super::privileges::check(
+                &schema_name,
+                schema,
+                &role_name,
+                role,
+                &observed.current_user,
+            );
+            self.drift.extend(found.drift);
+            steps.postgres.extend(found.steps);
         }
 
         // Collection.

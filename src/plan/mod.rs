@@ -7,6 +7,7 @@
 
 mod diff;
 mod naming;
+mod privileges;
 mod step;
 #[cfg(test)]
 mod tests;
@@ -94,11 +95,11 @@ impl Plan {
             if change.blocked {
                 continue;
             }
-            if change.actions.is_empty() {
-                summary.unchanged += 1;
-            }
-            for action in &change.actions {
-                *summary.slot(*action) += 1;
+            // Each tenant counts once, under its most significant action, so the counts add
+            // up to the number of tenants.
+            match change.primary() {
+                None => summary.unchanged += 1,
+                Some(action) => *summary.slot(action) += 1,
             }
         }
         summary.conflicts = self.conflicts.len();
@@ -132,7 +133,7 @@ pub struct ControlSchemaChange {
     pub pending: Vec<i32>,
 }
 
-/// Counts per action kind.
+/// Tenants per action kind, each tenant under its most significant action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub create: usize,

@@ -262,6 +262,7 @@ fn summary(plan: &Plan, context: &PlanContext, entries: &[Entry], detail: Detail
         markdown(&context.chroma)
     );
 
+    scope_warnings(&mut out, plan);
     refusals(&mut out, plan);
     conflicts(&mut out, plan);
     warning(&mut out, entries, detail);
@@ -316,7 +317,39 @@ fn summary(plan: &Plan, context: &PlanContext, entries: &[Entry], detail: Detail
 
     orphans(&mut out, plan);
     scheduled_purges(&mut out, plan);
+    backup_leftovers(&mut out, plan);
     out
+}
+
+/// What the reviewer must read before anything else about the live state itself.
+fn scope_warnings(out: &mut String, plan: &Plan) {
+    for warning in &plan.warnings {
+        let _ = write!(out, "\n> [!WARNING]\n> {}\n", markdown(warning));
+    }
+}
+
+/// Backup folders no soft-deleted tenant accounts for.
+fn backup_leftovers(out: &mut String, plan: &Plan) {
+    if plan.backup_leftovers.is_empty() {
+        return;
+    }
+    out.push_str("\nBackups no soft-deleted tenant accounts for:\n\n");
+    for leftover in plan.backup_leftovers.iter().take(LIST_LIMIT) {
+        let fate = if leftover.removed_by_apply {
+            "removed by apply"
+        } else {
+            "left alone: check it and delete it by hand"
+        };
+        let _ = writeln!(
+            out,
+            "- <code>{}</code> ({}, {}): {}; {fate}",
+            markdown(&leftover.path),
+            count(leftover.files, "file"),
+            bytes(leftover.bytes),
+            markdown(&leftover.reason)
+        );
+    }
+    more(out, "", plan.backup_leftovers.len(), "backup folder");
 }
 
 /// Refusals stop the whole run: first and loud.

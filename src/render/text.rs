@@ -22,6 +22,14 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
     );
     out.push('\n');
 
+    // Said first: a typo in the Chroma scope would otherwise read as a fleet of creates.
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "  {} {warning}", style.paint("33;1", "warning:"));
+    }
+    if !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+
     if !plan.control_schema.pending.is_empty() {
         let target = plan.control_schema.pending.last().copied().unwrap_or(0);
         let what = match plan.control_schema.current_version {
@@ -75,6 +83,27 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
                 "  · {}purge after {}{deleted}",
                 pad(&purge.tenant, TENANT_WIDTH),
                 purge.purge_after.format("%Y-%m-%d %H:%M UTC")
+            );
+        }
+        out.push('\n');
+    }
+
+    if !plan.backup_leftovers.is_empty() {
+        let _ = writeln!(out, "Backups no soft-deleted tenant accounts for:");
+        for leftover in &plan.backup_leftovers {
+            let fate = if leftover.removed_by_apply {
+                style.paint("31", "removed by apply")
+            } else {
+                "left alone: check it and delete it by hand".to_string()
+            };
+            let _ = writeln!(
+                out,
+                "  {} {} ({}, {}): {}; {fate}",
+                style.paint("35", "?"),
+                leftover.path,
+                count(leftover.files, "file"),
+                bytes(leftover.bytes),
+                leftover.reason
             );
         }
         out.push('\n');
@@ -168,6 +197,18 @@ pub fn summary_line(plan: &Plan) -> String {
     if !plan.control_schema.pending.is_empty() {
         line.push_str(", control schema migration");
     }
+    let cleanup = plan
+        .backup_leftovers
+        .iter()
+        .filter(|leftover| leftover.removed_by_apply)
+        .count();
+    if cleanup > 0 {
+        let _ = write!(
+            line,
+            ", {cleanup} partial backup{} to remove",
+            plural(cleanup)
+        );
+    }
     line.push('.');
     if summary.unchanged > 0 {
         let _ = write!(line, " {} unchanged.", summary.unchanged);
@@ -192,6 +233,15 @@ pub fn summary_line(plan: &Plan) -> String {
         line.push_str(" Refused: nothing will be applied.");
     }
     line
+}
+
+/// `1 file`, `2,048 files`.
+fn count(value: u64, noun: &str) -> String {
+    format!(
+        "{} {noun}{}",
+        thousands(value),
+        if value == 1 { "" } else { "s" }
+    )
 }
 
 /// `1,204 rows, 3,400 records`, leaving out what was not measured.

@@ -6,8 +6,8 @@
 
 use super::{query_error, Postgres, PostgresError};
 use crate::observed::{
-    LiveStatus, ObjectKind, ObservedColumn, ObservedObject, ObservedRole, ObservedSchema,
-    ObservedState, RegistryRow,
+    ForeignGrant, LiveStatus, ObjectKind, ObservedColumn, ObservedObject, ObservedRole,
+    ObservedSchema, ObservedState, RegistryRow,
 };
 use crate::plan::Naming;
 
@@ -51,7 +51,7 @@ impl Postgres {
         let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned) = futures_util::try_join!(
             async {
                 client
-                    .query_one("SELECT now()", &[])
+                    .query_one("SELECT now(), current_user::text", &[])
                     .await
                     .map_err(query_error("read the server clock"))
             },
@@ -149,6 +149,7 @@ impl Postgres {
 
         let mut state = ObservedState {
             server_time: now.get(0),
+            current_user: now.get(1),
             control_schema_version: version,
             ..ObservedState::default()
         };
@@ -220,8 +221,11 @@ impl Postgres {
                 }
                 None => {
                     if let Some(role) = state.roles.get_mut(&grantee) {
-                        role.foreign_grants
-                            .insert(format!("{privilege} on schema {schema}"));
+                        role.foreign_grants.insert(ForeignGrant {
+                            schema,
+                            relation: None,
+                            privilege,
+                        });
                     }
                 }
             }
@@ -252,8 +256,11 @@ impl Postgres {
             let Some(entry) = state.schemas.get_mut(&schema) else {
                 // A grant to a tenant role on something outside the tenant schemas.
                 if let Some(role) = state.roles.get_mut(&grantee) {
-                    role.foreign_grants
-                        .insert(format!("{privilege} on {schema}.{name}"));
+                    role.foreign_grants.insert(ForeignGrant {
+                        schema,
+                        relation: Some((name, ObjectKind::from_relkind(&kind))),
+                        privilege,
+                    });
                 }
                 continue;
             };
