@@ -7,11 +7,13 @@
 //!
 //! Layout:
 //! - [`yaml`]: the YAML event stream turned into a tree that keeps line and column of every node;
+//! - `limits`: how much a file and a directory may make the loader read, build and report;
 //! - `validate`: one document to a typed tenant, plan or settings record, reporting every problem;
 //! - `merge`: a plan's defaults deep-merged with a tenant's overrides;
 //! - `walk`: the directory walk (the only I/O);
 //! - this file: the public model and the cross-file rules (duplicates, plan references).
 
+mod limits;
 mod merge;
 mod validate;
 mod walk;
@@ -306,12 +308,20 @@ pub struct SourceFile {
 /// Hidden files and folders (a name starting with `.`) are skipped, which also skips the
 /// `..data` folders of a Kubernetes ConfigMap mount while following its visible symlinks.
 ///
+/// Files are read up to the byte limits of a file and of the directory (`limits`), so that a
+/// huge or endless file costs no more than the limit.
+///
 /// # Errors
 ///
 /// Every problem of the directory at once: unreadable or missing paths, symlinks leading outside
-/// `dir`, files that are not UTF-8, and everything [`parse_sources`] reports.
+/// `dir`, files that are not UTF-8 or too large, and everything [`parse_sources`] reports. When
+/// the directory is over its byte limit, only the problems of the walk are reported: checking
+/// what could be read would report every plan in the files left unread as unknown.
 pub fn load_dir(dir: &Path) -> Result<DesiredState, SpecErrors> {
-    let (sources, mut errors) = walk::read_sources(dir);
+    let (sources, mut errors, complete) = walk::read_sources(dir);
+    if !complete {
+        return Err(finish(errors));
+    }
     match parse_sources(dir, sources) {
         Ok(state) if errors.is_empty() => Ok(state),
         Ok(_) => Err(finish(errors)),
@@ -326,16 +336,23 @@ pub fn load_dir(dir: &Path) -> Result<DesiredState, SpecErrors> {
 ///
 /// # Errors
 ///
-/// Every problem of every file: YAML syntax, unknown fields, wrong types and ranges, invalid
-/// ids and names, file names that do not match the tenant id, duplicates, unknown plans and
-/// configurations left incomplete by the merge.
+/// Every problem of every file: YAML syntax, NUL characters, unknown fields, wrong types and
+/// ranges, invalid ids and names, file names that do not match the tenant id, duplicates,
+/// unknown plans and configurations left incomplete by the merge; files and a directory over
+/// the limits of `limits` (documents, nodes and text once aliases are expanded, errors).
 pub fn parse_sources(dir: &Path, mut sources: Vec<SourceFile>) -> Result<DesiredState, SpecErrors> {
     sources.sort_by(|left, right| left.relative.cmp(&right.relative));
     let mut problems = Problems::default();
 
+    let mut budget = yaml::Budget::default();
     let mut documents = Vec::new();
     for source in &sources {
-        documents.extend(validate::file_documents(source, &mut problems));
+        documents.extend(validate::file_documents(source, &mut problems, &mut budget));
+        // Past a directory limit, the rest is the unbounded work the limit is there to avoid,
+        // and the rules across files would only report what the unread files declare.
+        if budget.is_spent() || problems.is_full() {
+            return Err(finish(problems.into_errors()));
+        }
     }
 
     let mut plans: BTreeMap<String, PlanSpec> = BTreeMap::new();
@@ -405,10 +422,17 @@ pub fn parse_sources(dir: &Path, mut sources: Vec<SourceFile>) -> Result<Desired
             continue;
         };
         let Some(plan) = plans.get(&plan_name) else {
-            let known = plans
+            // A few names are enough to see the spelling; every tenant on an unknown plan gets
+            // this hint, so all of thousands of plans would make the errors huge.
+            const LISTED: usize = 20;
+            let mut known = plans
                 .keys()
+                .take(LISTED)
                 .map(|name| format!("`{name}`"))
                 .collect::<Vec<_>>();
+            if plans.len() > LISTED {
+                known.push(format!("and {} more", plans.len() - LISTED));
+            }
             let hint = if known.is_empty() {
                 "no `Plan` document was found; declare one with `kind: Plan`".to_string()
             } else {
@@ -426,7 +450,7 @@ pub fn parse_sources(dir: &Path, mut sources: Vec<SourceFile>) -> Result<Desired
             problems.at(
                 &tenant.plan_location,
                 Some("plan"),
-                format!("unknown plan `{plan_name}`"),
+                format!("unknown plan `{}`", yaml::shorten(&plan_name)),
                 Some(hint),
             );
             continue;
@@ -503,7 +527,8 @@ pub fn validate_tenant_id(id: &str) -> Result<(), String> {
     let length = id.chars().count();
     if !(2..=40).contains(&length) {
         return Err(format!(
-            "tenant id `{id}` must be 2 to 40 characters long, not {length}"
+            "tenant id `{}` must be 2 to 40 characters long, not {length}",
+            yaml::shorten(id)
         ));
     }
     if !id.starts_with(|c: char| c.is_ascii_lowercase()) {

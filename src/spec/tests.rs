@@ -1084,3 +1084,305 @@ fn symlinked_folder_cycles_are_errors() {
         errors[0].contains("sub/loop: symlinked folder leads back to a folder that contains it")
     );
 }
+
+// ---- hostile files: limits and NUL ----
+
+const ALIAS_HINT: &str = "\n  hint: tenant and plan files hold a few dozen values; look for an anchor (`&name`) repeated many times through aliases (`*name`)";
+
+/// Four lines that are 13,582 nodes once aliases are expanded (the anchors' own copies
+/// included): seven such documents fit in a file, the eighth crosses its 100,000.
+fn laughs() -> String {
+    let ten = |name: &str| vec![format!("*{name}"); 10].join(", ");
+    format!(
+        "a: &a [{}]\nb: &b [{}]\nc: &c [{}]\nd: [{}]\n",
+        ["x"; 10].join(", "),
+        ten("a"),
+        ten("b"),
+        ten("c")
+    )
+}
+
+/// `count` copies of [`laughs`], one document each.
+fn laughing_documents(count: usize) -> String {
+    vec![laughs(); count].join("---\n")
+}
+
+/// The two errors of a [`laughs`] document, which is no `Tenant`, `Plan` or `Settings`.
+fn laughs_errors(file: &str, line: usize) -> [String; 2] {
+    [
+        format!("tenants/{file}:{line}:1: apiVersion: missing required field `apiVersion`\n  hint: add `apiVersion: tenantctl/v1`"),
+        format!("tenants/{file}:{line}:1: kind: missing required field `kind`\n  hint: add `kind:` with one of `Tenant`, `Plan`, `Settings`"),
+    ]
+}
+
+#[test]
+fn a_multi_document_alias_bomb_stops_where_the_file_crosses_its_node_limit() {
+    // Each document is well under 100,000 nodes; fifty of them (13 KB) used to build 600,000.
+    let found = errors(&[("plans.yaml", &laughing_documents(50))]);
+    // Seven documents are read and checked; the eighth (from line 36) crosses the limit at its
+    // third `*c`, and nothing after that is read.
+    let mut expected: Vec<String> = (0..7)
+        .flat_map(|index| laughs_errors("plans.yaml", 1 + 5 * index))
+        .collect();
+    expected.push(format!(
+        "tenants/plans.yaml:39:13: file has more than 100,000 nodes once aliases are expanded{ALIAS_HINT}"
+    ));
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn a_bomb_split_over_many_files_stops_where_the_directory_crosses_its_node_limit() {
+    // Thirty files of 95,074 nodes each: every one is under the limit of a file, and together
+    // they are over the 2,000,000 of a directory, crossed in the 22nd (`f21.yaml`).
+    let bomb = laughing_documents(7);
+    let names: Vec<String> = (0..30).map(|index| format!("f{index:02}.yaml")).collect();
+    let mut files: Vec<(&str, &str)> = names
+        .iter()
+        .map(|name| (name.as_str(), bomb.as_str()))
+        .collect();
+    // A tenant on an unknown plan after the crossing: its file is not read, and the rules across
+    // files do not run, so no error is made up about it.
+    files.push((
+        "zz.yaml",
+        "apiVersion: tenantctl/v1\nkind: Tenant\nid: zz\nname: Z\nplan: gold\n",
+    ));
+    let found = errors(&files);
+    assert_eq!(found.len(), 21 * 14 + 1, "{:#?}", &found[found.len() - 3..]);
+    assert_eq!(found[0], laughs_errors("f00.yaml", 1)[0]);
+    assert_eq!(
+        found.last().unwrap(),
+        "tenants/f21.yaml:4:5: the files of the directory have more than 2,000,000 nodes once aliases are expanded; this file crosses the limit and the files after it were not checked\n  hint: a directory of 10,000 tenants is far below it; look for files that repeat anchors many times through aliases, or that do not belong to the desired state"
+    );
+}
+
+#[test]
+fn text_copied_by_aliases_is_limited_too() {
+    // 5,000 aliases are few nodes, but each copies 1,000 bytes: the 4,193rd crosses 4 MiB.
+    let text = format!(
+        "s: &s \"{}\"\nl: [{}]\n",
+        "x".repeat(1000),
+        vec!["*s"; 5000].join(", ")
+    );
+    assert_eq!(
+        errors(&[("plans.yaml", &text)]),
+        vec![format!(
+            "tenants/plans.yaml:2:16773: file has more than 4 MiB of text once aliases are expanded{ALIAS_HINT}"
+        )]
+    );
+}
+
+#[test]
+fn a_file_has_at_most_1000_documents() {
+    // Empty documents count: each is a few bytes of work for the parser.
+    assert!(load(&[("empty.yaml", &"---\n".repeat(1000))]).is_ok());
+    // 999 empty documents, then the two plans (the first one in the 999th document).
+    let state = load(&[("plans.yaml", &format!("{}{PLANS}", "---\n".repeat(999)))]).unwrap();
+    assert_eq!(state.plans.len(), 2);
+    // One more, and the second plan, from line 1,009, is the 1,001st document.
+    assert_eq!(
+        errors(&[("plans.yaml", &format!("{}{PLANS}", "---\n".repeat(1000)))]),
+        vec!["tenants/plans.yaml:1009:1: file has more than 1,000 documents\n  hint: a plans file holds one document per plan; split it into several files"]
+    );
+}
+
+#[test]
+fn too_many_errors_stop_the_check_with_an_error_saying_so() {
+    // A document with an error for each of its 10,005 keys.
+    let keys: String = (0..10_005).map(|index| format!("k{index}: 1\n")).collect();
+    let found = errors(&[
+        ("plans.yaml", PLANS),
+        ("acme.yaml", &format!("{ACME}{keys}")),
+    ]);
+    assert_eq!(found.len(), 10_001);
+    assert_eq!(
+        found[0],
+        "tenants/acme.yaml: more than 10,000 errors; checking stopped at this file\n  hint: fix the errors shown and run again to see the rest"
+    );
+    assert!(found[1].starts_with("tenants/acme.yaml:6:1: k0: unknown field `k0`"));
+}
+
+#[test]
+fn long_values_are_cut_in_error_messages() {
+    // A message quotes at most 80 characters of a name or value, so that errors stay readable
+    // and ten thousand of them cannot each hold a large part of a file.
+    let key = format!("k{}", "z".repeat(999));
+    let cut = format!("k{}…", "z".repeat(79));
+    assert_one(
+        &tenant_errors(&format!("{ACME}? {key}\n: 1\n")),
+        &format!("tenants/acme.yaml:6:3: {cut}: unknown field `{cut}`\n  hint: the fields of"),
+    );
+    let long = "9".repeat(1000);
+    assert_one(
+        &tenant_errors(&format!("{ACME}config:\n  max_tokens: \"{long}\"\n")),
+        &format!(
+            "tenants/acme.yaml:7:15: config.max_tokens: expected a positive integer, found the string \"{}…\" (1,000 characters)\n  hint: remove the quotes",
+            "9".repeat(80)
+        ),
+    );
+}
+
+#[test]
+fn the_hint_of_an_unknown_plan_lists_twenty_plans_at_most() {
+    let plans: String = (0..25)
+        .map(|index| {
+            format!("---\napiVersion: tenantctl/v1\nkind: Plan\nname: p{index:02}\nconfig: {{ model: m, max_tokens: 1, rate_limit_per_minute: 1 }}\n")
+        })
+        .collect();
+    let found = errors(&[("plans.yaml", &plans), ("acme.yaml", ACME)]);
+    assert_one(&found, "unknown plan `pro`");
+    assert!(
+        found[0].ends_with("known plans: `p00`, `p01`, `p02`, `p03`, `p04`, `p05`, `p06`, `p07`, `p08`, `p09`, `p10`, `p11`, `p12`, `p13`, `p14`, `p15`, `p16`, `p17`, `p18`, `p19`, and 5 more"),
+        "{}",
+        found[0]
+    );
+}
+
+const NUL_HINT: &str = "\n  hint: remove it; a file saved as UTF-16 has one after every ASCII character: save it as UTF-8";
+
+#[test]
+fn a_raw_nul_byte_is_an_error_at_its_position_and_hides_nothing() {
+    // The parser used to stop at the NUL and load the tenant unprotected.
+    let text = format!("{ACME}\0\nprotected: true\n");
+    assert_eq!(
+        tenant_errors(&text),
+        vec![format!(
+            "tenants/acme.yaml:6:1: file contains a NUL byte{NUL_HINT}"
+        )]
+    );
+    let text = ACME.replace("Acme Corp", "Acme\0Corp");
+    assert_eq!(
+        tenant_errors(&text),
+        vec![format!(
+            "tenants/acme.yaml:4:11: file contains a NUL byte{NUL_HINT}"
+        )]
+    );
+    // The file is not read at all: a tenant on one of its plans is told it may be there.
+    let plans = format!("{PLANS}\0");
+    assert_eq!(
+        errors(&[("plans.yaml", &plans), ("acme.yaml", ACME)]),
+        vec![
+            "tenants/acme.yaml:5:7: plan: unknown plan `pro`\n  hint: no `Plan` document was found; declare one with `kind: Plan`; some documents could not be read and may declare it".to_string(),
+            format!("tenants/plans.yaml:21:1: file contains a NUL byte{NUL_HINT}"),
+        ]
+    );
+}
+
+#[test]
+fn a_nul_byte_read_from_disk_is_an_error_too() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write(dir, "plans.yaml", PLANS);
+    write(dir, "acme.yaml", &format!("{ACME}\0\nprotected: true\n"));
+    // `a: b` saved as UTF-16, with a byte-order mark, which is not UTF-8...
+    fs::write(dir.join("globex.yaml"), b"\xff\xfea\0:\0 \0b\0\n\0").unwrap();
+    assert_eq!(
+        load_errors(dir),
+        vec![
+            format!(
+                "{}:6:1: file contains a NUL byte{NUL_HINT}",
+                dir.join("acme.yaml").display()
+            ),
+            format!(
+                "{}:1:1: file is not valid UTF-8\n  hint: save the file as UTF-8",
+                dir.join("globex.yaml").display()
+            ),
+        ]
+    );
+    // ...and without one: valid UTF-8, with a NUL after every letter.
+    fs::write(dir.join("globex.yaml"), b"a\0:\0 \0b\0\n\0").unwrap();
+    assert_eq!(
+        load_errors(dir)[1],
+        format!(
+            "{}:1:2: file contains a NUL byte{NUL_HINT}",
+            dir.join("globex.yaml").display()
+        )
+    );
+}
+
+#[test]
+fn a_nul_character_from_an_escape_is_an_error_naming_the_field() {
+    let nul = |field: &str, position: &str| {
+        format!("tenants/acme.yaml:{position}: {field}: contains a NUL character (`\\0`), which PostgreSQL cannot store\n  hint: remove the `\\0` escape from the value")
+    };
+    assert_eq!(
+        tenant_errors(&ACME.replace("Acme Corp", "\"Acme\\0Corp\"")),
+        vec![nul("name", "4:7")]
+    );
+    // Every escape of U+0000 is one.
+    for escape in ["\\x00", "\\u0000", "\\U00000000"] {
+        assert_eq!(
+            tenant_errors(&ACME.replace("Acme Corp", &format!("\"Acme{escape}\""))),
+            vec![nul("name", "4:7")]
+        );
+    }
+    assert_eq!(
+        tenant_errors(&format!(
+            "{ACME}state: suspended\nsuspension:\n  reason: \"unpaid\\0\"\n"
+        )),
+        vec![nul("suspension.reason", "8:11")]
+    );
+    assert_eq!(
+        tenant_errors(&format!("{ACME}config:\n  model: \"gpt-4o\\0\"\n")),
+        vec![nul("config.model", "7:10")]
+    );
+    let plans = PLANS.replace("for paying teams", "\"for paying\\0 teams\"");
+    assert_eq!(
+        errors(&[("plans.yaml", &plans)]),
+        vec![nul("description", "13:14").replace("acme.yaml", "plans.yaml")]
+    );
+    // In single quotes `\0` is a backslash and a zero, which any database stores.
+    assert_eq!(
+        tenant(&ACME.replace("Acme Corp", "'Acme\\0'")).name,
+        "Acme\\0"
+    );
+}
+
+/// `count` lines of 80 bytes.
+fn comment_lines(count: usize) -> String {
+    format!("# {}\n", "y".repeat(77)).repeat(count)
+}
+
+#[test]
+fn a_file_over_1_mib_is_an_error_at_the_line_where_it_crosses_the_limit() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write(dir, "plans.yaml", PLANS);
+    write(dir, "acme.yaml", ACME);
+    // 13,107 lines of 80 bytes and one of 16: exactly 1 MiB, which is allowed.
+    let one_mib = format!("{}# fifteen bytes\n", comment_lines(13_107));
+    assert_eq!(one_mib.len(), 1 << 20);
+    write(dir, "notes.yaml", &one_mib);
+    assert_eq!(load_dir(dir).unwrap().tenants.len(), 1);
+    // The first byte past the limit is on line 13,108, after 16 bytes of it.
+    write(dir, "notes.yaml", &comment_lines(20_000));
+    assert_eq!(
+        load_errors(dir),
+        vec![format!(
+            "{}:13108:17: file is larger than 1 MiB\n  hint: tenant and plan files are a few KB; split a large plans file into several files",
+            dir.join("notes.yaml").display()
+        )]
+    );
+}
+
+#[test]
+fn a_directory_over_32_mib_stops_being_read_at_the_file_that_crosses_the_limit() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    // 33 files of 1,000,000 bytes are under 32 MiB (33,554,432 bytes); the 34th crosses it at
+    // its byte 554,432, on line 6,931. The files after it (`plans.yaml` too) are not read, and
+    // the files before it are not checked either: a tenant among them would be on a plan that
+    // is unknown only because `plans.yaml` was not read.
+    let file = comment_lines(12_500);
+    for index in 0..40 {
+        write(dir, &format!("big{index:02}.yaml"), &file);
+    }
+    write(dir, "plans.yaml", PLANS);
+    assert_eq!(
+        load_errors(dir),
+        vec![format!(
+            "{}:6931:33: the YAML files of `{}` hold more than 32 MiB; this file crosses the limit, and neither it nor the files after it were read\n  hint: a directory of 10,000 tenants is about 10 MB; remove the files that do not belong to the desired state",
+            dir.join("big33.yaml").display(),
+            dir.display()
+        )]
+    );
+}

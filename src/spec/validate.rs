@@ -5,9 +5,10 @@
 //! Cross-document rules (duplicates, plan references, the merge) live in the parent module.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::yaml::{self, Mark, Node, Value};
+use super::limits::{self, thousands};
+use super::yaml::{self, Budget, Mark, Node, Value};
 use super::{
     validate_tenant_id, DesiredStatus, Location, PartialConfig, PlanSpec, Settings, SourceFile,
     SpecError, API_VERSION,
@@ -36,17 +37,19 @@ const MAX_TOKENS: (u32, u32) = (1, 1_000_000);
 const RATE_LIMIT: (u32, u32) = (0, 1_000_000);
 const RETENTION_DAYS: (u32, u32) = (0, 3650);
 
-/// The collected errors of a run.
+/// The collected errors of a run, at most [`limits::ERRORS`] of them.
 #[derive(Debug, Default)]
 pub(super) struct Problems {
     errors: Vec<SpecError>,
     /// Some document could not be read far enough to know what it declares (a syntax error, a
     /// plan without a valid name): an "unknown plan" may be declared there.
     pub(super) incomplete: bool,
+    /// The file of the first error past the limit, once there is one.
+    overflow: Option<PathBuf>,
 }
 
 impl Problems {
-    /// Records an error at `location`.
+    /// Records an error at `location`, unless [`Self::is_full`].
     pub(super) fn at(
         &mut self,
         location: &Location,
@@ -54,6 +57,10 @@ impl Problems {
         message: String,
         hint: Option<String>,
     ) {
+        if self.errors.len() >= limits::ERRORS {
+            self.overflow.get_or_insert_with(|| location.file.clone());
+            return;
+        }
         self.errors.push(SpecError {
             file: location.file.clone(),
             line: Some(location.line),
@@ -68,11 +75,30 @@ impl Problems {
         self.errors.is_empty()
     }
 
+    /// An error was dropped for being past the limit: checking anything more is wasted work.
+    pub(super) fn is_full(&self) -> bool {
+        self.overflow.is_some()
+    }
+
     fn len(&self) -> usize {
         self.errors.len()
     }
 
-    pub(super) fn into_errors(self) -> Vec<SpecError> {
+    /// The errors, and one more saying where checking stopped if some were dropped.
+    pub(super) fn into_errors(mut self) -> Vec<SpecError> {
+        if let Some(file) = self.overflow {
+            self.errors.push(SpecError {
+                file,
+                line: None,
+                column: None,
+                field: None,
+                message: format!(
+                    "more than {} errors; checking stopped at this file",
+                    thousands(limits::ERRORS)
+                ),
+                hint: Some("fix the errors shown and run again to see the rest".to_string()),
+            });
+        }
         self.errors
     }
 }
@@ -109,21 +135,20 @@ pub(super) enum Document {
     Settings(Settings),
 }
 
-/// Parses and validates every document of one file.
-pub(super) fn file_documents(source: &SourceFile, problems: &mut Problems) -> Vec<Document> {
+/// Parses and validates every document of one file, drawing on `budget`, the directory's limits.
+pub(super) fn file_documents(
+    source: &SourceFile,
+    problems: &mut Problems,
+    budget: &mut Budget,
+) -> Vec<Document> {
     let mut context = Context {
         file: &source.path,
         problems,
     };
-    let (documents, syntax_error) = yaml::parse(&source.text);
-    if let Some(error) = syntax_error {
+    let (documents, parse_error) = yaml::parse(&source.text, budget);
+    if let Some(error) = parse_error {
         context.problems.incomplete = true;
-        context.error(
-            error.mark,
-            None,
-            format!("invalid YAML: {}", error.message),
-            None,
-        );
+        context.error(error.mark, None, error.message, error.hint);
     }
 
     let mut typed = Vec::new();
@@ -277,9 +302,10 @@ impl Context<'_> {
             if let Some((first, _)) = values.get(text.as_str()) {
                 self.error(
                     key.mark,
-                    Some(&join(path, text)),
+                    Some(&join(path, &yaml::shorten(text))),
                     format!(
-                        "duplicate key `{text}`, first set at line {}",
+                        "duplicate key `{}`, first set at line {}",
+                        yaml::shorten(text),
                         first.mark.line
                     ),
                     Some("a key may appear only once in a mapping; remove one of them".to_string()),
@@ -309,8 +335,8 @@ impl Context<'_> {
                 .unwrap_or_default();
             self.error(
                 key.mark,
-                Some(&join(path, name)),
-                format!("unknown field `{name}`"),
+                Some(&join(path, &yaml::shorten(name))),
+                format!("unknown field `{}`", yaml::shorten(name)),
                 Some(format!(
                     "{suggestion}the fields of {owner} are {}",
                     list(allowed)
@@ -335,6 +361,17 @@ impl Context<'_> {
 
     fn string(&mut self, node: &Node, field: &str) -> Option<String> {
         match &node.value {
+            // From a `\0` escape (a raw NUL byte is refused before parsing): PostgreSQL's `text` and
+            // `jsonb` cannot hold it, so such a value would pass validation and fail at apply.
+            Value::Str { text, .. } if text.contains('\0') => {
+                self.error(
+                    node.mark,
+                    Some(field),
+                    "contains a NUL character (`\\0`), which PostgreSQL cannot store".to_string(),
+                    Some("remove the `\\0` escape from the value".to_string()),
+                );
+                None
+            }
             Value::Str { text, .. } => Some(text.clone()),
             Value::Int { .. } | Value::Float(_) | Value::Bool(_) => {
                 self.error(
@@ -390,7 +427,7 @@ impl Context<'_> {
                 self.error(
                     node.mark,
                     Some(field),
-                    format!("expected {kind}, found the string {text:?}"),
+                    format!("expected {kind}, found {}", node.value.describe()),
                     Some("remove the quotes: a quoted value is always a string".to_string()),
                 );
                 return None;
@@ -442,7 +479,7 @@ impl Context<'_> {
     fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
         match &node.value {
             Value::Bool(value) => Some(*value),
-            Value::Str { text, quoted } => {
+            Value::Str { quoted, .. } => {
                 let hint = if *quoted {
                     "remove the quotes: a quoted value is always a string"
                 } else {
@@ -451,7 +488,10 @@ impl Context<'_> {
                 self.error(
                     node.mark,
                     Some(field),
-                    format!("expected `true` or `false`, found the string {text:?}"),
+                    format!(
+                        "expected `true` or `false`, found {}",
+                        node.value.describe()
+                    ),
                     Some(hint.to_string()),
                 );
                 None
@@ -598,8 +638,9 @@ impl Context<'_> {
                     node.mark,
                     Some("state"),
                     format!(
-                        "expected one of {}, found the string {text:?}",
-                        list(&names)
+                        "expected one of {}, found {}",
+                        list(&names),
+                        node.value.describe()
                     ),
                     Some(format!("{suggestion}states are lowercase")),
                 );
@@ -743,7 +784,7 @@ impl Context<'_> {
                     self.error(
                         node.mark,
                         Some("name"),
-                        format!("invalid plan name `{name}`"),
+                        format!("invalid plan name `{}`", yaml::shorten(&name)),
                         Some("a plan name is a lowercase letter, then up to 62 lowercase letters, digits, `_` or `-`".to_string()),
                     );
                     None
@@ -798,12 +839,12 @@ impl Context<'_> {
         if let Some(features) = fields.value("features") {
             if let Some(entries) = self.entries(features, "config.features") {
                 for (name, (key, value)) in entries {
-                    let path = format!("config.features.{name}");
+                    let path = format!("config.features.{}", yaml::shorten(name));
                     if !valid_feature_name(name) {
                         self.error(
                             key.mark,
                             Some(&path),
-                            format!("invalid feature name `{name}`"),
+                            format!("invalid feature name `{}`", yaml::shorten(name)),
                             Some("a feature name is a lowercase letter, then lowercase letters, digits or `_`".to_string()),
                         );
                         continue;
@@ -844,7 +885,11 @@ pub(super) fn did_you_mean<'c>(
     candidates: impl Iterator<Item = &'c str>,
 ) -> Option<&'c str> {
     let word = word.to_lowercase();
+    let length = word.chars().count();
     candidates
+        // The distance is at least the difference in length: skipping those keeps a very long
+        // word (a hostile key) from costing its length times every candidate's.
+        .filter(|candidate| candidate.chars().count().abs_diff(length) <= 2)
         .map(|candidate| (edit_distance(&word, &candidate.to_lowercase()), candidate))
         // A distance as long as the word itself would suggest anything for a short word.
         .filter(|(distance, _)| *distance <= 2 && *distance < word.chars().count())

@@ -1,9 +1,11 @@
 //! The directory walk: the only I/O of the `spec` module.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::limits::{self, mebibytes};
+use super::yaml::Mark;
 use super::{SourceFile, SpecError};
 
 /// Whether `path` names a file the loader reads (`.yaml` or `.yml`).
@@ -17,13 +19,16 @@ pub(super) fn is_yaml_name(path: &Path) -> bool {
 /// Reads every visible YAML file under `dir`, recursively, sorted by relative path.
 ///
 /// Returns what could be read together with every error met on the way, so that one run reports
-/// an unreadable file and the problems of all the other files.
-pub(super) fn read_sources(dir: &Path) -> (Vec<SourceFile>, Vec<SpecError>) {
+/// an unreadable file and the problems of all the other files, and whether every file was read:
+/// `false` when the directory is over [`limits::DIRECTORY_BYTES`], which stops the walk.
+pub(super) fn read_sources(dir: &Path) -> (Vec<SourceFile>, Vec<SpecError>, bool) {
     let mut walk = Walk {
         dir,
         root: PathBuf::new(),
         sources: Vec::new(),
         errors: Vec::new(),
+        bytes: 0,
+        stopped: false,
     };
     match fs::canonicalize(dir) {
         Err(error) => walk.error(dir, directory_message(&error), None),
@@ -36,7 +41,7 @@ pub(super) fn read_sources(dir: &Path) -> (Vec<SourceFile>, Vec<SpecError>) {
     }
     walk.sources
         .sort_by(|left, right| left.relative.cmp(&right.relative));
-    (walk.sources, walk.errors)
+    (walk.sources, walk.errors, !walk.stopped)
 }
 
 fn directory_message(error: &io::Error) -> String {
@@ -64,6 +69,10 @@ struct Walk<'a> {
     root: PathBuf,
     sources: Vec<SourceFile>,
     errors: Vec<SpecError>,
+    /// Bytes of the files read so far.
+    bytes: usize,
+    /// The directory is over its byte limit: nothing more is read.
+    stopped: bool,
 }
 
 impl Walk<'_> {
@@ -100,6 +109,9 @@ impl Walk<'_> {
         names.sort();
 
         for name in names {
+            if self.stopped {
+                return;
+            }
             // Hidden entries are skipped: editor and VCS files, and the `..data` /
             // `..2026_...` folders a Kubernetes ConfigMap mount uses behind its visible symlinks.
             if name.to_string_lossy().starts_with('.') {
@@ -185,14 +197,44 @@ impl Walk<'_> {
     }
 
     fn file(&mut self, path: PathBuf, relative: PathBuf) {
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                let message = format!("cannot read file: {}", lowercase_first(&error.to_string()));
-                self.error(&path, message, None);
-                return;
-            }
-        };
+        // One byte past the limit tells that a file is too large without reading all of it (it
+        // may be endless, or growing while it is read).
+        let mut bytes = Vec::new();
+        let read = fs::File::open(&path).and_then(|file| {
+            file.take(limits::FILE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        });
+        if let Err(error) = read {
+            let message = format!("cannot read file: {}", lowercase_first(&error.to_string()));
+            self.error(&path, message, None);
+            return;
+        }
+        if bytes.len() > limits::FILE_BYTES {
+            self.error_at(
+                path,
+                &bytes[..limits::FILE_BYTES],
+                format!("file is larger than {}", mebibytes(limits::FILE_BYTES)),
+                "tenant and plan files are a few KB; split a large plans file into several files",
+            );
+            return;
+        }
+        let room = limits::DIRECTORY_BYTES - self.bytes;
+        if bytes.len() > room {
+            self.stopped = true;
+            let message = format!(
+                "the YAML files of `{}` hold more than {}; this file crosses the limit, and neither it nor the files after it were read",
+                self.dir.display(),
+                mebibytes(limits::DIRECTORY_BYTES)
+            );
+            self.error_at(
+                path,
+                &bytes[..room],
+                message,
+                "a directory of 10,000 tenants is about 10 MB; remove the files that do not belong to the desired state",
+            );
+            return;
+        }
+        self.bytes += bytes.len();
         match String::from_utf8(bytes) {
             Ok(text) => self.sources.push(SourceFile {
                 path,
@@ -202,24 +244,27 @@ impl Walk<'_> {
             Err(error) => {
                 // Point at the first bad byte, the way an editor would show it.
                 let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
-                let valid = std::str::from_utf8(valid).unwrap_or_default();
-                let line = valid.matches('\n').count() + 1;
-                let column = valid
-                    .rsplit('\n')
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .count()
-                    + 1;
-                self.errors.push(SpecError {
-                    file: path,
-                    line: Some(line),
-                    column: Some(column),
-                    field: None,
-                    message: "file is not valid UTF-8".to_string(),
-                    hint: Some("save the file as UTF-8".to_string()),
-                });
+                self.error_at(
+                    path,
+                    valid,
+                    "file is not valid UTF-8".to_string(),
+                    "save the file as UTF-8",
+                );
             }
         }
+    }
+
+    /// Records an error at the end of `before`, the start of the file at `path`.
+    fn error_at(&mut self, path: PathBuf, before: &[u8], message: String, hint: &str) {
+        // A limit may cut a character in two; the column is then off by one at most.
+        let mark = Mark::after(&String::from_utf8_lossy(before));
+        self.errors.push(SpecError {
+            file: path,
+            line: Some(mark.line),
+            column: Some(mark.column),
+            field: None,
+            message,
+            hint: Some(hint.to_string()),
+        });
     }
 }
