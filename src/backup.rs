@@ -224,8 +224,20 @@ pub async fn export(
 
     let stamp = request.taken_at.format(TIMESTAMP_FORMAT).to_string();
     let uid_dir = incarnation_dir(request.root, request.tenant, request.uid);
-    let final_dir = uid_dir.join(&stamp);
     let created = create_folders(request.root, request.tenant, request.uid)?;
+    // A backup of the same second already there is what an interrupted run left (one that
+    // renamed its folder but never committed): it is reported by the plan and kept, and this
+    // one takes the next free name, `<timestamp>-2`, `-3`, ...
+    let final_dir = (1..=1000)
+        .map(|n| {
+            uid_dir.join(if n == 1 {
+                stamp.clone()
+            } else {
+                format!("{stamp}-{n}")
+            })
+        })
+        .find(|dir| std::fs::symlink_metadata(dir).is_err())
+        .unwrap_or_else(|| uid_dir.join(&stamp));
 
     let temporary = uid_dir.join(format!(".{stamp}.partial-{}", Uuid::new_v4().simple()));
     let mut renamed = false;
@@ -617,7 +629,7 @@ pub fn remove(dir: &Path) -> Result<(), BackupError> {
     let named_like_backup = dir
         .file_name()
         .and_then(|name| name.to_str())
-        .is_some_and(|name| chrono::NaiveDateTime::parse_from_str(name, TIMESTAMP_FORMAT).is_ok());
+        .is_some_and(is_backup_name);
     if !named_like_backup {
         return Err(BackupError::NotABackup(dir.to_path_buf()));
     }
@@ -748,8 +760,7 @@ pub fn inventory(root: &Path) -> Result<Vec<ObservedBackup>, BackupError> {
             };
             for (folder, path) in subfolders(&uid_dir)? {
                 let partial = is_partial_name(&folder);
-                let complete = !partial
-                    && chrono::NaiveDateTime::parse_from_str(&folder, TIMESTAMP_FORMAT).is_ok();
+                let complete = !partial && is_backup_name(&folder);
                 if !partial && !complete {
                     continue;
                 }
@@ -774,6 +785,16 @@ pub fn inventory(root: &Path) -> Result<Vec<ObservedBackup>, BackupError> {
         }
     }
     Ok(found)
+}
+
+/// `<timestamp>` or `<timestamp>-<n>`, as [`export`] names a backup folder.
+fn is_backup_name(name: &str) -> bool {
+    let stamp = match name.split_once('-') {
+        Some((stamp, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => stamp,
+        Some(_) => return false,
+        None => name,
+    };
+    chrono::NaiveDateTime::parse_from_str(stamp, TIMESTAMP_FORMAT).is_ok()
 }
 
 /// `.<timestamp>.partial-<hex>`, as [`export`] names its temporary folder.

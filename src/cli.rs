@@ -85,6 +85,11 @@ pub struct ConnectionArgs {
     )]
     pub chroma_database: String,
 
+    /// Longest one Chroma request may take; a hung server costs each tenant this, and the run
+    /// stops after three tenants in a row failed on it
+    #[arg(long, env = "TENANTCTL_CHROMA_TIMEOUT", default_value = "30s", value_parser = parse_duration, hide_env_values = true)]
+    pub chroma_timeout: Duration,
+
     /// Prefix of tenant role names; roles are cluster-wide, so give each database its own
     #[arg(
         long,

@@ -70,7 +70,7 @@ impl RunError {
     }
 
     /// The PostgreSQL session cannot be used any more.
-    fn session_lost(&self) -> bool {
+    pub(crate) fn session_lost(&self) -> bool {
         match self {
             RunError::Postgres(error) | RunError::Backup(BackupError::Postgres(error)) => {
                 error.connection_lost()

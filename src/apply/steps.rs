@@ -48,6 +48,11 @@ pub(super) async fn apply_change(
     match result {
         Ok(()) => (TenantOutcome::Applied, None),
         Err(error) => {
+            if error.session_lost() {
+                // Its transaction cannot be rolled back from here; the server does that when
+                // it sees the connection closed.
+                session.give_up();
+            }
             // The transaction was dropped inside run_steps, which rolls it back; now take back
             // what Chroma (and the backup) did, newest first.
             let mut undone = Vec::new();

@@ -114,6 +114,22 @@ impl ChromaClient {
         })
     }
 
+    /// The same client with another request timeout.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built (no TLS backend).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Result<Self, ChromaError> {
+        self.http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .timeout(timeout)
+            .build()
+            .map_err(|error| ChromaError::InvalidUrl {
+                url: self.shown.clone(),
+                reason: error.to_string(),
+            })?;
+        Ok(self)
+    }
+
     /// The URL as it may be shown (no credentials, even if the given URL had some).
     pub fn url(&self) -> &str {
         &self.shown

@@ -118,7 +118,8 @@ pub fn chroma_client(connection: &ConnectionArgs) -> Result<ChromaClient> {
         &connection.chroma_tenant,
         &connection.chroma_database,
         chroma_token()?,
-    )?)
+    )?
+    .with_request_timeout(connection.chroma_timeout)?)
 }
 
 /// Connects to both servers.

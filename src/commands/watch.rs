@@ -12,14 +12,11 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
     let options = super::plan_options(&args.connection, &args.planning, &[])?;
     // The same checks as the other commands (empty values, an empty CHROMA_TOKEN) before the
     // watcher starts retrying.
-    super::chroma_client(&args.connection)?;
+    let chroma = super::chroma_client(&args.connection)?;
     watch::run(WatchOptions {
         dir: args.dir.dir.clone(),
         database_url: args.connection.database_url.clone(),
-        chroma_url: args.connection.chroma_url.clone(),
-        chroma_tenant: args.connection.chroma_tenant.clone(),
-        chroma_database: args.connection.chroma_database.clone(),
-        chroma_token: std::env::var("CHROMA_TOKEN").ok(),
+        chroma,
         options,
         backup_root: args.planning.backup_dir.clone(),
         apply: args.apply,

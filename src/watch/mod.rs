@@ -34,10 +34,8 @@ use tracing::{error, info, warn};
 pub struct WatchOptions {
     pub dir: PathBuf,
     pub database_url: String,
-    pub chroma_url: String,
-    pub chroma_tenant: String,
-    pub chroma_database: String,
-    pub chroma_token: Option<String>,
+    /// The Chroma client, with its scope, token and timeout.
+    pub chroma: ChromaClient,
     pub options: PlanOptions,
     pub backup_root: PathBuf,
     pub apply: bool,
@@ -454,12 +452,7 @@ impl Watcher {
     }
 
     async fn connect(&self) -> anyhow::Result<Connection> {
-        let chroma = ChromaClient::new(
-            &self.options.chroma_url,
-            &self.options.chroma_tenant,
-            &self.options.chroma_database,
-            self.options.chroma_token.clone(),
-        )?;
+        let chroma = self.options.chroma.clone();
         chroma.heartbeat().await?;
         let postgres = Postgres::connect(&self.options.database_url, "watch").await?;
         info!(database = %postgres.url(), chroma = %chroma.url(), "connected");

@@ -13,11 +13,22 @@ use std::thread;
 pub struct FaultProxy {
     pub url: String,
     tripped: Arc<AtomicBool>,
+    /// After the trip, hold connections open and answer nothing (a hung server) instead of
+    /// dropping them.
+    hang: Arc<AtomicBool>,
     /// The first 1 MiB a client sent, for tests that check what went over the wire.
     sent: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl FaultProxy {
+    /// Starts a relay to `upstream` (`http://host:port`) that hangs on `trigger`: from then on
+    /// every connection is held open without an answer, for at most [`HANG_FOR`].
+    pub fn start_hanging(upstream: &str, trigger: &'static [&'static str]) -> Self {
+        let proxy = FaultProxy::start(upstream, trigger);
+        proxy.hang.store(true, Ordering::SeqCst);
+        proxy
+    }
+
     /// Starts a relay to `upstream` (`http://host:port`) that trips on `trigger`.
     pub fn start(upstream: &str, trigger: &'static [&'static str]) -> Self {
         let upstream = upstream
@@ -27,6 +38,8 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let tripped = Arc::new(AtomicBool::new(false));
+        let hang = Arc::new(AtomicBool::new(false));
+        let hang_flag = hang.clone();
         let sent: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
         let tripped_flag = tripped.clone();
         let record = sent.clone();
@@ -34,7 +47,11 @@ impl FaultProxy {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 if tripped_flag.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
+                    if hang_flag.load(Ordering::SeqCst) {
+                        thread::spawn(move || hold(client));
+                    } else {
+                        let _ = client.shutdown(Shutdown::Both);
+                    }
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(&upstream) else {
@@ -45,20 +62,28 @@ impl FaultProxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
                 // client -> server, watching for the trigger and recording
                 let record = record.clone();
+                let hang = hang_flag.clone();
                 thread::spawn(move || {
                     relay(
                         client_read,
                         server_write,
                         Some((trigger, tripped)),
                         Some(record),
+                        hang,
                     )
                 });
                 // server -> client, cut as well when the fault trips
                 let cut = tripped_flag.clone();
-                thread::spawn(move || relay(server, client, Some((&[], cut)), None));
+                let hang = hang_flag.clone();
+                thread::spawn(move || relay(server, client, Some((&[], cut)), None, hang));
             }
         });
-        FaultProxy { url, tripped, sent }
+        FaultProxy {
+            url,
+            tripped,
+            hang,
+            sent,
+        }
     }
 
     /// True once the trigger was seen (or the network was cut by hand).
@@ -84,11 +109,21 @@ impl FaultProxy {
 
 type Watch = (&'static [&'static str], Arc<AtomicBool>);
 
+/// How long a hanging proxy holds a connection before closing it (the test is over by then).
+pub const HANG_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Holds a connection open, answering nothing, then closes it.
+fn hold(stream: TcpStream) {
+    thread::sleep(HANG_FOR);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
 fn relay(
     mut from: TcpStream,
     mut to: TcpStream,
     watch: Option<Watch>,
     record: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
+    hang: Arc<AtomicBool>,
 ) {
     let mut buffer = [0u8; 64 * 1024];
     loop {
@@ -97,13 +132,16 @@ fn relay(
             Ok(read) => read,
         };
         if let Some((trigger, tripped)) = &watch {
-            if tripped.load(Ordering::SeqCst) {
-                break;
-            }
             // An empty trigger never fires (the server -> client direction only obeys cuts).
             let chunk = String::from_utf8_lossy(&buffer[..read]);
             if !trigger.is_empty() && trigger.iter().all(|part| chunk.contains(part)) {
                 tripped.store(true, Ordering::SeqCst);
+            }
+            if tripped.load(Ordering::SeqCst) {
+                if hang.load(Ordering::SeqCst) {
+                    hold(from);
+                    return;
+                }
                 break;
             }
         }

@@ -246,6 +246,12 @@ impl TestEnv {
             .unwrap_or_else(|error| panic!("query failed: {sql}: {error}"))
     }
 
+    /// A connection of its own to this test's database, as an application would hold (to keep
+    /// a transaction open while tenantctl runs, say).
+    pub fn app_client(&self) -> Client {
+        self.runtime.block_on(connect(&self.database_url))
+    }
+
     /// Runs statements; returns the error instead of panicking.
     pub fn try_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
         self.runtime.block_on(self.client.batch_execute(sql))
@@ -269,6 +275,21 @@ impl TestEnv {
                 200 => Some(response.json().await.unwrap()),
                 other => panic!("chroma answered {other} for {url}"),
             }
+        })
+    }
+
+    /// Names of every collection of this environment's Chroma database.
+    pub fn collection_names(&self) -> Vec<String> {
+        let url = format!(
+            "{}/api/v2/tenants/default_tenant/databases/{}/collections?limit=1000",
+            self.chroma_url, self.chroma_database
+        );
+        self.runtime.block_on(async {
+            let response = self.http.get(&url).send().await.expect("chroma answers");
+            let list: Vec<serde_json::Value> = response.json().await.unwrap_or_default();
+            list.iter()
+                .filter_map(|collection| collection["name"].as_str().map(str::to_string))
+                .collect()
         })
     }
 

@@ -51,14 +51,19 @@ impl Postgres {
         if self.is_closed() {
             return Ok(());
         }
-        match self
+        let unlock = self
             .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&APPLY_LOCK_KEY])
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_closed() => Ok(()),
-            Err(error) => Err(query_error("release the apply lock")(error)),
+            .execute("SELECT pg_advisory_unlock($1)", &[&APPLY_LOCK_KEY]);
+        // Bounded like everything else: a server that stopped answering keeps the lock only
+        // as long as it keeps the connection.
+        match tokio::time::timeout(Duration::from_secs(10), unlock).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) if error.is_closed() => Ok(()),
+            Ok(Err(error)) => Err(query_error("release the apply lock")(error)),
+            Err(_) => {
+                self.give_up();
+                Ok(())
+            }
         }
     }
 

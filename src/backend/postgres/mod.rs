@@ -291,7 +291,7 @@ impl Timeouts {
     /// timeout plus a margin, so that a stopped or unreachable backend (which cannot enforce
     /// its own timeout) cannot stall the run.
     pub fn client_deadline(&self) -> Duration {
-        self.statement + Duration::from_secs(15)
+        self.statement + Duration::from_secs(5)
     }
 }
 
@@ -314,6 +314,9 @@ pub struct Postgres {
     /// Cancels the running statement from another task (a stop signal).
     cancel: tokio_postgres::CancelToken,
     tls: super::tls::TlsSettings,
+    /// Set when an answer did not come in time: the server may be stopped with our statement
+    /// half-run, so the session is never used again (its locks go with the socket).
+    given_up: std::sync::atomic::AtomicBool,
 }
 
 impl Postgres {
@@ -368,6 +371,7 @@ impl Postgres {
             connection_string: url.to_string(),
             cancel,
             tls,
+            given_up: Default::default(),
         })
     }
 
@@ -406,9 +410,15 @@ impl Postgres {
             .map_err(query_error("set the statement and lock timeouts"))
     }
 
-    /// True when the connection to the server is gone.
+    /// True when the connection to the server is gone, or was given up.
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.is_closed() || self.given_up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops using this session: an answer did not come in time.
+    pub fn give_up(&self) {
+        self.given_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Registry rows by status (empty before the first apply).
