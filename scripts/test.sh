@@ -41,6 +41,27 @@ export TENANTCTL_TEST_CHROMA_URL="http://127.0.0.1:$CHROMAPORT"
 
 cd "$ROOT"
 
+# Databases, Chroma databases and roles that an interrupted earlier run left behind (a killed
+# test process never runs its clean-up). Test names are `tct_*`, test roles `r<pid>x<n>_*`.
+step "removing what interrupted test runs left"
+"/usr/lib/postgresql/15/bin/psql" -h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -Atq -v ON_ERROR_STOP=1 <<'SQL' || true
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', datname) FROM pg_database WHERE datname LIKE 'tct\_%' \gexec
+SELECT format('DROP ROLE IF EXISTS %I', rolname) FROM pg_roles WHERE rolname ~ '^r[0-9]+x[0-9]+_' \gexec
+SQL
+python3 - "$TENANTCTL_TEST_CHROMA_URL" <<'PY' || true
+import json, sys, urllib.request
+base = sys.argv[1] + "/api/v2/tenants/default_tenant/databases"
+with urllib.request.urlopen(base + "?limit=10000", timeout=30) as answer:
+    names = [d["name"] for d in json.load(answer) if d["name"].startswith("tct_")]
+for name in names:
+    request = urllib.request.Request(f"{base}/{name}", method="DELETE")
+    try:
+        urllib.request.urlopen(request, timeout=30).close()
+    except Exception as error:
+        print(f"test.sh: could not delete chroma database {name}: {error}", file=sys.stderr)
+print(f"test.sh: removed {len(names)} leftover chroma database(s)", file=sys.stderr)
+PY
+
 step "cargo fmt --check"
 cargo fmt --check
 

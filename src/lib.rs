@@ -5,26 +5,31 @@
 //!
 //! # Map
 //!
-//! A pure core, I/O at the edges. Start with [`plan::diff`]; then [`apply::run`] for how a plan
-//! is carried out, and [`watch`] for the long-running loop around both.
+//! One way through: `spec` (desired) and `observed` (live) go into [`plan::diff`], whose
+//! [`plan::Plan`] is rendered ([`render`]) or carried out ([`apply`]). Start with
+//! [`plan::diff`]; then [`reconcile::locked_apply`] for the one operation `apply` and `watch`
+//! share, and [`apply::run`] for how a plan is carried out.
 //!
 //! | module | owns | I/O |
 //! |---|---|---|
-//! | [`spec`] | the YAML model: loading a directory with file/line/column for every error, validation, config merging, the directory fingerprint | reads files |
-//! | [`observed`] | the live state as plain data (registry rows, schemas, grants, roles, collections) | none |
-//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions (create ... purge), field changes, drift, conflicts, refusals (protected, `--max-deletes`), orphans, concrete steps | none |
+//! | [`spec`] | the YAML model: loading a directory with file/line/column for every error, limits on hostile input, validation, config merging, the directory fingerprint | reads files |
+//! | [`observed`] | the live state as plain data (registry, schemas and every grant in them, roles with attributes, memberships and ownership, collections, backup folders) | none |
+//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
 //! | [`render`] | text (terraform style), JSON (versioned) and Markdown (pull-request comment) writers of plans and apply reports | none |
-//! | [`saved`] | saved plans: format, fingerprints of files and live state, staleness | none |
-//! | [`backend`] | PostgreSQL (migrations, locks, batched introspection, step SQL) and Chroma (HTTP API v2); measuring data at risk | network |
-//! | [`backup`] | final backups at soft delete (CSV per table, JSON lines of records, manifest) and their deletion at purge | files, network |
-//! | [`apply`] | runs a plan: per-tenant transaction, Chroma steps in its window, compensation on failure, events | network |
+//! | [`report`] | what an apply did, as plain data | none |
+//! | [`saved`] | saved plans: format, signature, comparison with the plan derived again at apply time | none |
+//! | [`backend`] | PostgreSQL (connection and its display, locks, control-schema migrations, batched introspection, DDL text, registry rows) and Chroma (HTTP API v2) | network |
+//! | [`backup`] | final backups at soft delete, their inventory, deletion at purge | files, network |
+//! | [`reconcile`] | the whole live state, the plan with what is at risk, and lock -> plan -> check -> apply -> unlock | network, files |
+//! | [`apply`] | runs a plan: the one step executor (`apply::steps`), per-tenant transaction, compensation, stop rules and bounds, crash failpoints in test builds | network, files |
 //! | [`watch`] | the reconciler loop: debounced file events, interval, leader lock, backoff, signals, metrics endpoint | files, network |
 //! | [`commands`] | one thin function per subcommand: flags in, one operation, output out | stdout/stderr |
 //! | [`cli`] | clap definitions of commands, flags and environment variables | none |
-//! | [`error`] | exit codes as data | none |
+//! | [`actor`] | who runs tenantctl (CI variables, user and host), for events and lock holders | environment |
+//! | [`error`] | exit codes and the error a user reads | none |
 //!
-//! Dependency rule: `spec`, `observed`, `plan`, `render` and `saved` never import tokio,
-//! tokio-postgres, reqwest or notify.
+//! Dependency rule: `spec`, `observed`, `plan`, `render`, `report` and `saved` never import
+//! tokio, tokio-postgres, reqwest or notify, nor any module of the table below them.
 
 pub mod actor;
 pub mod apply;
