@@ -62,16 +62,16 @@ for name in names:
 print(f"test.sh: removed {len(names)} leftover chroma database(s)", file=sys.stderr)
 PY
 
-step "cargo fmt --check"
-cargo fmt --check
+step "cargo fmt --all --check"
+cargo fmt --all --check
 
-step "cargo clippy --all-targets --locked -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets --locked -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Without arguments: every unit and integration test (there are no doc tests, so that target
 # is left out rather than closing the run on "0 passed"). With arguments: exactly those.
 if (($# == 0)); then
-    set -- --lib --bins --tests
+    set -- --workspace --lib --bins --tests
 fi
 step "cargo test --locked $*"
 log="$(mktemp)"
