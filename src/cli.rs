@@ -108,7 +108,7 @@ pub struct PlanningArgs {
         long,
         env = "TENANTCTL_RETENTION_DAYS",
         hide_env_values = true,
-        value_parser = clap::value_parser!(u32).range(0..=3650)
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::spec::MAX_RETENTION_DAYS))
     )]
     pub retention_days: Option<u32>,
 

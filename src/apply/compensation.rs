@@ -37,7 +37,7 @@ impl Compensation {
     }
 
     /// What was attempted, for a failure message.
-    pub(super) fn describe(&self) -> String {
+    pub(super) fn attempt(&self) -> String {
         match self {
             Compensation::DeleteCreatedCollection { name, .. } => {
                 format!("delete collection `{name}` if this run created it")

@@ -62,7 +62,7 @@ pub(super) async fn apply_change(
                     Ok(()) => undone.push(compensation.done()),
                     Err(undo_error) => undo_failed.push(format!(
                         "could not {}: {undo_error}; the next plan shows what is left",
-                        compensation.describe()
+                        compensation.attempt()
                     )),
                 }
             }

@@ -21,6 +21,26 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// A connection string whose TLS or syntax tenantctl cannot use. Messages never quote the
+/// input beyond what names the problem: it may hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    #[error("unknown sslmode `{0}` (use disable, prefer, require, verify-ca or verify-full)")]
+    UnknownMode(String),
+    #[error("expected `key=value` pairs separated by spaces")]
+    NotKeyValue,
+    #[error("unterminated quoted value")]
+    UnterminatedQuote,
+    #[error("a value ends with `\\`")]
+    TrailingBackslash,
+    #[error("cannot read sslrootcert `{}`: {reason}", path.display())]
+    RootCert { path: PathBuf, reason: String },
+    #[error("sslrootcert `{}` holds no PEM certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{0}")]
+    Verifier(String),
+}
+
 /// How the connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -43,18 +63,14 @@ impl SslMode {
         }
     }
 
-    pub(crate) fn parse(value: &str) -> Result<Self, String> {
+    pub(crate) fn parse(value: &str) -> Result<Self, TlsError> {
         Ok(match value {
             "disable" => SslMode::Disable,
             "allow" | "prefer" => SslMode::Prefer,
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            other => {
-                return Err(format!(
-                    "unknown sslmode `{other}` (use disable, prefer, require, verify-ca or verify-full)"
-                ))
-            }
+            other => return Err(TlsError::UnknownMode(other.to_string())),
         })
     }
 }
@@ -75,7 +91,7 @@ pub struct TlsSettings {
 /// # Errors
 /// An unknown `sslmode`, or a string that is neither form. Messages never quote the input:
 /// it may hold a password.
-pub fn split(connection: &str) -> Result<TlsSettings, String> {
+pub fn split(connection: &str) -> Result<TlsSettings, TlsError> {
     let mut mode = None;
     let mut root_cert = None;
     if connection.starts_with("postgres://") || connection.starts_with("postgresql://") {
@@ -132,7 +148,7 @@ pub fn split(connection: &str) -> Result<TlsSettings, String> {
 ///
 /// # Errors
 /// A key without `=` or an unterminated quote; the message never repeats the input.
-pub fn key_value_pairs(connection: &str) -> Result<Vec<(String, String)>, String> {
+pub fn key_value_pairs(connection: &str) -> Result<Vec<(String, String)>, TlsError> {
     let mut pairs = Vec::new();
     let mut chars = connection.chars().peekable();
     loop {
@@ -146,7 +162,7 @@ pub fn key_value_pairs(connection: &str) -> Result<Vec<(String, String)>, String
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if key.is_empty() || chars.next() != Some('=') {
-            return Err("expected `key=value` pairs separated by spaces".to_string());
+            return Err(TlsError::NotKeyValue);
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
@@ -155,11 +171,11 @@ pub fn key_value_pairs(connection: &str) -> Result<Vec<(String, String)>, String
                 match chars.next() {
                     Some('\\') => match chars.next() {
                         Some(c) => value.push(c),
-                        None => return Err("unterminated quoted value".to_string()),
+                        None => return Err(TlsError::UnterminatedQuote),
                     },
                     Some('\'') => break,
                     Some(c) => value.push(c),
-                    None => return Err("unterminated quoted value".to_string()),
+                    None => return Err(TlsError::UnterminatedQuote),
                 }
             }
         } else {
@@ -167,7 +183,7 @@ pub fn key_value_pairs(connection: &str) -> Result<Vec<(String, String)>, String
                 if c == '\\' {
                     match chars.next() {
                         Some(escaped) => value.push(escaped),
-                        None => return Err("a value ends with `\\`".to_string()),
+                        None => return Err(TlsError::TrailingBackslash),
                     }
                 } else {
                     value.push(c);
@@ -195,26 +211,25 @@ pub fn transport_mode(mode: SslMode) -> tokio_postgres::config::SslMode {
 /// `sslrootcert` cannot be read or holds no certificate.
 pub fn connector(
     settings: &TlsSettings,
-) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     match &settings.root_cert {
         Some(path) => {
             let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                 .and_then(|iter| iter.collect::<Result<_, _>>())
-                .map_err(|error| {
-                    format!("cannot read sslrootcert `{}`: {error}", path.display())
+                .map_err(|error| TlsError::RootCert {
+                    path: path.clone(),
+                    reason: error.to_string(),
                 })?;
             if certificates.is_empty() {
-                return Err(format!(
-                    "sslrootcert `{}` holds no PEM certificate",
-                    path.display()
-                ));
+                return Err(TlsError::NoCertificate(path.clone()));
             }
             for certificate in certificates {
-                roots
-                    .add(certificate)
-                    .map_err(|error| format!("sslrootcert `{}`: {error}", path.display()))?;
+                roots.add(certificate).map_err(|error| TlsError::RootCert {
+                    path: path.clone(),
+                    reason: error.to_string(),
+                })?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -228,7 +243,7 @@ pub fn connector(
     };
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| TlsError::Verifier(error.to_string()))?;
     let verifier = Arc::new(Verifier {
         policy,
         webpki,
@@ -236,7 +251,7 @@ pub fn connector(
     });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|error| error.to_string())?
+        .map_err(|error| TlsError::Verifier(error.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -371,9 +386,9 @@ mod tests {
             ]
         );
         let error = key_value_pairs("password secret").unwrap_err();
-        assert!(!error.contains("secret"), "{error}");
+        assert!(!error.to_string().contains("secret"), "{error}");
         let error = key_value_pairs("password='secret").unwrap_err();
-        assert!(!error.contains("secret"), "{error}");
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 
     #[test]
@@ -392,6 +407,7 @@ mod tests {
     fn unknown_modes_are_errors() {
         assert!(split("postgres://db/saas?sslmode=sometimes")
             .unwrap_err()
+            .to_string()
             .contains("unknown sslmode `sometimes`"));
     }
 
@@ -401,6 +417,6 @@ mod tests {
             split("postgres://db/saas?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
                 .unwrap();
         let error = connector(&settings).err().unwrap();
-        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
     }
 }

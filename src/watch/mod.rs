@@ -252,7 +252,7 @@ struct Watcher {
 }
 
 /// What a reconcile did, for the summary line.
-struct Summary {
+struct ReconcileSummary {
     outcome: Outcome,
     changes: usize,
     applied: usize,
@@ -260,10 +260,10 @@ struct Summary {
     detail: String,
 }
 
-impl Summary {
+impl ReconcileSummary {
     /// A reconcile that applied nothing.
     fn nothing_applied(outcome: Outcome, changes: usize, detail: impl Into<String>) -> Self {
-        Summary {
+        ReconcileSummary {
             outcome,
             changes,
             applied: 0,
@@ -313,8 +313,8 @@ impl Watcher {
         retry
     }
 
-    async fn reconcile_inner(&mut self, trigger: Trigger) -> (Summary, Option<Duration>) {
-        let fail = |outcome, detail: String| Summary::nothing_applied(outcome, 0, detail);
+    async fn reconcile_inner(&mut self, trigger: Trigger) -> (ReconcileSummary, Option<Duration>) {
+        let fail = |outcome, detail: String| ReconcileSummary::nothing_applied(outcome, 0, detail);
 
         // 1. The files: re-read on every reconcile; timer reconciles of an invalid directory
         // fall back to the last good state.
@@ -432,7 +432,7 @@ impl Watcher {
         }
     }
 
-    fn backend_failed(&mut self, error: RunError) -> (Summary, Option<Duration>) {
+    fn backend_failed(&mut self, error: RunError) -> (ReconcileSummary, Option<Duration>) {
         if self
             .connection
             .as_ref()
@@ -442,7 +442,7 @@ impl Watcher {
         }
         let delay = self.backoff.next();
         (
-            Summary::nothing_applied(
+            ReconcileSummary::nothing_applied(
                 Outcome::Failure,
                 0,
                 format!("{error}; retrying in {}s", delay.as_secs()),
@@ -463,7 +463,7 @@ impl Watcher {
         })
     }
 
-    async fn plan_only(&mut self, desired: &DesiredState) -> Result<Summary, RunError> {
+    async fn plan_only(&mut self, desired: &DesiredState) -> Result<ReconcileSummary, RunError> {
         let connection = self.connection.as_mut().expect("connected");
         let (_, plan) = reconcile::observe_and_plan(
             &connection.postgres,
@@ -479,7 +479,7 @@ impl Watcher {
             let actions: Vec<&str> = change.actions.iter().map(|a| a.verb()).collect();
             info!(tenant = %change.tenant, actions = %actions.join(","), "would apply (dry run)");
         }
-        Ok(Summary {
+        Ok(ReconcileSummary {
             outcome: Outcome::Success,
             changes,
             applied: 0,
@@ -492,7 +492,10 @@ impl Watcher {
         })
     }
 
-    async fn plan_and_apply(&mut self, desired: &DesiredState) -> Result<Summary, RunError> {
+    async fn plan_and_apply(
+        &mut self,
+        desired: &DesiredState,
+    ) -> Result<ReconcileSummary, RunError> {
         let connection = self.connection.as_mut().expect("connected");
         let mut context = RunContext::new(self.options.backup_root.clone());
         context.stop = self.stop.clone();
@@ -537,7 +540,7 @@ impl Watcher {
                     );
                 }
                 (
-                    Summary::nothing_applied(
+                    ReconcileSummary::nothing_applied(
                         Outcome::Failure,
                         plan.effective_changes().count(),
                         "the plan breaks a safety rule; nothing applied",
@@ -554,7 +557,7 @@ impl Watcher {
                         format!("{} conflict(s); nothing to apply", plan.conflicts.len()),
                     )
                 };
-                (Summary::nothing_applied(outcome, 0, detail), plan)
+                (ReconcileSummary::nothing_applied(outcome, 0, detail), plan)
             }
             Applied::Done { plan, report } => {
                 let applied = report.applied();
@@ -571,7 +574,7 @@ impl Watcher {
                 }
                 let stopped_by_signal = self.stop.load(Ordering::SeqCst);
                 (
-                    Summary {
+                    ReconcileSummary {
                         outcome: if failed == 0 && (report.stopped.is_none() || stopped_by_signal) {
                             Outcome::Success
                         } else {
@@ -587,7 +590,7 @@ impl Watcher {
             }
             // Neither check nor review declines in a watcher.
             Applied::Declined { error } => {
-                return Ok(Summary::nothing_applied(
+                return Ok(ReconcileSummary::nothing_applied(
                     Outcome::Failure,
                     0,
                     format!("{error:#}"),

@@ -18,26 +18,8 @@ use tokio_postgres::{types::ToSql, Client, NoTls, Row};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Two plans used by most tests.
-pub const PLANS: &str = "\
-apiVersion: tenantctl/v1
-kind: Plan
-name: trial
-config:
-  model: gpt-4o-mini
-  max_tokens: 1000
-  rate_limit_per_minute: 60
-  features: { basic_chat: true }
----
-apiVersion: tenantctl/v1
-kind: Plan
-name: pro
-config:
-  model: gpt-4o
-  max_tokens: 4000
-  rate_limit_per_minute: 600
-  features: { basic_chat: true, rag: true }
-";
+/// Two plans used by most tests (the fixture the unit tests of `spec` use too).
+pub const PLANS: &str = include_str!("../../crates/core/src/spec/fixtures/plans.yaml");
 
 /// A tenant document.
 pub fn tenant_yaml(id: &str, plan: &str, extra: &str) -> String {

@@ -28,14 +28,14 @@ use tokio_postgres::Client;
 pub enum PostgresError {
     // The messages below already hold the whole chain of the client error, so it is not also
     // exposed as `source` (which `{:#}` would print a second time).
-    #[error("cannot connect to postgres at `{url}`: {}", describe(.error))]
+    #[error("cannot connect to postgres at `{url}`: {}", error_text(.error))]
     Connect {
         url: String,
         error: tokio_postgres::Error,
     },
     #[error("invalid database url {shown}: {reason}")]
     InvalidUrl { shown: String, reason: String },
-    #[error("postgres failed to {operation}: {}", describe(.error))]
+    #[error("postgres failed to {operation}: {}", error_text(.error))]
     Query {
         operation: String,
         error: tokio_postgres::Error,
@@ -84,7 +84,7 @@ fn is_fatal(error: &tokio_postgres::Error) -> bool {
 
 /// The message of a server error (with its detail), or the client error with its causes, each
 /// said once (tokio-postgres repeats its kind in the cause chain).
-pub fn describe(error: &tokio_postgres::Error) -> String {
+pub fn error_text(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
@@ -333,11 +333,10 @@ impl Postgres {
             shown,
         } = target;
         config.ssl_mode(super::tls::transport_mode(tls.mode));
-        let connector =
-            super::tls::connector(&tls).map_err(|reason| PostgresError::InvalidUrl {
-                shown: format!("`{shown}`"),
-                reason,
-            })?;
+        let connector = super::tls::connector(&tls).map_err(|error| PostgresError::InvalidUrl {
+            shown: format!("`{shown}`"),
+            reason: error.to_string(),
+        })?;
         if config.get_application_name().is_none() {
             config.application_name(format!(
                 "tenantctl {purpose} host={} pid={}",

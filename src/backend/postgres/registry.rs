@@ -46,7 +46,7 @@ pub async fn insert_registry(
 fn retention(days: u32) -> Result<i32, PostgresError> {
     i32::try_from(days)
         .ok()
-        .filter(|_| days <= crate::plan::MAX_RETENTION_DAYS)
+        .filter(|_| days <= crate::spec::MAX_RETENTION_DAYS)
         .ok_or_else(|| {
             PostgresError::Unexpected(format!("retention of {days} days is out of range"))
         })

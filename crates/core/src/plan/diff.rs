@@ -7,7 +7,7 @@ use super::{
     MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
 use crate::observed::{LiveStatus, ObservedState, RegistryRow, PUBLIC};
-use crate::spec::{DesiredState, DesiredStatus, TenantSpec};
+use crate::spec::{DesiredState, DesiredStatus, TenantSpec, DEFAULT_RETENTION_DAYS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -37,13 +37,6 @@ impl PlanOptions {
         self.targets.is_empty() || self.targets.contains(tenant)
     }
 }
-
-/// Retention period when neither the tenant, the flag nor a Settings document sets one.
-pub const DEFAULT_RETENTION_DAYS: u32 = 30;
-
-/// Longest retention period accepted anywhere (files, flags, environment): ten years. It keeps
-/// date arithmetic far from overflow and the registry's integer column in range.
-pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// A column of the `conversations` table as tenantctl creates it: name, `format_type()`, the
 /// default as `pg_get_expr()` prints it.
@@ -1094,7 +1087,7 @@ fn precedence(action: Action) -> u8 {
 /// The registry fields a plan compares, as dotted paths to JSON values in display order. Both
 /// sides of a comparison (the desired record, the live row) go through here, so they cannot
 /// drift apart.
-struct Fields<'a> {
+struct RecordFields<'a> {
     name: &'a str,
     plan: &'a str,
     config: Value,
@@ -1104,7 +1097,7 @@ struct Fields<'a> {
     suspension_reason: Option<&'a str>,
 }
 
-impl Fields<'_> {
+impl RecordFields<'_> {
     fn paths(&self) -> Vec<(String, Value)> {
         let mut fields = vec![
             ("name".to_string(), Value::from(self.name)),
@@ -1124,7 +1117,7 @@ impl Fields<'_> {
 }
 
 fn record_fields(record: &RegistryRecord) -> Vec<(String, Value)> {
-    Fields {
+    RecordFields {
         name: &record.name,
         plan: &record.plan,
         config: serde_json::to_value(&record.config).expect("config serializes"),
@@ -1137,7 +1130,7 @@ fn record_fields(record: &RegistryRecord) -> Vec<(String, Value)> {
 }
 
 fn row_fields(row: &RegistryRow) -> Vec<(String, Value)> {
-    Fields {
+    RecordFields {
         name: &row.name,
         plan: &row.plan,
         config: row.config.clone(),

@@ -12,12 +12,10 @@ mod step;
 #[cfg(test)]
 mod tests;
 
-pub use diff::{
-    diff, PlanOptions, CONTROL_SCHEMA_VERSION, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS,
-};
+pub use diff::{diff, PlanOptions, CONTROL_SCHEMA_VERSION};
 pub use naming::{
-    collection_metadata, Naming, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT,
-    TABLE_PRIVILEGES,
+    collection_metadata, Naming, RolePrefixError, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE,
+    MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
 pub use step::{GrantTarget, Step};
 

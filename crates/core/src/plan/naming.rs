@@ -57,7 +57,7 @@ impl Naming {
 
     /// Checks a role prefix: it must keep every role name a plain lowercase identifier of at
     /// most 63 bytes (PostgreSQL truncates longer names silently) for 40-character tenant ids.
-    pub fn validate_role_prefix(prefix: &str) -> Result<(), String> {
+    pub fn validate_role_prefix(prefix: &str) -> Result<(), RolePrefixError> {
         let valid_chars = prefix
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -66,22 +66,29 @@ impl Naming {
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
         if prefix.is_empty() || !valid_chars || !starts_ok {
-            return Err(format!(
-                "role prefix `{prefix}` must start with a lowercase letter or `_` and hold only `[a-z0-9_]`"
-            ));
+            return Err(RolePrefixError::Characters(prefix.to_string()));
         }
         if prefix.len() > 23 {
-            return Err(format!(
-                "role prefix `{prefix}` is longer than 23 characters (role names must fit in 63 bytes)"
-            ));
+            return Err(RolePrefixError::TooLong(prefix.to_string()));
         }
         if prefix.starts_with("pg_") {
-            return Err(format!(
-                "role prefix `{prefix}` starts with `pg_`, reserved by PostgreSQL"
-            ));
+            return Err(RolePrefixError::Reserved(prefix.to_string()));
         }
         Ok(())
     }
+}
+
+/// Why a role prefix cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolePrefixError {
+    #[error(
+        "role prefix `{0}` must start with a lowercase letter or `_` and hold only `[a-z0-9_]`"
+    )]
+    Characters(String),
+    #[error("role prefix `{0}` is longer than 23 characters (role names must fit in 63 bytes)")]
+    TooLong(String),
+    #[error("role prefix `{0}` starts with `pg_`, reserved by PostgreSQL")]
+    Reserved(String),
 }
 
 /// The metadata a tenant's collection carries: who owns it, for which tenant and incarnation.

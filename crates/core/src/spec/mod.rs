@@ -34,8 +34,13 @@ use validate::{Document, Problems};
 /// The only `apiVersion` this version of tenantctl reads.
 pub const API_VERSION: &str = "tenantctl/v1";
 
-/// Retention of a soft-deleted tenant when neither the tenant nor the settings say otherwise.
+/// Retention of a soft-deleted tenant when neither the tenant, the flag nor the settings say
+/// otherwise.
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// Longest retention period accepted anywhere (files, flags, environment): ten years. It keeps
+/// date arithmetic far from overflow and the registry's integer column in range.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// The lifecycle state a tenant file asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

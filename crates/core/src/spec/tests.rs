@@ -6,28 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-const PLANS: &str = "\
-apiVersion: tenantctl/v1
-kind: Plan
-name: trial
-config:
-  model: gpt-4o-mini
-  max_tokens: 1000
-  rate_limit_per_minute: 60
-  features: { basic_chat: true }
----
-apiVersion: tenantctl/v1
-kind: Plan
-name: pro
-description: for paying teams
-config:
-  model: gpt-4o
-  max_tokens: 4000
-  rate_limit_per_minute: 600
-  features:
-    basic_chat: true
-    rag: true
-";
+/// Two plans, shared with the integration tests (`tests/common`).
+const PLANS: &str = include_str!("fixtures/plans.yaml");
 
 const ACME: &str = "\
 apiVersion: tenantctl/v1

@@ -35,7 +35,7 @@ const SUSPENSION_FIELDS: [&str; 1] = ["reason"];
 const MAX_NAME_CHARS: usize = 200;
 const MAX_TOKENS: (u32, u32) = (1, 1_000_000);
 const RATE_LIMIT: (u32, u32) = (0, 1_000_000);
-const RETENTION_DAYS: (u32, u32) = (0, 3650);
+const RETENTION_DAYS: (u32, u32) = (0, super::MAX_RETENTION_DAYS);
 
 /// The collected errors of a run, at most [`limits::ERRORS`] of them.
 #[derive(Debug, Default)]
@@ -206,7 +206,7 @@ struct Context<'a> {
 }
 
 /// The fields of a mapping, once keys have been checked.
-struct Fields<'n> {
+struct MappingFields<'n> {
     /// Where the mapping starts, for "missing field" errors.
     mark: Mark,
     /// Path of the mapping itself (`""` for the document, `config`, ...).
@@ -214,7 +214,7 @@ struct Fields<'n> {
     values: BTreeMap<&'n str, (&'n Node, &'n Node)>,
 }
 
-impl<'n> Fields<'n> {
+impl<'n> MappingFields<'n> {
     fn value(&self, name: &str) -> Option<&'n Node> {
         self.values.get(name).map(|(_, value)| *value)
     }
@@ -268,7 +268,7 @@ impl Context<'_> {
         self.error(
             node.mark,
             Some(field),
-            format!("expected {expected}, found {}", node.value.describe()),
+            format!("expected {expected}, found {}", node.value.in_words()),
             hint,
         );
     }
@@ -294,7 +294,7 @@ impl Context<'_> {
                 self.error(
                     key.mark,
                     (!path.is_empty()).then_some(path),
-                    format!("expected a field name, found {}", key.value.describe()),
+                    format!("expected a field name, found {}", key.value.in_words()),
                     None,
                 );
                 continue;
@@ -324,7 +324,7 @@ impl Context<'_> {
         path: &str,
         owner: &str,
         allowed: &[&str],
-    ) -> Option<Fields<'n>> {
+    ) -> Option<MappingFields<'n>> {
         let values = self.entries(node, path)?;
         for (name, (key, _)) in &values {
             if allowed.contains(name) {
@@ -343,14 +343,14 @@ impl Context<'_> {
                 )),
             );
         }
-        Some(Fields {
+        Some(MappingFields {
             mark: node.mark,
             path: path.to_string(),
             values,
         })
     }
 
-    fn missing(&mut self, fields: &Fields<'_>, name: &str, hint: Option<String>) {
+    fn missing(&mut self, fields: &MappingFields<'_>, name: &str, hint: Option<String>) {
         self.error(
             fields.mark,
             Some(&fields.path(name)),
@@ -377,7 +377,7 @@ impl Context<'_> {
                 self.error(
                     node.mark,
                     Some(field),
-                    format!("expected a string, found {}", node.value.describe()),
+                    format!("expected a string, found {}", node.value.in_words()),
                     Some("put the value in quotes to make it a string".to_string()),
                 );
                 None
@@ -427,7 +427,7 @@ impl Context<'_> {
                 self.error(
                     node.mark,
                     Some(field),
-                    format!("expected {kind}, found {}", node.value.describe()),
+                    format!("expected {kind}, found {}", node.value.in_words()),
                     Some("remove the quotes: a quoted value is always a string".to_string()),
                 );
                 return None;
@@ -464,7 +464,7 @@ impl Context<'_> {
                 Some(value as u32)
             }
             _ => {
-                let found = node.value.describe();
+                let found = node.value.in_words();
                 self.error(
                     node.mark,
                     Some(field),
@@ -490,7 +490,7 @@ impl Context<'_> {
                     Some(field),
                     format!(
                         "expected `true` or `false`, found {}",
-                        node.value.describe()
+                        node.value.in_words()
                     ),
                     Some(hint.to_string()),
                 );
@@ -511,7 +511,7 @@ impl Context<'_> {
                 None,
                 format!(
                     "expected a mapping with `apiVersion` and `kind`, found {}",
-                    root.value.describe()
+                    root.value.in_words()
                 ),
                 None,
             );
@@ -537,7 +537,7 @@ impl Context<'_> {
                 _ => self.error(
                     node.mark,
                     Some("apiVersion"),
-                    format!("expected `{API_VERSION}`, found {}", node.value.describe()),
+                    format!("expected `{API_VERSION}`, found {}", node.value.in_words()),
                     Some(format!(
                         "this version of tenantctl reads `apiVersion: {API_VERSION}`"
                     )),
@@ -570,7 +570,7 @@ impl Context<'_> {
                         format!(
                             "expected one of {}, found {}",
                             list(&KINDS),
-                            node.value.describe()
+                            node.value.in_words()
                         ),
                         Some(format!("{suggestion}kinds are case-sensitive")),
                     );
@@ -640,7 +640,7 @@ impl Context<'_> {
                     format!(
                         "expected one of {}, found {}",
                         list(&names),
-                        node.value.describe()
+                        node.value.in_words()
                     ),
                     Some(format!("{suggestion}states are lowercase")),
                 );
@@ -897,19 +897,9 @@ pub(super) fn did_you_mean<'c>(
         .map(|(_, candidate)| candidate)
 }
 
-/// Levenshtein distance, in characters.
+/// Levenshtein distance, in characters (strsim's, the one clap uses for its own suggestions).
 fn edit_distance(left: &str, right: &str) -> usize {
-    let right: Vec<char> = right.chars().collect();
-    let mut previous: Vec<usize> = (0..=right.len()).collect();
-    for (i, left_char) in left.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, right_char) in right.iter().enumerate() {
-            let substitution = previous[j] + usize::from(left_char != *right_char);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[right.len()]
+    strsim::levenshtein(left, right)
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ pub enum Value {
 
 impl Value {
     /// Describes the value for "expected X, found Y" messages.
-    pub fn describe(&self) -> String {
+    pub fn in_words(&self) -> String {
         match self {
             Value::Null => "null".to_string(),
             Value::Bool(value) => format!("the boolean {value}"),
@@ -755,7 +755,7 @@ mod tests {
             quoted: true,
         };
         assert_eq!(
-            long.describe(),
+            long.in_words(),
             format!("the string \"{}…\" (1,000 characters)", "é".repeat(80))
         );
         let short = Value::Str {
@@ -763,7 +763,7 @@ mod tests {
             quoted: true,
         };
         assert_eq!(
-            short.describe(),
+            short.in_words(),
             format!("the string \"{}\"", "é".repeat(80))
         );
     }
