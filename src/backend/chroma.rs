@@ -491,32 +491,6 @@ impl ChromaClient {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_segments_cannot_change_the_path() {
-        assert_eq!(encode("default_database"), "default_database");
-        assert_eq!(encode("a/../b?c#d e%"), "a%2F..%2Fb%3Fc%23d%20e%25");
-    }
-
-    #[test]
-    fn credentials_in_a_url_are_never_shown() {
-        let parsed =
-            url::Url::parse("https://reader:s3cret@chroma.internal:8000/base/?x=1").unwrap();
-        assert_eq!(
-            shown_url(&parsed),
-            "https://chroma.internal:8000/base (credentials hidden)"
-        );
-        assert_eq!(
-            shown_unparsed("http://u:s3/cr@t@chroma:80x0"),
-            "http://chroma/…"
-        );
-        assert_eq!(shown_unparsed("chroma:8000"), "(not a URL)");
-    }
-}
-
 /// A URL without its user and password, for messages and plan headers.
 fn shown_url(parsed: &url::Url) -> String {
     let mut shown = parsed.clone();
@@ -582,4 +556,30 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_cannot_change_the_path() {
+        assert_eq!(encode("default_database"), "default_database");
+        assert_eq!(encode("a/../b?c#d e%"), "a%2F..%2Fb%3Fc%23d%20e%25");
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        let parsed =
+            url::Url::parse("https://reader:s3cret@chroma.internal:8000/base/?x=1").unwrap();
+        assert_eq!(
+            shown_url(&parsed),
+            "https://chroma.internal:8000/base (credentials hidden)"
+        );
+        assert_eq!(
+            shown_unparsed("http://u:s3/cr@t@chroma:80x0"),
+            "http://chroma/…"
+        );
+        assert_eq!(shown_unparsed("chroma:8000"), "(not a URL)");
+    }
 }
