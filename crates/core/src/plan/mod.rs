@@ -6,8 +6,11 @@
 //! executes. Nothing in this module does I/O; renderers only read it.
 
 mod diff;
+mod fields;
+mod lifecycle;
 mod naming;
 mod privileges;
+mod resources;
 mod step;
 #[cfg(test)]
 mod tests;
