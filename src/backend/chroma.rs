@@ -469,25 +469,103 @@ impl ChromaClient {
             .map(|_| ())
     }
 
-    /// One page of records with everything needed to restore them.
+    /// One page of records with everything needed to restore them, each a whole
+    /// [`Record`] (the server's parallel arrays checked to match).
     pub async fn get_records(
         &self,
         id: &str,
         limit: usize,
         offset: usize,
-    ) -> Result<Value, ChromaError> {
+    ) -> Result<Vec<Record>, ChromaError> {
+        let operation = "get records";
         let path = format!("{}/{}/get", self.collections_path(), encode(id));
-        self.call_ok(
-            Method::POST,
-            &path,
-            Some(json!({
-                "limit": limit,
-                "offset": offset,
-                "include": ["embeddings", "documents", "metadatas", "uris"],
-            })),
-            "get records",
-        )
-        .await
+        let value = self
+            .call_ok(
+                Method::POST,
+                &path,
+                Some(json!({
+                    "limit": limit,
+                    "offset": offset,
+                    "include": ["embeddings", "documents", "metadatas", "uris"],
+                })),
+                operation,
+            )
+            .await?;
+        let decode = |reason: String| ChromaError::Decode {
+            url: self.shown.clone(),
+            operation: operation.to_string(),
+            reason,
+        };
+        let page: RecordPage =
+            serde_json::from_value(value).map_err(|error| decode(error.to_string()))?;
+        page.into_records().map_err(decode)
+    }
+}
+
+/// One record of a collection, as a backup keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    /// The embedding exactly as the server sent it (a JSON array of numbers).
+    pub embedding: Value,
+    pub document: Option<String>,
+    /// `None` for no metadata: Chroma answers `{}` for a record that has a uri but no
+    /// metadata, and null for one added with `{}`.
+    pub metadata: Option<Map<String, Value>>,
+    pub uri: Option<String>,
+}
+
+/// One page of `POST …/get`: parallel arrays, one entry per id.
+#[derive(Deserialize)]
+struct RecordPage {
+    ids: Vec<String>,
+    embeddings: Option<Vec<Option<Value>>>,
+    documents: Option<Vec<Option<String>>>,
+    metadatas: Option<Vec<Option<Map<String, Value>>>>,
+    uris: Option<Vec<Option<String>>>,
+}
+
+impl RecordPage {
+    /// The page as records; an error when an array is missing or of another length than the
+    /// ids, or a record has no embedding.
+    fn into_records(self) -> Result<Vec<Record>, String> {
+        let length = self.ids.len();
+        let embeddings = self.embeddings.ok_or("no `embeddings`")?;
+        let parallel = [
+            ("embeddings", Some(embeddings.len())),
+            ("documents", self.documents.as_ref().map(Vec::len)),
+            ("metadatas", self.metadatas.as_ref().map(Vec::len)),
+            ("uris", self.uris.as_ref().map(Vec::len)),
+        ];
+        for (field, field_length) in parallel {
+            if let Some(field_length) = field_length.filter(|field_length| *field_length != length)
+            {
+                return Err(format!("{length} ids but {field_length} {field}"));
+            }
+        }
+        let mut documents = self.documents.map(Vec::into_iter);
+        let mut metadatas = self.metadatas.map(Vec::into_iter);
+        let mut uris = self.uris.map(Vec::into_iter);
+        self.ids
+            .into_iter()
+            .zip(embeddings)
+            .map(|(id, embedding)| {
+                let embedding = embedding
+                    .filter(Value::is_array)
+                    .ok_or_else(|| format!("record `{id}` has no embedding"))?;
+                Ok(Record {
+                    document: documents.as_mut().and_then(Iterator::next).flatten(),
+                    metadata: metadatas
+                        .as_mut()
+                        .and_then(Iterator::next)
+                        .flatten()
+                        .filter(|metadata| !metadata.is_empty()),
+                    uri: uris.as_mut().and_then(Iterator::next).flatten(),
+                    id,
+                    embedding,
+                })
+            })
+            .collect()
     }
 }
 
@@ -561,6 +639,38 @@ fn describe_reqwest_error(error: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_becomes_whole_records_or_an_error() {
+        let page: RecordPage = serde_json::from_value(json!({
+            "ids": ["a", "b"],
+            "embeddings": [[0.5, 1.0], [2.0, 3.0]],
+            "documents": ["first", null],
+            "metadatas": [{}, {"k": 1}],
+            "uris": null,
+        }))
+        .unwrap();
+        let records = page.into_records().unwrap();
+        assert_eq!(records[0].metadata, None, "`{{}}` is no metadata");
+        assert_eq!(records[1].metadata.as_ref().unwrap()["k"], json!(1));
+        assert_eq!(records[0].document.as_deref(), Some("first"));
+        assert_eq!(records[1].embedding, json!([2.0, 3.0]));
+        let short: RecordPage = serde_json::from_value(json!({
+            "ids": ["a", "b"], "embeddings": [[0.5]], "documents": null,
+            "metadatas": null, "uris": null,
+        }))
+        .unwrap();
+        assert_eq!(short.into_records().unwrap_err(), "2 ids but 1 embeddings");
+        let missing: RecordPage = serde_json::from_value(json!({
+            "ids": ["a"], "embeddings": [null], "documents": null,
+            "metadatas": null, "uris": null,
+        }))
+        .unwrap();
+        assert_eq!(
+            missing.into_records().unwrap_err(),
+            "record `a` has no embedding"
+        );
+    }
 
     #[test]
     fn path_segments_cannot_change_the_path() {

@@ -1,0 +1,188 @@
+//! Final backups of soft-deleted tenants, and their removal when the tenant is purged.
+//!
+//! Layout, one folder per backup:
+//!
+//! ```text
+//! <root>/<tenant_id>/<uid>/<YYYYMMDDTHHMMSSZ>/
+//!     manifest.json           what was exported, with counts and sha256 of every file
+//!     postgres/<table>.csv    COPY ... TO STDOUT WITH (FORMAT csv, HEADER)
+//!     chroma/records.jsonl    one record per line: id, embedding, document, metadata, uri
+//! ```
+//!
+//! A backup folder with a `manifest.json` is complete: [`export`] writes into a hidden sibling
+//! (`.<timestamp>.partial-<random>`) and renames it into place only after every file, the
+//! manifest included, is written and fsynced. Folders are 0700 and files 0600: they hold
+//! customer data. Deleting never follows a symbolic link.
+//!
+//! File writes use `std::fs` (tokio's `fs` feature is not enabled): they go to local disk
+//! through a buffer, between awaits on the network.
+
+mod export;
+mod files;
+
+pub use export::export;
+pub use files::{delete_all, inventory, remove, remove_partial, usage};
+
+use crate::backend::chroma::ChromaError;
+use crate::backend::postgres::PostgresError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// Name of the manifest inside a backup folder; its presence marks the backup as complete.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Version of the manifest format written by this module.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Folder names of backups: the UTC time the backup was taken.
+const TIMESTAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// Records fetched from Chroma per request.
+const CHROMA_PAGE_SIZE: usize = 500;
+
+const RECORDS_FILE: &str = "chroma/records.jsonl";
+
+const RESTORE_HINT: &str =
+    "verify every file against its sha256 and counts first; for each table: \
+COPY \"<schema>\".\"<table>\" (<columns in header order>) FROM STDIN WITH (FORMAT csv, HEADER) \
+fed with postgres/<table>.csv; for chroma: create a collection with the same name and POST the \
+lines of chroma/records.jsonl (as ids, embeddings, documents, metadatas, uris) to its /add";
+
+const FILE_MODE: u32 = 0o600;
+const FOLDER_MODE: u32 = 0o700;
+
+/// Errors of writing, measuring and deleting backups. Paths are named; nothing secret is.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A file system call failed. The cause is part of the message (and not a `source`, so a
+    /// `{:#}` chain does not print it twice).
+    #[error("cannot {action} `{}`: {error}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+    #[error(transparent)]
+    Chroma(#[from] ChromaError),
+    #[error("refusing to use `{0}` as a backup folder name")]
+    Name(String),
+    #[error("refusing to follow the symbolic link `{}`", .0.display())]
+    Symlink(PathBuf),
+    #[error("`{}` is not a folder", .0.display())]
+    NotAFolder(PathBuf),
+    #[error("`{}` is not a backup folder", .0.display())]
+    NotABackup(PathBuf),
+    #[error("backup folder `{}` already exists", .0.display())]
+    Exists(PathBuf),
+    #[error("postgres sent an incomplete CSV export of `{table}`")]
+    TruncatedCsv { table: String },
+    #[error(
+        "collection `{collection}` changed during the export: wrote {written} records, the server counted {before} before and {after} after"
+    )]
+    RecordsChanged {
+        collection: String,
+        written: u64,
+        before: u64,
+        after: u64,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_path_buf();
+    move |error| BackupError::Io {
+        action,
+        path,
+        error,
+    }
+}
+
+/// What to export.
+pub struct ExportRequest<'a> {
+    /// The backup root; created (0700) when missing.
+    pub root: &'a Path,
+    pub tenant: &'a str,
+    pub uid: Uuid,
+    pub schema: &'a str,
+    /// Tables of the schema to export (names as in the catalog).
+    pub tables: &'a [String],
+    /// The collection, if it exists: (name, id).
+    pub collection: Option<(&'a str, &'a str)>,
+    /// Server time, used for the folder name and the manifest.
+    pub taken_at: DateTime<Utc>,
+}
+
+/// A written backup.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupWritten {
+    /// The final folder, `<root>/<tenant>/<uid>/<timestamp>`.
+    pub dir: PathBuf,
+    /// Rows of all tables.
+    pub rows: u64,
+    /// Chroma records (0 without a collection).
+    pub records: u64,
+    /// Bytes of every file written, the manifest included.
+    pub bytes: u64,
+}
+
+/// Files and bytes of the backups of one tenant incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct BackupUsage {
+    /// Complete backups (folders with a manifest).
+    pub backups: u64,
+    /// Every file under `<root>/<tenant>/<uid>`, leftovers of interrupted exports included,
+    /// since a purge deletes them too.
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub tenant: String,
+    pub uid: Uuid,
+    pub taken_at: DateTime<Utc>,
+    pub schema: String,
+    pub tables: Vec<TableFile>,
+    pub chroma: Option<ChromaFile>,
+    pub restore_hint: String,
+}
+
+/// One exported table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableFile {
+    pub name: String,
+    /// Relative to the backup folder.
+    pub file: String,
+    /// Columns in CSV order, with their types, so the table can be recreated before a restore.
+    pub columns: Vec<Column>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A column of an exported table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// As `format_type` prints it, e.g. `timestamp with time zone`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub not_null: bool,
+}
+
+/// The exported collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChromaFile {
+    pub collection: String,
+    pub id: String,
+    /// Relative to the backup folder.
+    pub file: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
