@@ -91,7 +91,9 @@ fn suspend_revokes_access_and_resume_restores_it() {
         "{}",
         planned.stdout
     );
-    assert!(planned.stdout.contains("~ access                revoked"));
+    assert!(planned
+        .stdout
+        .contains("~ access                granted -> revoked"));
     assert!(
         planned.stdout.contains("Plan: 1 to suspend."),
         "{}",

@@ -5,6 +5,7 @@
 pub mod json;
 pub mod markdown;
 pub mod text;
+pub mod view;
 
 /// Where the plan was made, for its header. URLs carry no password.
 #[derive(Debug, Clone, PartialEq, Eq)]

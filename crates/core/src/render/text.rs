@@ -1,8 +1,9 @@
 //! Human output in terraform's visual language: `+` create, `~` change, `-` delete, `!` purge,
 //! one block per tenant with per-field `old -> new`, and a closing summary line.
 
-use super::{bytes, plural, quote, thousands, PlanContext, Style};
-use crate::plan::{Action, DriftProblem, FieldChange, Plan, Step, TenantChange};
+use super::view::{count, Line as ViewLine, Mark, Note, TenantView};
+use super::{bytes, plural, quote, PlanContext, Style};
+use crate::plan::{Action, FieldChange, Plan, TenantChange};
 use crate::report::{ApplyReport, TenantOutcome, TenantResult};
 use serde_json::Value;
 use std::fmt::Write;
@@ -235,92 +236,6 @@ pub fn summary_line(plan: &Plan) -> String {
     line
 }
 
-/// `1 file`, `2,048 files`.
-fn count(value: u64, noun: &str) -> String {
-    format!(
-        "{} {noun}{}",
-        thousands(value),
-        if value == 1 { "" } else { "s" }
-    )
-}
-
-/// `1,204 rows, 3,400 records`, leaving out what was not measured.
-fn volume(rows: Option<u64>, records: Option<u64>) -> String {
-    let mut parts = Vec::new();
-    if let Some(rows) = rows {
-        parts.push(format!("{} row{}", thousands(rows), plural(rows as usize)));
-    }
-    if let Some(records) = records {
-        parts.push(format!(
-            "{} record{}",
-            thousands(records),
-            plural(records as usize)
-        ));
-    }
-    if parts.is_empty() {
-        "not measured".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
-/// The resources a purge destroys, with what they hold.
-fn purge_lines(out: &mut String, change: &TenantChange, style: Style) {
-    let minus = style.paint("31", "-");
-    let risk = change.at_risk.clone().unwrap_or_default();
-    for step in &change.steps {
-        match step {
-            crate::plan::Step::DropSchema { schema } => {
-                let rows = risk
-                    .rows
-                    .map(|rows| format!(" ({} row{})", thousands(rows), plural(rows as usize)))
-                    .unwrap_or_default();
-                line(out, &minus, "schema", &format!("{schema}{rows}"));
-            }
-            crate::plan::Step::DropRole { role } => line(out, &minus, "role", role),
-            crate::plan::Step::DeleteCollection { collection } => {
-                let records = risk
-                    .records
-                    .map(|records| {
-                        format!(
-                            " ({} record{})",
-                            thousands(records),
-                            plural(records as usize)
-                        )
-                    })
-                    .unwrap_or_default();
-                line(out, &minus, "collection", &format!("{collection}{records}"));
-            }
-            crate::plan::Step::DeleteBackups { .. } => line(
-                out,
-                &minus,
-                "backups",
-                &format!(
-                    "{} file{}, {}",
-                    risk.backup_files,
-                    plural(risk.backup_files as usize),
-                    bytes(risk.backup_bytes)
-                ),
-            ),
-            crate::plan::Step::DeleteRegistry { .. } => line(
-                out,
-                &minus,
-                "registry row",
-                &format!("{} (an event records the purge)", change.tenant),
-            ),
-            _ => {}
-        }
-    }
-    for drift in &change.drift {
-        line(
-            out,
-            &style.paint("33", "~"),
-            drift.resource.label(),
-            &format!("{} ({})", drift.name, drift.detail),
-        );
-    }
-}
-
 fn action_color(action: Action) -> &'static str {
     match action {
         Action::Create | Action::Restore => "32",
@@ -331,102 +246,51 @@ fn action_color(action: Action) -> &'static str {
 }
 
 fn tenant_block(out: &mut String, change: &TenantChange, style: Style) {
-    let Some(primary) = change.primary() else {
+    let Some(view) = TenantView::of(change) else {
         return;
     };
-    let verbs = change
-        .actions
-        .iter()
-        .map(|action| action.verb())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut verbs = verbs;
-    match primary {
-        Action::Suspend => {
-            if let Some(reason) = change
-                .record
-                .as_ref()
-                .and_then(|record| record.suspension_reason.as_deref())
-            {
-                let _ = write!(verbs, "  (reason: {})", quote(reason));
-            }
+    let mut heading = view.verbs.clone();
+    match &view.note {
+        // A suspension's reason reads as an aside; what happens to data is the headline.
+        Some(note @ Note::Reason(_)) => {
+            let _ = write!(heading, "  ({note})");
         }
-        Action::Delete => {
-            verbs = verbs.replacen("delete", "delete (soft)", 1);
-            let _ = write!(verbs, "  data kept");
-            if let Some(purge_after) = change.purge_after {
-                let _ = write!(verbs, ", purge after {}", purge_after.format("%Y-%m-%d"));
-            }
+        Some(note) => {
+            let _ = write!(heading, "  {note}");
         }
-        Action::Purge => {
-            if let Some(deleted_at) = change.deleted_at {
-                let _ = write!(verbs, "  deleted {}", deleted_at.format("%Y-%m-%d"));
-            }
-            if let Some(reason) = &change.reason {
-                let _ = write!(verbs, ", {reason}");
-            }
-        }
-        _ => {}
+        None => {}
     }
     let _ = writeln!(
         out,
-        "  {} {}{verbs}",
-        style.paint(action_color(primary), primary.symbol()),
+        "  {} {}{heading}",
+        style.paint(action_color(view.primary), view.primary.symbol()),
         pad(&change.tenant, TENANT_WIDTH)
     );
+    let create = view.primary == Action::Create;
+    for view_line in &view.lines {
+        match view_line {
+            ViewLine::Resource(line) => resource_line(out, line, style),
+            // A create's record reads as one block (name, plan, config, status) below.
+            ViewLine::Field(_) if create => {}
+            ViewLine::Field(field) => field_line(out, field, style),
+        }
+    }
+    if create {
+        record_lines(out, change, style);
+    }
+}
 
-    if primary == Action::Create {
-        create_lines(out, change, style);
-        return;
-    }
-    if primary == Action::Purge {
-        purge_lines(out, change, style);
-        return;
-    }
-    let transition = change
-        .actions
-        .iter()
-        .any(|action| matches!(action, Action::Suspend | Action::Resume));
-    for field in &change.fields {
-        // The header already shows the reason of a suspension.
-        if transition && field.path == "suspension.reason" && field.new.is_some() {
-            continue;
-        }
-        field_line(out, field, style);
-    }
-    let access =
-        if change.actions.contains(&Action::Suspend) || change.actions.contains(&Action::Delete) {
-            Some("revoked")
-        } else if change.actions.contains(&Action::Resume)
-            || (change.actions.contains(&Action::Restore)
-                && change.status_after == Some(crate::observed::LiveStatus::Active))
-        {
-            Some("restored")
-        } else {
-            None
-        };
-    if let Some(access) = access {
-        line(out, &style.paint("33", "~"), "access", access);
-    }
-    if primary == Action::Delete {
-        let mut what = "final export of tables and collection".to_string();
-        if let Some(risk) = &change.at_risk {
-            let _ = write!(what, " ({})", volume(risk.rows, risk.records));
-        }
-        line(out, &style.paint("32", "+"), "backup", &what);
-    }
-    for drift in &change.drift {
-        let symbol = match drift.problem {
-            DriftProblem::Missing => style.paint("32", "+"),
-            DriftProblem::Wrong => style.paint("33", "~"),
-        };
-        line(
-            out,
-            &symbol,
-            drift.resource.label(),
-            &format!("{} ({})", drift.name, drift.detail),
-        );
-    }
+fn resource_line(out: &mut String, view_line: &super::view::ViewLine, style: Style) {
+    let symbol = match view_line.mark {
+        Mark::Added => style.paint("32", "+"),
+        Mark::Changed | Mark::Context => style.paint("33", "~"),
+        Mark::Removed => style.paint("31", "-"),
+    };
+    let value = match &view_line.old {
+        Some(old) => format!("{old} -> {}", view_line.value),
+        None => view_line.value_with_detail(),
+    };
+    line(out, &symbol, &view_line.label, &value);
 }
 
 /// Pads `text` to `width`, keeping at least two spaces before the next column so a long name
@@ -448,32 +312,9 @@ fn continuation(out: &mut String, value: &str) {
     let _ = writeln!(out, "        {}{value}", pad("", FIELD_WIDTH));
 }
 
-fn create_lines(out: &mut String, change: &TenantChange, style: Style) {
+/// The new record of a create, compactly: name, plan, config on one line, features on the next.
+fn record_lines(out: &mut String, change: &TenantChange, style: Style) {
     let plus = style.paint("32", "+");
-    let (mut schema, mut role, mut collection) = (String::new(), String::new(), String::new());
-    for step in &change.steps {
-        match step {
-            Step::CreateSchema { schema: name } => schema = name.clone(),
-            Step::CreateRole { role: name } => role = name.clone(),
-            Step::CreateCollection { collection: name } => collection = name.clone(),
-            Step::UpdateCollectionMetadata {
-                collection: name, ..
-            } => collection = format!("{name} (adopting the one left by an interrupted create)"),
-            _ => {}
-        }
-    }
-    line(
-        out,
-        &plus,
-        "schema",
-        &format!("{schema} (table conversations)"),
-    );
-    let access = match change.status_after {
-        Some(crate::observed::LiveStatus::Active) => format!("usage on {schema} only"),
-        _ => format!("no access to {schema} while not active"),
-    };
-    line(out, &plus, "role", &format!("{role} ({access})"));
-    line(out, &plus, "collection", &collection);
     let Some(record) = &change.record else {
         return;
     };

@@ -1,0 +1,226 @@
+//! One collapsible block per tenant: a one-line summary, why apply leaves the tenant alone if
+//! it does, and its lines as a `diff` code block.
+
+use super::escape::{html, markdown, rich};
+use super::summary::hint;
+use super::Entry;
+use crate::plan::TenantChange;
+use crate::render::quote;
+use crate::render::view::{Line as ViewLine, Mark, TenantView};
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+use std::fmt::Write;
+
+/// `- <code>~</code> acme update`: a block that did not fit.
+pub(super) fn collapsed_line(entry: &Entry) -> String {
+    let mut line = format!(
+        "- <code>{}</code> {} {}",
+        entry.symbol(),
+        markdown(&entry.change.tenant),
+        verbs(entry.change)
+    );
+    if entry.change.blocked {
+        line.push_str(" (blocked by a conflict)");
+    } else if !entry.refusals.is_empty() {
+        line.push_str(" (refused)");
+    }
+    line.push('\n');
+    line
+}
+
+/// `update, repair`, with `delete (soft)` for a soft delete.
+pub(super) fn verbs(change: &TenantChange) -> String {
+    TenantView::of(change)
+        .map(|view| view.verbs)
+        .unwrap_or_default()
+}
+
+/// One `<details>` block: a one-line summary, why apply leaves the tenant alone if it does, and
+/// the diff.
+pub(super) fn block(entry: &Entry) -> String {
+    let change = entry.change;
+    let view = TenantView::of(change);
+    let mut headline = format!(
+        "<code>{}</code> <b>{}</b> {}",
+        entry.symbol(),
+        html(&change.tenant),
+        view.as_ref()
+            .map(|view| view.verbs.as_str())
+            .unwrap_or_default()
+    );
+    if let Some(note) = view.as_ref().and_then(|view| view.note.as_ref()) {
+        let _ = write!(headline, " — {}", html(&note.to_string()));
+    }
+    if change.blocked {
+        headline.push_str(" — <b>blocked by a conflict</b>, left alone");
+    } else if !entry.refusals.is_empty() {
+        headline.push_str(" — <b>refused</b>");
+    }
+
+    let mut out = String::new();
+    let open = if entry.open() { " open" } else { "" };
+    let _ = writeln!(out, "<details{open}><summary>{headline}</summary>\n");
+    for conflict in &entry.conflicts {
+        let _ = writeln!(
+            out,
+            "**Conflict:** {}{}\n",
+            rich(&conflict.message),
+            hint(conflict.hint.as_deref())
+        );
+    }
+    for refusal in &entry.refusals {
+        let _ = writeln!(
+            out,
+            "**Refused:** {}{}\n",
+            rich(&refusal.message),
+            hint(refusal.hint.as_deref())
+        );
+    }
+    let body = view.as_ref().map(diff_body).unwrap_or_default();
+    let fence = fence(&body);
+    let _ = writeln!(out, "{fence}diff\n{body}{fence}\n\n</details>");
+    out
+}
+
+/// A fence longer than any run of backticks in `body`, so no value can close it.
+pub(super) fn fence(body: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for character in body.chars() {
+        if character == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+/// One thing that changes: its lines before and after. Absent on one side for a create or a
+/// removal; unchanged lines on both sides show as context.
+pub(super) struct Item {
+    before: Vec<String>,
+    after: Vec<String>,
+}
+
+impl Item {
+    fn added(line: String) -> Self {
+        Item {
+            before: Vec::new(),
+            after: vec![line],
+        }
+    }
+
+    fn removed(line: String) -> Self {
+        Item {
+            before: vec![line],
+            after: Vec::new(),
+        }
+    }
+
+    fn context(line: String) -> Self {
+        Item {
+            before: vec![line.clone()],
+            after: vec![line],
+        }
+    }
+}
+
+/// The `+`/`-` lines of a tenant: each item diffed on its own so old and new values of a field
+/// stay next to each other, and lines of multi-line values diffed by `similar`.
+pub(super) fn diff_body(view: &TenantView) -> String {
+    let mut body = String::new();
+    for item in view.lines.iter().map(item) {
+        let before = joined(&item.before);
+        let after = joined(&item.after);
+        let diff = TextDiff::from_lines(before.as_str(), after.as_str());
+        for line in diff.iter_all_changes() {
+            let sign = match line.tag() {
+                ChangeTag::Delete => '-',
+                ChangeTag::Insert => '+',
+                ChangeTag::Equal => ' ',
+            };
+            let _ = writeln!(body, "{sign} {}", line.value().trim_end_matches('\n'));
+        }
+    }
+    body
+}
+
+pub(super) fn joined(lines: &[String]) -> String {
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// A line of the view as lines before and after the change.
+pub(super) fn item(line: &ViewLine) -> Item {
+    match line {
+        ViewLine::Field(field) => {
+            let lines = |value: &Option<Value>| {
+                value
+                    .as_ref()
+                    .map(|value| value_lines(&field.path, value))
+                    .unwrap_or_default()
+            };
+            Item {
+                before: lines(&field.old),
+                after: lines(&field.new),
+            }
+        }
+        ViewLine::Resource(line) => {
+            let shown = format!("{}: {}", line.label, line.value_with_detail());
+            match (line.mark, &line.old) {
+                (Mark::Added, _) => Item::added(shown),
+                (Mark::Removed, _) => Item::removed(shown),
+                (Mark::Context, _) => Item::context(shown),
+                (Mark::Changed, Some(old)) => Item {
+                    before: vec![format!("{}: {old}", line.label)],
+                    after: vec![format!("{}: {}", line.label, line.value)],
+                },
+                // Drift corrected in place: what was wrong, then the same resource corrected.
+                (Mark::Changed, None) => Item {
+                    before: vec![shown],
+                    after: vec![format!("{}: {} (corrected)", line.label, line.value)],
+                },
+            }
+        }
+    }
+}
+
+/// `path: value`, or for a multi-line string `path: |` and the lines indented, so the diff of a
+/// long text shows the lines that changed, not the whole text twice.
+pub(super) fn value_lines(path: &str, value: &Value) -> Vec<String> {
+    match value {
+        // Statuses are keywords, shown bare as in the text plan.
+        Value::String(text) if path == "status" => vec![format!("{path}: {}", code_line(text))],
+        Value::String(text) if text.contains('\n') => {
+            let mut lines = vec![format!("{path}: |")];
+            lines.extend(
+                text.split('\n')
+                    .map(|line| format!("  {}", code_line(line))),
+            );
+            lines
+        }
+        Value::String(text) => vec![format!("{path}: {}", quote(text))],
+        Value::Array(_) | Value::Object(_) => {
+            let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+            let mut lines = vec![format!("{path}:")];
+            lines.extend(pretty.lines().map(|line| format!("  {line}")));
+            lines
+        }
+        other => vec![format!("{path}: {other}")],
+    }
+}
+
+/// A line of free text inside a code block: control characters (a carriage return, an escape
+/// sequence) written as escapes so each value stays on its own line.
+pub(super) fn code_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|character| {
+            if character.is_control() && character != '\t' {
+                character.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![character]
+            }
+        })
+        .collect()
+}

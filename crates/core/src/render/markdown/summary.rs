@@ -1,0 +1,391 @@
+//! The summary of the comment, always whole: header, warnings about the live state, refusals
+//! and conflicts, the warning naming every tenant soft-deleted or purged with the data at risk,
+//! counts, orphans, scheduled purges and backup leftovers.
+
+use super::escape::{markdown, rich};
+use super::{Entry, COMMENT_LIMIT, LIST_LIMIT, PURGE_MEANS, SOFT_DELETE_MEANS, WARNING_NAME_LIMIT};
+use crate::plan::{Action, Plan};
+use crate::render::view::{count, volume};
+use crate::render::{bytes, plural, text, PlanContext};
+use std::fmt::Write;
+
+/// How much of each destructive tenant the warning shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Detail {
+    /// One line per tenant with the data at risk.
+    Full,
+    /// Names only, comma-separated.
+    Names,
+    /// The first [`WARNING_NAME_LIMIT`] names and a count of the rest.
+    Capped,
+}
+
+/// The summary, compacted until it leaves room for at least the footer.
+pub(super) fn summary_within_limit(
+    plan: &Plan,
+    context: &PlanContext,
+    entries: &[Entry],
+) -> String {
+    let room = 1_000;
+    let mut out = String::new();
+    for detail in [Detail::Full, Detail::Names, Detail::Capped] {
+        out = summary(plan, context, entries, detail);
+        if out.len() + room <= COMMENT_LIMIT {
+            return out;
+        }
+    }
+    // Only reachable with absurdly long names: cut at a line boundary rather than exceed the
+    // limit GitHub enforces.
+    let mut cut = COMMENT_LIMIT - room;
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let cut = out[..cut].rfind('\n').map_or(cut, |index| index + 1);
+    out.truncate(cut);
+    out.push_str(
+        "\n**The summary was cut to fit the comment** (run `tenantctl plan` to see it all)\n",
+    );
+    out
+}
+
+pub(super) fn summary(
+    plan: &Plan,
+    context: &PlanContext,
+    entries: &[Entry],
+    detail: Detail,
+) -> String {
+    let mut out = String::new();
+    out.push_str("### tenantctl plan\n\n");
+    let _ = writeln!(
+        out,
+        "<code>{}</code> against <code>{}</code> and chroma <code>{}</code>",
+        markdown(&context.dir),
+        markdown(&context.database),
+        markdown(&context.chroma)
+    );
+
+    scope_warnings(&mut out, plan);
+    refusals(&mut out, plan);
+    conflicts(&mut out, plan);
+    warning(&mut out, entries, detail);
+
+    let summary = plan.summary();
+    let has_changes = !(plan.is_empty() && plan.conflicts.is_empty() && plan.refusals.is_empty());
+    out.push('\n');
+    if has_changes {
+        out.push_str("| | action | tenants |\n|:-:|:--|--:|\n");
+        for action in Action::ALL {
+            let count = summary.count(action);
+            if count > 0 {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {count} |",
+                    action.symbol(),
+                    action.verb()
+                );
+            }
+        }
+        for (symbol, label, count) in [
+            ("", "unchanged", summary.unchanged),
+            ("`?`", "orphans", summary.orphans),
+            ("`x`", "conflicts", summary.conflicts),
+        ] {
+            if count > 0 {
+                let _ = writeln!(out, "| {symbol} | {label} | {count} |");
+            }
+        }
+    } else {
+        let _ = writeln!(out, "{}", markdown(&text::summary_line(plan)));
+    }
+
+    if !plan.control_schema.pending.is_empty() {
+        let target = plan.control_schema.pending.last().copied().unwrap_or(0);
+        out.push('\n');
+        match plan.control_schema.current_version {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "The control schema `tenantctl` is created first (version {target})."
+                );
+            }
+            Some(current) => {
+                let _ = writeln!(
+                    out,
+                    "The control schema `tenantctl` is migrated first (version {current} -> {target})."
+                );
+            }
+        }
+    }
+
+    orphans(&mut out, plan);
+    scheduled_purges(&mut out, plan);
+    backup_leftovers(&mut out, plan);
+    out
+}
+
+/// What the reviewer must read before anything else about the live state itself.
+pub(super) fn scope_warnings(out: &mut String, plan: &Plan) {
+    for warning in &plan.warnings {
+        let _ = write!(out, "\n> [!WARNING]\n> {}\n", markdown(warning));
+    }
+}
+
+/// Backup folders no soft-deleted tenant accounts for.
+pub(super) fn backup_leftovers(out: &mut String, plan: &Plan) {
+    if plan.backup_leftovers.is_empty() {
+        return;
+    }
+    out.push_str("\nBackups no soft-deleted tenant accounts for:\n\n");
+    for leftover in plan.backup_leftovers.iter().take(LIST_LIMIT) {
+        let fate = if leftover.removed_by_apply {
+            "removed by apply"
+        } else {
+            "left alone: check it and delete it by hand"
+        };
+        let _ = writeln!(
+            out,
+            "- <code>{}</code> ({}, {}): {}; {fate}",
+            markdown(&leftover.path),
+            count(leftover.files, "file"),
+            bytes(leftover.bytes),
+            markdown(&leftover.reason)
+        );
+    }
+    more(out, "", plan.backup_leftovers.len(), "backup folder");
+}
+
+/// Refusals stop the whole run: first and loud.
+pub(super) fn refusals(out: &mut String, plan: &Plan) {
+    if plan.refusals.is_empty() {
+        return;
+    }
+    out.push_str("\n> [!CAUTION]\n> **Refused: apply will change nothing**\n");
+    for refusal in plan.refusals.iter().take(LIST_LIMIT) {
+        let who = refusal
+            .tenant
+            .as_deref()
+            .map(|tenant| format!("<code>{}</code>: ", markdown(tenant)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "> - {who}{}{}",
+            rich(&refusal.message),
+            hint(refusal.hint.as_deref())
+        );
+    }
+    more(out, "> ", plan.refusals.len(), "refusal");
+}
+
+/// Conflicts leave their tenants alone and make apply fail.
+pub(super) fn conflicts(out: &mut String, plan: &Plan) {
+    if plan.conflicts.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n> [!CAUTION]\n> **{} conflict{}: these tenants are left alone and apply fails**",
+        plan.conflicts.len(),
+        plural(plan.conflicts.len())
+    );
+    for conflict in plan.conflicts.iter().take(LIST_LIMIT) {
+        let _ = writeln!(
+            out,
+            "> - <code>{}</code>: {}{}",
+            markdown(&conflict.tenant),
+            rich(&conflict.message),
+            hint(conflict.hint.as_deref())
+        );
+    }
+    more(out, "> ", plan.conflicts.len(), "conflict");
+}
+
+pub(super) fn hint(hint: Option<&str>) -> String {
+    hint.map(|hint| format!("<br>hint: {}", rich(hint)))
+        .unwrap_or_default()
+}
+
+/// `… and 12 more conflicts (run `tenantctl plan` to see them all)` after a capped list.
+pub(super) fn more(out: &mut String, prefix: &str, total: usize, noun: &str) {
+    if total > LIST_LIMIT {
+        let rest = total - LIST_LIMIT;
+        let _ = writeln!(
+            out,
+            "{prefix}- … and {rest} more {noun}{} (run `tenantctl plan` to see them all)",
+            plural(rest)
+        );
+    }
+}
+
+/// The warning that names every tenant soft-deleted or purged, with what it puts at risk.
+pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
+    // Blocked tenants are left alone; refused ones are named (and marked) because they are what
+    // the pull request asks for.
+    let destructive: Vec<&Entry> = entries
+        .iter()
+        .filter(|entry| !entry.change.blocked && entry.primary().is_destructive())
+        .collect();
+    if destructive.is_empty() {
+        return;
+    }
+    let purges = destructive
+        .iter()
+        .filter(|entry| entry.primary() == Action::Purge)
+        .count();
+    let deletes = destructive.len() - purges;
+    let headline = match (purges, deletes) {
+        (0, deletes) => format!("{deletes} tenant{} soft-deleted", plural(deletes)),
+        (purges, 0) => format!("{purges} tenant{} purged", plural(purges)),
+        (purges, deletes) => format!(
+            "{purges} tenant{} purged and {deletes} soft-deleted",
+            plural(purges)
+        ),
+    };
+    let explanation = match (purges, deletes) {
+        (_, 0) => PURGE_MEANS.to_string(),
+        (0, _) => SOFT_DELETE_MEANS.to_string(),
+        _ => format!("{PURGE_MEANS} {SOFT_DELETE_MEANS}"),
+    };
+    let _ = writeln!(out, "\n> [!WARNING]\n> **{headline}.** {explanation}");
+    match detail {
+        Detail::Full => {
+            for entry in &destructive {
+                let _ = writeln!(out, "> - {}", at_risk_line(entry));
+            }
+        }
+        Detail::Names | Detail::Capped => {
+            for (action, label) in [(Action::Purge, "purged"), (Action::Delete, "soft-deleted")] {
+                let names: Vec<String> = destructive
+                    .iter()
+                    .filter(|entry| entry.primary() == action)
+                    .map(|entry| {
+                        let refused = if entry.refusals.is_empty() {
+                            ""
+                        } else {
+                            " (refused)"
+                        };
+                        format!("<code>{}</code>{refused}", markdown(&entry.change.tenant))
+                    })
+                    .collect();
+                if names.is_empty() {
+                    continue;
+                }
+                let limit = if detail == Detail::Capped {
+                    WARNING_NAME_LIMIT
+                } else {
+                    names.len()
+                };
+                let mut line = names[..limit.min(names.len())].join(", ");
+                if names.len() > limit {
+                    let _ = write!(line, " and {} more", names.len() - limit);
+                }
+                let _ = writeln!(out, "> - {label}: {line}");
+            }
+        }
+    }
+    let total = destructive
+        .iter()
+        .filter_map(|entry| entry.change.at_risk.as_ref())
+        .fold((0u64, 0u64, 0u64, 0u64), |sum, risk| {
+            (
+                sum.0 + risk.rows.unwrap_or(0),
+                sum.1 + risk.records.unwrap_or(0),
+                sum.2 + risk.backup_files,
+                sum.3 + risk.backup_bytes,
+            )
+        });
+    if destructive.len() > 1 && total != (0, 0, 0, 0) {
+        let mut parts = vec![count(total.0, "row"), count(total.1, "record")];
+        if total.2 > 0 {
+            parts.push(format!(
+                "{} ({})",
+                count(total.2, "backup file"),
+                bytes(total.3)
+            ));
+        }
+        let _ = writeln!(out, ">\n> Measured in total: {}.", parts.join(", "));
+    }
+}
+
+/// `purge <code>piedpiper</code>: 987,654 rows, 12 records, 3 backup files (18.2 MB), destroyed`.
+pub(super) fn at_risk_line(entry: &Entry) -> String {
+    let change = entry.change;
+    let mut line = format!(
+        "{} <code>{}</code>: ",
+        entry.primary().verb(),
+        markdown(&change.tenant)
+    );
+    let risk = change.at_risk.as_ref();
+    let mut what = match risk {
+        Some(risk) => volume(risk.rows, risk.records),
+        None => "not measured".to_string(),
+    };
+    if what == "not measured" {
+        what = "data not measured".to_string();
+    }
+    if entry.primary() == Action::Purge {
+        if let Some(risk) = risk {
+            let _ = write!(
+                what,
+                ", {} ({})",
+                count(risk.backup_files, "backup file"),
+                bytes(risk.backup_bytes)
+            );
+        }
+        let _ = write!(line, "{what}, destroyed");
+    } else {
+        let _ = write!(line, "{what}, kept");
+        if let Some(purge_after) = change.purge_after {
+            let _ = write!(
+                line,
+                " until the purge after {}",
+                purge_after.format("%Y-%m-%d")
+            );
+        }
+        if change.file.is_none() {
+            if let Some(reason) = &change.reason {
+                let _ = write!(line, " ({})", markdown(reason));
+            }
+        }
+    }
+    if !entry.refusals.is_empty() {
+        line.push_str(" — **refused**");
+    }
+    line
+}
+
+pub(super) fn orphans(out: &mut String, plan: &Plan) {
+    if plan.orphans.is_empty() {
+        return;
+    }
+    out.push_str("\n**Orphans** (live, in no file):\n");
+    for orphan in plan.orphans.iter().take(LIST_LIMIT) {
+        let _ = writeln!(
+            out,
+            "- `?` <code>{}</code>: {}; {}",
+            markdown(&orphan.tenant),
+            markdown(&orphan.resources.join(", ")),
+            rich(orphan.disposition())
+        );
+    }
+    more(out, "", plan.orphans.len(), "orphan");
+}
+
+pub(super) fn scheduled_purges(out: &mut String, plan: &Plan) {
+    if plan.scheduled_purges.is_empty() {
+        return;
+    }
+    out.push_str("\n**Scheduled purges** (soft-deleted, data kept until then):\n");
+    for purge in plan.scheduled_purges.iter().take(LIST_LIMIT) {
+        let deleted = purge
+            .deleted_at
+            .map(|at| format!(" (deleted {})", at.format("%Y-%m-%d")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "- <code>{}</code>: purge after {}{deleted}",
+            markdown(&purge.tenant),
+            purge.purge_after.format("%Y-%m-%d %H:%M UTC")
+        );
+    }
+    more(out, "", plan.scheduled_purges.len(), "scheduled purge");
+}

@@ -1,0 +1,336 @@
+//! One view of a tenant change, built once for every renderer: the verbs, the note that follows
+//! them, and the lines of its block. Text and Markdown only lay it out (columns and colours,
+//! or a `diff` block inside `<details>`); neither decides again what a change means.
+
+use super::{bytes, quote, thousands};
+use crate::observed::LiveStatus;
+use crate::plan::{Action, DriftProblem, FieldChange, Step, TenantChange};
+use chrono::{DateTime, Utc};
+
+/// What a line does to the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// Created or granted (`+`).
+    Added,
+    /// Corrected or switched (`~`).
+    Changed,
+    /// Destroyed or revoked for good (`-`).
+    Removed,
+    /// Named but left as it is (what a purge leaves alone).
+    Context,
+}
+
+/// One line of a tenant block other than a registry field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewLine {
+    pub mark: Mark,
+    /// What the line is about: `schema`, `role`, `access`, `backup`, ...
+    pub label: String,
+    /// Its value after the change (for drift: the resource's name).
+    pub value: String,
+    /// More about the value, e.g. `table conversations`, or what was wrong for drift.
+    pub detail: Option<String>,
+    /// For a [`Mark::Changed`] line that switches between two values: the value before.
+    pub old: Option<String>,
+}
+
+impl ViewLine {
+    fn new(mark: Mark, label: &str, value: impl Into<String>) -> Self {
+        ViewLine {
+            mark,
+            label: label.to_string(),
+            value: value.into(),
+            detail: None,
+            old: None,
+        }
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// `value (detail)`.
+    pub fn value_with_detail(&self) -> String {
+        match &self.detail {
+            Some(detail) => format!("{} ({detail})", self.value),
+            None => self.value.clone(),
+        }
+    }
+}
+
+/// A line of a tenant block.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line<'a> {
+    /// A resource, an access switch, a backup, drift.
+    Resource(ViewLine),
+    /// A registry field, `old -> new`; each renderer shows values its own way.
+    Field(&'a FieldChange),
+}
+
+/// What follows the verbs of a tenant: why, or what happens to its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A suspension's reason.
+    Reason(String),
+    /// A soft delete: the data is kept until the purge; `pruned` when no file asked for it.
+    Kept {
+        purge_after: Option<DateTime<Utc>>,
+        pruned: Option<String>,
+    },
+    /// A purge: when the tenant was soft-deleted, and why the purge is due.
+    Destroyed {
+        deleted_at: Option<DateTime<Utc>>,
+        reason: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Note::Reason(reason) => write!(f, "reason: {}", quote(reason)),
+            Note::Kept {
+                purge_after,
+                pruned,
+            } => {
+                f.write_str("data kept")?;
+                if let Some(purge_after) = purge_after {
+                    write!(f, ", purge after {}", purge_after.format("%Y-%m-%d"))?;
+                }
+                if let Some(pruned) = pruned {
+                    write!(f, " ({pruned})")?;
+                }
+                Ok(())
+            }
+            Note::Destroyed { deleted_at, reason } => {
+                let mut parts = Vec::new();
+                if let Some(deleted_at) = deleted_at {
+                    parts.push(format!("deleted {}", deleted_at.format("%Y-%m-%d")));
+                }
+                if let Some(reason) = reason {
+                    parts.push(reason.clone());
+                }
+                f.write_str(&parts.join(", "))
+            }
+        }
+    }
+}
+
+/// A tenant change as every renderer shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantView<'a> {
+    pub change: &'a TenantChange,
+    pub primary: Action,
+    /// `update, repair`; a soft delete reads `delete (soft)`.
+    pub verbs: String,
+    pub note: Option<Note>,
+    pub lines: Vec<Line<'a>>,
+}
+
+impl<'a> TenantView<'a> {
+    /// The view of a change; `None` for a tenant that does not change.
+    pub fn of(change: &'a TenantChange) -> Option<Self> {
+        let primary = change.primary()?;
+        let verbs = change
+            .actions
+            .iter()
+            .map(|action| match action {
+                Action::Delete => "delete (soft)",
+                other => other.verb(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let note = match primary {
+            Action::Suspend => change
+                .record
+                .as_ref()
+                .and_then(|record| record.suspension_reason.clone())
+                .map(Note::Reason),
+            Action::Delete => Some(Note::Kept {
+                purge_after: change.purge_after,
+                // A pruned orphan has no file to say why: the reason says it.
+                pruned: change
+                    .file
+                    .is_none()
+                    .then(|| change.reason.clone())
+                    .flatten(),
+            }),
+            Action::Purge => Some(Note::Destroyed {
+                deleted_at: change.deleted_at,
+                reason: change.reason.clone(),
+            }),
+            _ => None,
+        };
+        let lines = match primary {
+            Action::Create => create_lines(change),
+            Action::Purge => purge_lines(change),
+            _ => change_lines(change, note.is_some()),
+        };
+        Some(TenantView {
+            change,
+            primary,
+            verbs,
+            note,
+            lines,
+        })
+    }
+}
+
+/// A create: the resources made, then every field of the new record.
+fn create_lines(change: &TenantChange) -> Vec<Line<'_>> {
+    let mut lines = Vec::new();
+    let mut schema_name = String::new();
+    for step in &change.steps {
+        let line = match step {
+            Step::CreateSchema { schema } => {
+                schema_name = schema.clone();
+                ViewLine::new(Mark::Added, "schema", schema).detail("table conversations")
+            }
+            Step::CreateRole { role } => {
+                let access = match change.status_after {
+                    Some(LiveStatus::Active) => format!("usage on {schema_name} only"),
+                    _ => format!("no access to {schema_name} while not active"),
+                };
+                ViewLine::new(Mark::Added, "role", role).detail(access)
+            }
+            Step::CreateCollection { collection } => {
+                ViewLine::new(Mark::Added, "collection", collection)
+            }
+            Step::UpdateCollectionMetadata { collection, .. } => {
+                ViewLine::new(Mark::Added, "collection", collection)
+                    .detail("adopting the one left by an interrupted create")
+            }
+            _ => continue,
+        };
+        lines.push(Line::Resource(line));
+    }
+    lines.extend(change.fields.iter().map(Line::Field));
+    lines
+}
+
+/// A purge: what it destroys, with what each holds, then what it leaves alone.
+fn purge_lines(change: &TenantChange) -> Vec<Line<'_>> {
+    let risk = change.at_risk.clone().unwrap_or_default();
+    let mut lines = Vec::new();
+    for step in &change.steps {
+        let line = match step {
+            Step::DropSchema { schema } => {
+                let line = ViewLine::new(Mark::Removed, "schema", schema);
+                match risk.rows {
+                    Some(rows) => line.detail(count(rows, "row")),
+                    None => line,
+                }
+            }
+            Step::DropRole { role } => ViewLine::new(Mark::Removed, "role", role),
+            Step::DeleteCollection { collection } => {
+                let line = ViewLine::new(Mark::Removed, "collection", collection);
+                match risk.records {
+                    Some(records) => line.detail(count(records, "record")),
+                    None => line,
+                }
+            }
+            Step::DeleteBackups { .. } => ViewLine::new(
+                Mark::Removed,
+                "backups",
+                format!(
+                    "{}, {}",
+                    count(risk.backup_files, "file"),
+                    bytes(risk.backup_bytes)
+                ),
+            ),
+            Step::DeleteRegistry { .. } => {
+                ViewLine::new(Mark::Removed, "registry row", &change.tenant)
+                    .detail("an event records the purge")
+            }
+            _ => continue,
+        };
+        lines.push(Line::Resource(line));
+    }
+    // The drift of a purge is what it leaves alone.
+    for drift in &change.drift {
+        lines.push(Line::Resource(
+            ViewLine::new(Mark::Context, drift.resource.label(), &drift.name).detail(&drift.detail),
+        ));
+    }
+    lines
+}
+
+/// Any other change: its fields, the access it switches, the backup of a soft delete, drift.
+fn change_lines(change: &TenantChange, note_shown: bool) -> Vec<Line<'_>> {
+    let transition = change
+        .actions
+        .iter()
+        .any(|action| matches!(action, Action::Suspend | Action::Resume));
+    let mut lines: Vec<Line> = change
+        .fields
+        .iter()
+        // The note already shows the reason of a suspension.
+        .filter(|field| {
+            !(note_shown && transition && field.path == "suspension.reason" && field.new.is_some())
+        })
+        .map(Line::Field)
+        .collect();
+    let revoked =
+        change.actions.contains(&Action::Suspend) || change.actions.contains(&Action::Delete);
+    let granted = change.actions.contains(&Action::Resume)
+        || (change.actions.contains(&Action::Restore)
+            && change.status_after == Some(LiveStatus::Active));
+    let switch = if revoked {
+        Some(("granted", "revoked"))
+    } else if granted {
+        Some(("revoked", "granted"))
+    } else {
+        None
+    };
+    if let Some((old, new)) = switch {
+        let mut line = ViewLine::new(Mark::Changed, "access", new);
+        line.old = Some(old.to_string());
+        lines.push(Line::Resource(line));
+    }
+    if change.primary() == Some(Action::Delete) {
+        let mut line = ViewLine::new(
+            Mark::Added,
+            "backup",
+            "final export of tables and collection",
+        );
+        if let Some(risk) = &change.at_risk {
+            line = line.detail(volume(risk.rows, risk.records));
+        }
+        lines.push(Line::Resource(line));
+    }
+    for drift in &change.drift {
+        let mark = match drift.problem {
+            DriftProblem::Missing => Mark::Added,
+            DriftProblem::Wrong => Mark::Changed,
+        };
+        lines.push(Line::Resource(
+            ViewLine::new(mark, drift.resource.label(), &drift.name).detail(&drift.detail),
+        ));
+    }
+    lines
+}
+
+/// `1 row`, `2,048 records`.
+pub(crate) fn count(value: u64, noun: &str) -> String {
+    format!(
+        "{} {noun}{}",
+        thousands(value),
+        if value == 1 { "" } else { "s" }
+    )
+}
+
+/// `1,204 rows, 3,400 records`, leaving out what was not measured.
+pub(crate) fn volume(rows: Option<u64>, records: Option<u64>) -> String {
+    let mut parts = Vec::new();
+    if let Some(rows) = rows {
+        parts.push(count(rows, "row"));
+    }
+    if let Some(records) = records {
+        parts.push(count(records, "record"));
+    }
+    if parts.is_empty() {
+        "not measured".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
