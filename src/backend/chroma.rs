@@ -588,21 +588,7 @@ fn shown_url(parsed: &url::Url) -> String {
 /// At most the scheme and host of a URL that did not parse (a password may hold any
 /// character): the host is what follows the last `@`.
 fn shown_unparsed(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(not a URL)".to_string();
-    };
-    let scheme: String = scheme
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(16)
-        .collect();
-    let after_at = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host: String = after_at
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(253)
-        .collect();
-    format!("{scheme}://{host}/…")
+    super::scheme_and_host(url).unwrap_or_else(|| "(not a URL)".to_string())
 }
 
 /// Percent-encodes one path segment. Tenant and collection names are validated to a safe

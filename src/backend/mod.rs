@@ -10,6 +10,29 @@ use crate::plan::Naming;
 use chroma::{ChromaClient, ChromaError};
 use postgres::{Postgres, PostgresError};
 
+/// At most the scheme and host of a URL that did not parse, as `scheme://host/…`, or `None`
+/// when it is not `scheme://...` at all. A password may hold `@`, `/` or `:` unencoded, so the
+/// host is what follows the last `@`, up to the first character a host name cannot hold; no
+/// other part of the input is ever shown.
+pub(crate) fn scheme_and_host(input: &str) -> Option<String> {
+    let (scheme, rest) = input.split_once("://")?;
+    let scheme = if !scheme.is_empty()
+        && scheme.len() <= 16
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        scheme
+    } else {
+        "?"
+    };
+    let after_at = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host: String = after_at
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(253)
+        .collect();
+    Some(format!("{scheme}://{host}/…"))
+}
+
 /// A failure of either server.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -231,21 +231,10 @@ fn parsed_display(config: &tokio_postgres::Config, tls: &super::tls::TlsSettings
 /// last `@` (a password may hold `@`, `/` or `:` unencoded), up to the next `:`, `/`, `?` or
 /// `,`. A key=value string shows nothing.
 fn unparsed_display(input: &str) -> String {
-    let Some((scheme, rest)) = input.split_once("://") else {
-        return "(a key=value connection string, not shown)".to_string();
-    };
-    let scheme = if scheme.chars().all(|c| c.is_ascii_alphanumeric()) && scheme.len() <= 16 {
-        scheme
-    } else {
-        "?"
-    };
-    let after_at = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let host: String = after_at
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        .take(253)
-        .collect();
-    format!("`{scheme}://{host}/…`")
+    match super::scheme_and_host(input) {
+        Some(shown) => format!("`{shown}`"),
+        None => "(a key=value connection string, not shown)".to_string(),
+    }
 }
 
 /// Double-quotes an identifier after checking it is a plain lowercase identifier of at most 63
