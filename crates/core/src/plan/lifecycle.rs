@@ -77,9 +77,7 @@ impl TenantPlanner<'_> {
             }
             // Nothing is repaired on a tenant being deleted: its access goes, its data is
             // exported as it is.
-            change.purge_after = Some(
-                self.observed.server_time + chrono::Duration::days(i64::from(self.retention_days)),
-            );
+            change.purge_after = purge_date(self.observed, self.retention_days);
             change.reason = Some(format!(
                 "`state: deleted` in {}",
                 self.spec.location.file.display()
@@ -253,8 +251,7 @@ pub(super) fn plan_orphans(
                         .unwrap_or(default_retention);
                     change.actions.push(Action::Delete);
                     change.status_after = Some(LiveStatus::Deleted);
-                    change.purge_after =
-                        Some(observed.server_time + chrono::Duration::days(i64::from(retention)));
+                    change.purge_after = purge_date(observed, retention);
                     change.reason = Some("pruned: the tenant is in no file".to_string());
                     change.steps = soft_delete_steps(
                         id,
@@ -443,4 +440,14 @@ pub(super) fn precedence(action: Action) -> u8 {
         Action::Update => 6,
         Action::Repair => 7,
     }
+}
+
+/// When a purge becomes due if the soft delete happens at the server's time now; `None` only
+/// past the calendar (retention is bounded to ten years, so never in practice).
+fn purge_date(
+    observed: &ObservedState,
+    retention_days: u32,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::Duration::try_days(i64::from(retention_days))
+        .and_then(|retention| observed.server_time.checked_add_signed(retention))
 }

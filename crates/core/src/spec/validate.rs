@@ -461,7 +461,7 @@ impl Context<'_> {
                 None
             }
             Some(value) if (i128::from(min)..=i128::from(max)).contains(&value) => {
-                Some(value as u32)
+                u32::try_from(value).ok()
             }
             _ => {
                 let found = node.value.in_words();
