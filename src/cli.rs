@@ -156,6 +156,11 @@ pub struct BoundsArgs {
     #[arg(long, env = "TENANTCTL_TENANT_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
     pub tenant_lock_timeout: Duration,
 
+    /// Longest a tenant's migrations wait for a lock an application holds: the tenant fails,
+    /// rolls back and is retried next run, instead of stalling the fleet
+    #[arg(long, env = "TENANTCTL_MIGRATION_LOCK_TIMEOUT", default_value = "5s", value_parser = parse_duration, hide_env_values = true)]
+    pub migration_lock_timeout: Duration,
+
     /// Longest a whole apply may run: then no tenant starts and running statements are
     /// cancelled (their tenants roll back)
     #[arg(long, env = "TENANTCTL_RUN_TIMEOUT", default_value = "2h", value_parser = parse_duration, hide_env_values = true)]

@@ -8,6 +8,7 @@ use crate::backend::postgres::{registry, Postgres};
 use crate::observed::{LiveStatus, ObservedState};
 use crate::plan::{Action, DataAtRisk, Naming, Plan, PlanOptions};
 use crate::report::{ApplyReport, TenantResult};
+use crate::spec::migrations::Migrations;
 use crate::spec::DesiredState;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap};
@@ -26,8 +27,11 @@ pub async fn observe(
     chroma: &ChromaClient,
     naming: &Naming,
     backup_root: &Path,
+    migrations: &Migrations,
 ) -> Result<ObservedState, RunError> {
     let mut observed = crate::backend::observe(postgres, chroma, naming).await?;
+    // After the concurrent reads: the reference is built in a transaction of this session.
+    observed.reference = Some(postgres.build_reference(migrations).await?);
     observed.backups = crate::backup::inventory(backup_root)?;
 
     // Collections marked as a tenant's whose uid no registry row holds: left by an
@@ -118,7 +122,14 @@ pub async fn observe_and_plan(
     options: &PlanOptions,
     backup_root: &Path,
 ) -> Result<(ObservedState, Plan), RunError> {
-    let observed = observe(postgres, chroma, &options.naming, backup_root).await?;
+    let observed = observe(
+        postgres,
+        chroma,
+        &options.naming,
+        backup_root,
+        &desired.migrations,
+    )
+    .await?;
     let mut plan = crate::plan::diff(desired, &observed, options);
     measure_at_risk(
         &mut plan,

@@ -150,6 +150,7 @@ fn export(
             schema: SCHEMA,
             tables,
             collection,
+            migration_version: Some(1),
             taken_at,
         };
         let written = backup::export(&transaction, &chroma, &request).await;

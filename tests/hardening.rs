@@ -560,10 +560,34 @@ fn a_dead_postgres_stops_the_run_in_one_line() {
 #[test]
 fn privilege_drift_is_planned_and_repaired() {
     let env = TestEnv::new("privileges");
+    // A view, a sequence and a function in every tenant schema, made by a migration.
+    env.write(
+        "migrations/0001_conversations.sql",
+        include_str!("../crates/core/src/spec/builtin/0001_conversations.sql"),
+    );
+    env.write(
+        "migrations/0002_reporting.sql",
+        "CREATE VIEW everything AS SELECT id FROM conversations;\n\
+         CREATE SEQUENCE ticket_numbers;\n\
+         CREATE FUNCTION answer() RETURNS int LANGUAGE sql AS 'SELECT 42';\n",
+    );
     env.tenant("aa", "pro", "");
     env.tenant("bb", "pro", "");
     env.apply();
     let (aa, bb) = (env.role("aa"), env.role("bb"));
+    let granted = env.query_one(
+        "SELECT has_table_privilege($1, 'tenant_aa.everything', 'SELECT'),
+                has_sequence_privilege($1, 'tenant_aa.ticket_numbers', 'USAGE'),
+                has_function_privilege($1, 'tenant_aa.answer()', 'EXECUTE'),
+                has_function_privilege($2, 'tenant_aa.answer()', 'EXECUTE')",
+        &[&aa, &bb],
+    );
+    assert!(granted.get::<_, bool>(0) && granted.get::<_, bool>(1) && granted.get::<_, bool>(2));
+    assert!(
+        !granted.get::<_, bool>(3),
+        "PUBLIC executes a tenant's function"
+    );
+
     env.execute(&format!(
         "GRANT USAGE ON SCHEMA tenant_aa TO \"{bb}\";
          GRANT SELECT ON tenant_aa.conversations TO \"{bb}\";
@@ -571,11 +595,10 @@ fn privilege_drift_is_planned_and_repaired() {
          ALTER ROLE \"{aa}\" CREATEDB BYPASSRLS;
          GRANT pg_read_all_data TO \"{aa}\";
          GRANT TRUNCATE ON tenant_aa.conversations TO \"{aa}\";
-         CREATE TABLE tenant_aa.extra (id int);
-         ALTER TABLE tenant_aa.extra OWNER TO \"{aa}\";
-         CREATE VIEW tenant_aa.everything AS SELECT 1 AS one;
+         ALTER TABLE tenant_aa.conversations OWNER TO \"{aa}\";
          GRANT SELECT ON tenant_aa.everything TO PUBLIC;
-         CREATE FUNCTION tenant_aa.escalate() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';"
+         GRANT EXECUTE ON FUNCTION tenant_aa.answer() TO PUBLIC;
+         ALTER FUNCTION tenant_aa.answer() SECURITY DEFINER;"
     ));
     let plan = env
         .tenantctl(&["plan", "--detailed-exitcode"])
@@ -586,8 +609,7 @@ fn privilege_drift_is_planned_and_repaired() {
         format!("`{bb}` is a member of the role"),
         "role has CREATEDB, BYPASSRLS".to_string(),
         "role is a member of `pg_read_all_data`".to_string(),
-        "role owns table tenant_aa.extra".to_string(),
-        "role holds privileges on the table beyond SELECT, INSERT, UPDATE, DELETE".to_string(),
+        "role owns table tenant_aa.conversations".to_string(),
         "`PUBLIC` holds privileges on the view".to_string(),
         "`PUBLIC` holds privileges on the function".to_string(),
         "(SECURITY DEFINER)".to_string(),
@@ -605,24 +627,26 @@ fn privilege_drift_is_planned_and_repaired() {
                 (SELECT count(*) FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.member
                    OR r.oid = am.roleid WHERE r.rolname = $1),
                 (SELECT rolcreatedb OR rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = $1),
-                (SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'tenant_aa.extra'::regclass),
+                (SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = 'tenant_aa.conversations'::regclass),
                 has_table_privilege('public', 'tenant_aa.everything', 'SELECT'),
-                (SELECT prosecdef FROM pg_proc WHERE oid = 'tenant_aa.escalate()'::regprocedure),
-                has_function_privilege($2, 'tenant_aa.escalate()', 'EXECUTE'),
+                (SELECT prosecdef FROM pg_proc WHERE oid = 'tenant_aa.answer()'::regprocedure),
+                has_function_privilege($2, 'tenant_aa.answer()', 'EXECUTE'),
                 has_table_privilege($1, 'tenant_aa.conversations', 'TRUNCATE'),
-                has_table_privilege($1, 'tenant_aa.conversations', 'SELECT')",
+                has_table_privilege($1, 'tenant_aa.conversations', 'SELECT'),
+                has_function_privilege($1, 'tenant_aa.answer()', 'EXECUTE')",
         &[&aa, &bb],
     );
     assert!(!row.get::<_, bool>(0), "bb still uses aa's schema");
     assert!(!row.get::<_, bool>(1), "bb still reads aa's table");
     assert_eq!(row.get::<_, i64>(2), 0, "memberships left");
     assert!(!row.get::<_, bool>(3), "attributes left");
-    assert_ne!(row.get::<_, String>(4), aa, "aa still owns a table");
+    assert_ne!(row.get::<_, String>(4), aa, "aa still owns its table");
     assert!(!row.get::<_, bool>(5), "PUBLIC still reads the view");
     assert!(!row.get::<_, bool>(6), "still SECURITY DEFINER");
     assert!(!row.get::<_, bool>(7), "bb still executes the function");
     assert!(!row.get::<_, bool>(8), "aa can still truncate");
     assert!(row.get::<_, bool>(9), "aa lost its own table");
+    assert!(row.get::<_, bool>(10), "aa lost its own function");
     let again = env.plan();
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
 }

@@ -40,6 +40,15 @@ pub enum RunError {
     Chroma(#[from] ChromaError),
     #[error(transparent)]
     Backup(#[from] BackupError),
+    #[error(transparent)]
+    Reference(#[from] crate::backend::postgres::reference::ReferenceError),
+    /// A migration failed in a tenant's schema: its file and line, and the server's words.
+    #[error("migration `{file}` failed{}: {message}", line.map(|line| format!(" at line {line}")).unwrap_or_default())]
+    Migration {
+        file: String,
+        line: Option<usize>,
+        message: String,
+    },
 }
 
 impl From<crate::backend::BackendError> for RunError {
@@ -61,11 +70,11 @@ enum Server {
 impl RunError {
     fn server(&self) -> Option<Server> {
         match self {
-            RunError::Postgres(_) | RunError::Backup(BackupError::Postgres(_)) => {
-                Some(Server::Postgres)
-            }
+            RunError::Postgres(_)
+            | RunError::Backup(BackupError::Postgres(_))
+            | RunError::Migration { .. } => Some(Server::Postgres),
             RunError::Chroma(_) | RunError::Backup(BackupError::Chroma(_)) => Some(Server::Chroma),
-            RunError::Backup(_) => None,
+            RunError::Backup(_) | RunError::Reference(_) => None,
         }
     }
 
@@ -94,6 +103,9 @@ pub struct RunContext {
     pub parallelism: usize,
     /// `statement_timeout` and `lock_timeout` of tenant work.
     pub timeouts: Timeouts,
+    /// `lock_timeout` of a tenant's migrations: one busy tenant fails (and is retried next run)
+    /// instead of stalling the fleet.
+    pub migration_lock_timeout: std::time::Duration,
     /// The whole run ends by then, as after a stop signal.
     pub deadline: Option<tokio::time::Instant>,
 }
@@ -108,6 +120,7 @@ impl RunContext {
             stop: Default::default(),
             parallelism: 1,
             timeouts: Timeouts::default(),
+            migration_lock_timeout: std::time::Duration::from_secs(5),
             deadline: None,
         }
     }
@@ -336,6 +349,7 @@ async fn worker(
             session,
             shared.chroma,
             &shared.plan.changes[index],
+            &shared.plan.migrations,
             shared.observed,
             shared.context,
         )

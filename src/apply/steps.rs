@@ -13,6 +13,7 @@ use crate::backend::postgres::{ddl, registry, Postgres, PostgresError};
 use crate::observed::ObservedState;
 use crate::plan::{collection_metadata, Step, TenantChange};
 use crate::report::TenantOutcome;
+use crate::spec::migrations::{Migration, Migrations};
 use serde_json::json;
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub(super) async fn apply_change(
     session: &mut Postgres,
     chroma: &ChromaClient,
     change: &TenantChange,
+    migrations: &Migrations,
     observed: &ObservedState,
     context: &RunContext,
 ) -> (TenantOutcome, Option<RunError>) {
@@ -40,8 +42,11 @@ pub(super) async fn apply_change(
         chroma,
         change,
         uid,
-        observed,
-        context,
+        Edges {
+            migrations,
+            observed,
+            context,
+        },
         &mut compensations,
     )
     .await;
@@ -78,15 +83,28 @@ pub(super) async fn apply_change(
     }
 }
 
+/// What a tenant's steps read besides the change: the migrations' SQL, the live state the plan
+/// was made from, the run.
+#[derive(Clone, Copy)]
+struct Edges<'a> {
+    migrations: &'a Migrations,
+    observed: &'a ObservedState,
+    context: &'a RunContext,
+}
+
 async fn run_steps(
     session: &mut Postgres,
     chroma: &ChromaClient,
     change: &TenantChange,
     uid: Uuid,
-    observed: &ObservedState,
-    context: &RunContext,
+    edges: Edges<'_>,
     compensations: &mut Vec<Compensation>,
 ) -> Result<(), RunError> {
+    let Edges {
+        migrations,
+        observed,
+        context,
+    } = edges;
     let tenant = change.tenant.as_str();
     let deadline = context.timeouts.client_deadline();
     let creates = change
@@ -139,6 +157,7 @@ async fn run_steps(
         chroma,
         tenant,
         uid,
+        migrations,
         observed,
         context,
         batch: Vec::new(),
@@ -229,6 +248,7 @@ struct TenantWork<'a, 't> {
     tenant: &'a str,
     /// This incarnation's uid (new for a create).
     uid: Uuid,
+    migrations: &'a Migrations,
     observed: &'a ObservedState,
     context: &'a RunContext,
     /// DDL not sent yet: (SQL, step description).
@@ -239,6 +259,92 @@ struct TenantWork<'a, 't> {
 }
 
 impl TenantWork<'_, '_> {
+    /// The migrations of these versions, from the plan.
+    fn named_migrations(&self, versions: &[u32]) -> Result<Vec<&Migration>, RunError> {
+        versions
+            .iter()
+            .map(|version| {
+                self.migrations.get(*version).ok_or_else(|| {
+                    PostgresError::Unexpected(format!(
+                        "the plan names migration {version}, which it does not hold"
+                    ))
+                    .into()
+                })
+            })
+            .collect()
+    }
+
+    /// Runs migrations in the tenant's schema, inside its transaction: the schema as the only
+    /// search path (unqualified names land there), the migration lock timeout (a tenant whose
+    /// tables an application holds fails fast and is retried next run), each file as it is,
+    /// a failure named by file and line. Then records them.
+    async fn run_migrations(&mut self, schema: &str, versions: &[u32]) -> Result<(), RunError> {
+        let deadline = self.context.timeouts.client_deadline();
+        let tenant = self.tenant;
+        let migrations = self.named_migrations(versions)?;
+        // Numbers of milliseconds and a validated identifier: no input in this statement.
+        let enter = format!(
+            "SET LOCAL search_path TO {}; SET LOCAL lock_timeout = '{}ms';",
+            crate::backend::postgres::quote_ident(schema)?,
+            self.context.migration_lock_timeout.as_millis().max(1)
+        );
+        let leave = format!(
+            "SET LOCAL search_path TO DEFAULT; SET LOCAL lock_timeout = '{}ms';",
+            self.context.timeouts.lock.as_millis().max(1)
+        );
+        bounded(deadline, format!("enter the schema of `{tenant}`"), async {
+            self.transaction.batch_execute(&enter).await.map_err(
+                crate::backend::postgres::query_error(format!("enter the schema of `{tenant}`")),
+            )
+        })
+        .await?;
+        for migration in &migrations {
+            let run =
+                tokio::time::timeout(deadline, self.transaction.batch_execute(&migration.sql));
+            match run.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) if error.is_closed() => {
+                    return Err(PostgresError::Query {
+                        operation: format!("run `{}` for `{tenant}`", migration.name),
+                        error,
+                    }
+                    .into())
+                }
+                Ok(Err(error)) => {
+                    return Err(RunError::Migration {
+                        file: migration.file.clone(),
+                        line: crate::backend::postgres::reference::error_line(migration, &error),
+                        message: crate::backend::postgres::error_text(&error),
+                    })
+                }
+                Err(_) => {
+                    return Err(PostgresError::Timeout {
+                        operation: format!("run `{}` for `{tenant}`", migration.name),
+                        waited: deadline,
+                    }
+                    .into())
+                }
+            }
+        }
+        bounded(deadline, format!("leave the schema of `{tenant}`"), async {
+            self.transaction.batch_execute(&leave).await.map_err(
+                crate::backend::postgres::query_error(format!("leave the schema of `{tenant}`")),
+            )
+        })
+        .await?;
+        bounded(
+            deadline,
+            format!("record the migrations of `{tenant}`"),
+            registry::record_migrations(
+                self.transaction,
+                self.uid,
+                &migrations,
+                self.context.run_id,
+            ),
+        )
+        .await
+    }
+
     /// Queues the SQL of a DDL step.
     fn ddl(&mut self, step: &Step, sql: Result<String, PostgresError>) -> Result<(), RunError> {
         self.batch.push((sql?, step.to_string()));
@@ -272,12 +378,25 @@ impl TenantWork<'_, '_> {
         let tenant = self.tenant;
         match step {
             Step::CreateSchema { schema } => self.ddl(step, ddl::create_schema(schema)),
-            Step::CreateTable { schema, table } => self.ddl(step, ddl::create_table(schema, table)),
-            Step::AddColumn {
-                schema,
-                table,
-                column,
-            } => self.ddl(step, ddl::add_column(schema, table, column)),
+            Step::RunMigrations { schema, versions } => {
+                self.flush().await?;
+                self.run_migrations(schema, versions).await
+            }
+            Step::RecordMigrations { versions } => {
+                self.flush().await?;
+                let adopted = self.named_migrations(versions)?;
+                bounded(
+                    deadline,
+                    format!("record the migrations of `{tenant}`"),
+                    registry::record_migrations(
+                        self.transaction,
+                        self.uid,
+                        &adopted,
+                        self.context.run_id,
+                    ),
+                )
+                .await
+            }
             Step::CreateRole { role } => self.ddl(step, ddl::create_role(role)),
             Step::DisableRoleLogin { role } => self.ddl(step, ddl::disable_role_login(role)),
             Step::ResetRoleAttributes { role, .. } => {
@@ -290,9 +409,6 @@ impl TenantWork<'_, '_> {
             Step::RevokeSchemaFromPublic { schema } => {
                 self.ddl(step, ddl::revoke_schema_from_public(schema))
             }
-            Step::RevokeTableFromPublic { schema, table } => {
-                self.ddl(step, ddl::revoke_table_from_public(schema, table))
-            }
             Step::GrantSchemaUsage { schema, role } => {
                 self.ddl(step, ddl::grant_schema_usage(schema, role))
             }
@@ -304,6 +420,18 @@ impl TenantWork<'_, '_> {
                 table,
                 role,
             } => self.ddl(step, ddl::grant_table_privileges(schema, table, role)),
+            Step::GrantObjectPrivileges {
+                schema,
+                name,
+                object_kind,
+                role,
+            } => self.ddl(
+                step,
+                ddl::grant_object_privileges(schema, name, *object_kind, role),
+            ),
+            Step::GrantFunctions { schema, role } => {
+                self.ddl(step, ddl::grant_functions(schema, role))
+            }
             Step::RevokeGrant { on, grantee } => self.ddl(step, ddl::revoke_grant(on, grantee)),
             Step::SecurityInvoker { oid, .. } => self.ddl(step, ddl::security_invoker(*oid)),
             Step::DropSchema { schema } => self.ddl(step, ddl::drop_schema(schema)),
@@ -349,6 +477,7 @@ impl TenantWork<'_, '_> {
                 tables,
                 collection,
                 collection_id,
+                migration_version,
                 uid,
             } => {
                 self.flush().await?;
@@ -362,6 +491,7 @@ impl TenantWork<'_, '_> {
                     schema,
                     tables,
                     collection: collection.as_deref().zip(collection_id.as_deref()),
+                    migration_version: *migration_version,
                     taken_at: self.observed.server_time,
                 };
                 let export = crate::backup::export(self.transaction, self.chroma, &request);

@@ -164,6 +164,7 @@ async fn write_backup(
         uid: request.uid,
         taken_at: request.taken_at,
         schema: request.schema.to_string(),
+        migration_version: request.migration_version,
         tables,
         chroma: chroma_file,
         restore_hint: RESTORE_HINT.to_string(),

@@ -111,6 +111,8 @@ pub struct ExportRequest<'a> {
     pub tables: &'a [String],
     /// The collection, if it exists: (name, id).
     pub collection: Option<(&'a str, &'a str)>,
+    /// The tenant's latest applied migration, for the manifest.
+    pub migration_version: Option<u32>,
     /// Server time, used for the folder name and the manifest.
     pub taken_at: DateTime<Utc>,
 }
@@ -147,6 +149,10 @@ pub struct Manifest {
     pub uid: Uuid,
     pub taken_at: DateTime<Utc>,
     pub schema: String,
+    /// The tenant's latest applied migration: the schema the tables were exported from (a
+    /// restore re-creates it by running the migrations up to this version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_version: Option<u32>,
     pub tables: Vec<TableFile>,
     pub chroma: Option<ChromaFile>,
     pub restore_hint: String,

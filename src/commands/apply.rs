@@ -28,6 +28,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
     let mut context = RunContext::new(args.planning.backup_dir.clone());
     context.parallelism = usize::from(args.parallelism);
     context.timeouts = args.bounds.timeouts();
+    context.migration_lock_timeout = args.bounds.migration_lock_timeout;
     context.deadline = Some(tokio::time::Instant::now() + args.bounds.run_timeout);
     context.stop = super::stop_on_signal()?;
 

@@ -24,6 +24,7 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
         debounce: args.debounce,
         lock_timeout: args.lock_timeout,
         timeouts: args.bounds.timeouts(),
+        migration_lock_timeout: args.bounds.migration_lock_timeout,
         run_timeout: args.bounds.run_timeout,
         listen: args.listen,
         parallelism: usize::from(args.parallelism),

@@ -44,6 +44,8 @@ pub struct WatchOptions {
     pub lock_timeout: Duration,
     /// Statement and lock timeouts of tenant work.
     pub timeouts: Timeouts,
+    /// Lock timeout of a tenant's migrations.
+    pub migration_lock_timeout: Duration,
     /// Longest one reconcile's apply may run.
     pub run_timeout: Duration,
     pub listen: Option<std::net::SocketAddr>,
@@ -501,6 +503,7 @@ impl Watcher {
         context.stop = self.stop.clone();
         context.parallelism = self.options.parallelism;
         context.timeouts = self.options.timeouts;
+        context.migration_lock_timeout = self.options.migration_lock_timeout;
         context.deadline = Some(tokio::time::Instant::now() + self.options.run_timeout);
         let applied = reconcile::locked_apply(
             &mut connection.postgres,

@@ -38,6 +38,123 @@ pub struct ObservedState {
     pub interrupted_creates: BTreeMap<Uuid, String>,
     /// Backup folders under the backup root, complete and partial.
     pub backups: Vec<ObservedBackup>,
+    /// The tenant-schema migrations applied so far; `None` before the control schema has the
+    /// history table (a registry made by an earlier release, or none yet).
+    pub history: Option<MigrationHistory>,
+    /// What a tenant schema should look like, built from the migrations in a scratch schema
+    /// whose transaction is always rolled back.
+    pub reference: Option<Reference>,
+}
+
+/// The migrations applied to the tenants, read in two batched queries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct MigrationHistory {
+    /// Versions applied, per tenant incarnation (uid).
+    pub by_tenant: BTreeMap<Uuid, BTreeSet<u32>>,
+    /// Fleet-wide, per version: the names and checksums it was applied with, and to how many
+    /// tenants.
+    pub applied: BTreeMap<u32, Vec<AppliedMigration>>,
+}
+
+/// One version as applied somewhere in the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedMigration {
+    pub name: String,
+    pub checksum: String,
+    pub tenants: u64,
+}
+
+/// The shape every tenant schema should have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reference {
+    /// After the first migration: what a tenant made by a release without migration history
+    /// must match to be adopted as having it applied.
+    pub first: SchemaShape,
+    /// After every migration.
+    pub full: SchemaShape,
+}
+
+/// The objects of a schema as the catalogs describe them, with the schema's own name taken out
+/// of every definition so that two schemas compare.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SchemaShape {
+    /// Tables, by name: column -> `type [NOT NULL] [DEFAULT expression]`.
+    pub tables: BTreeMap<String, BTreeMap<String, String>>,
+    /// Indexes, by name: `pg_get_indexdef`.
+    pub indexes: BTreeMap<String, String>,
+    /// Constraints, by `table.name`: `pg_get_constraintdef`.
+    pub constraints: BTreeMap<String, String>,
+    /// Views and materialized views, by name: their kind and `pg_get_viewdef`.
+    pub views: BTreeMap<String, String>,
+    /// Sequences, by name.
+    pub sequences: BTreeSet<String>,
+    /// Functions, by signature, e.g. `f(integer)`.
+    pub functions: BTreeSet<String>,
+}
+
+impl SchemaShape {
+    /// Every difference of `self` (a tenant's schema) from `expected`, in words naming the
+    /// object, sorted.
+    pub fn differences(&self, expected: &SchemaShape) -> Vec<String> {
+        let mut found = Vec::new();
+        for (table, columns) in &expected.tables {
+            match self.tables.get(table) {
+                None => found.push(format!("table `{table}` is missing")),
+                Some(live) => {
+                    for (column, definition) in columns {
+                        match live.get(column) {
+                            None => found.push(format!("column `{table}.{column}` is missing")),
+                            Some(other) if other != definition => found.push(format!(
+                                "column `{table}.{column}` is `{other}`, expected `{definition}`"
+                            )),
+                            Some(_) => {}
+                        }
+                    }
+                    for column in live.keys().filter(|column| !columns.contains_key(*column)) {
+                        found.push(format!(
+                            "column `{table}.{column}` is not in the migrations"
+                        ));
+                    }
+                }
+            }
+        }
+        for table in self
+            .tables
+            .keys()
+            .filter(|table| !expected.tables.contains_key(*table))
+        {
+            found.push(format!("table `{table}` is not in the migrations"));
+        }
+        let mut compare =
+            |kind: &str, live: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
+                for (name, definition) in want {
+                    match live.get(name) {
+                        None => found.push(format!("{kind} `{name}` is missing")),
+                        Some(other) if other != definition => found.push(format!(
+                            "{kind} `{name}` differs: `{other}`, expected `{definition}`"
+                        )),
+                        Some(_) => {}
+                    }
+                }
+                for name in live.keys().filter(|name| !want.contains_key(*name)) {
+                    found.push(format!("{kind} `{name}` is not in the migrations"));
+                }
+            };
+        compare("index", &self.indexes, &expected.indexes);
+        compare("constraint", &self.constraints, &expected.constraints);
+        compare("view", &self.views, &expected.views);
+        let mut sets = |kind: &str, live: &BTreeSet<String>, want: &BTreeSet<String>| {
+            for name in want.difference(live) {
+                found.push(format!("{kind} `{name}` is missing"));
+            }
+            for name in live.difference(want) {
+                found.push(format!("{kind} `{name}` is not in the migrations"));
+            }
+        };
+        sets("sequence", &self.sequences, &expected.sequences);
+        sets("function", &self.functions, &expected.functions);
+        found
+    }
 }
 
 /// Existence of the Chroma tenant and database tenantctl works in.
@@ -143,6 +260,8 @@ pub struct ObservedSchema {
     /// name (functions by signature, e.g. `tenant_acme.f(integer)`). Only objects with a grant
     /// are listed, and every function.
     pub objects: BTreeMap<String, ObservedObject>,
+    /// Its objects as migrations define them, for comparison with the reference.
+    pub shape: SchemaShape,
 }
 
 /// A table's columns and privileges.

@@ -44,6 +44,7 @@ pub fn desired(tenants: Vec<TenantSpec>) -> DesiredState {
         tenants: tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
         plans: BTreeMap::new(),
         settings: Settings::default(),
+        migrations: crate::spec::migrations::Migrations::builtin(),
         fingerprint: String::new(),
     }
 }
@@ -56,7 +57,41 @@ pub fn empty_observed() -> ObservedState {
     ObservedState {
         server_time: Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap(),
         control_schema_version: Some(crate::plan::CONTROL_SCHEMA_VERSION),
+        history: Some(crate::observed::MigrationHistory::default()),
+        reference: Some(crate::observed::Reference {
+            first: conversations_shape(),
+            full: conversations_shape(),
+        }),
         ..ObservedState::default()
+    }
+}
+
+/// What the built-in `0001_conversations.sql` makes, as PostgreSQL describes it.
+pub fn conversations_shape() -> crate::observed::SchemaShape {
+    crate::observed::SchemaShape {
+        tables: BTreeMap::from([(
+            "conversations".to_string(),
+            BTreeMap::from([
+                ("id".to_string(), "uuid NOT NULL".to_string()),
+                (
+                    "created_at".to_string(),
+                    "timestamp with time zone NOT NULL DEFAULT now()".to_string(),
+                ),
+                (
+                    "messages".to_string(),
+                    "jsonb NOT NULL DEFAULT '[]'::jsonb".to_string(),
+                ),
+            ]),
+        )]),
+        indexes: BTreeMap::from([(
+            "conversations_pkey".to_string(),
+            "CREATE UNIQUE INDEX conversations_pkey ON conversations USING btree (id)".to_string(),
+        )]),
+        constraints: BTreeMap::from([(
+            "conversations.conversations_pkey".to_string(),
+            "PRIMARY KEY (id)".to_string(),
+        )]),
+        ..crate::observed::SchemaShape::default()
     }
 }
 
@@ -138,8 +173,24 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
                 },
             )]),
             objects: BTreeMap::new(),
+            shape: conversations_shape(),
         },
     );
+    // Migrated to the built-in `0001_conversations.sql`, as apply leaves a new tenant.
+    if let Some(history) = observed.history.as_mut() {
+        history.by_tenant.insert(uid(n), BTreeSet::from([1]));
+        let applied = history.applied.entry(1).or_default();
+        match applied.first_mut() {
+            Some(first) => first.tenants += 1,
+            None => applied.push(crate::observed::AppliedMigration {
+                name: "0001_conversations".to_string(),
+                checksum: crate::spec::migrations::Migrations::builtin().list[0]
+                    .checksum
+                    .clone(),
+                tenants: 1,
+            }),
+        }
+    }
     observed.roles.insert(
         schema.clone(),
         ObservedRole {

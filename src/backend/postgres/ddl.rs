@@ -7,16 +7,18 @@
 
 use super::{quote_catalog_ident, quote_ident, PostgresError};
 use crate::observed::{ObjectKind, PUBLIC};
-use crate::plan::{GrantTarget, CONVERSATIONS_TABLE, MANAGED_COMMENT};
+use crate::plan::{GrantTarget, MANAGED_COMMENT};
 
 type Sql = Result<String, PostgresError>;
 
-/// `schema.table` for the one table tenantctl creates itself.
-fn conversations(schema: &str, table: &str) -> Sql {
-    if table != CONVERSATIONS_TABLE {
-        return Err(PostgresError::Identifier(table.to_string()));
-    }
-    Ok(format!("{}.{}", quote_ident(schema)?, quote_ident(table)?))
+/// `schema.name` for a relation of a tenant schema: the schema is a name tenantctl builds, the
+/// relation a name the migrations chose (read back from the catalog).
+fn relation(schema: &str, name: &str) -> Sql {
+    Ok(format!(
+        "{}.{}",
+        quote_ident(schema)?,
+        quote_catalog_ident(name)?
+    ))
 }
 
 /// A grantee: a role, or the keyword `PUBLIC`.
@@ -33,25 +35,6 @@ pub fn create_schema(schema: &str) -> Sql {
     Ok(format!(
         "CREATE SCHEMA {schema}; COMMENT ON SCHEMA {schema} IS '{MANAGED_COMMENT}'; REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;"
     ))
-}
-
-pub fn create_table(schema: &str, table: &str) -> Sql {
-    let table = conversations(schema, table)?;
-    Ok(format!(
-        "CREATE TABLE {table} (id uuid PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), messages jsonb NOT NULL DEFAULT '[]'::jsonb); REVOKE ALL ON TABLE {table} FROM PUBLIC;"
-    ))
-}
-
-pub fn add_column(schema: &str, table: &str, column: &str) -> Sql {
-    let table = conversations(schema, table)?;
-    let definition = match column {
-        // Existing rows need a value, hence the default on a re-added key column.
-        "id" => "id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY",
-        "created_at" => "created_at timestamptz NOT NULL DEFAULT now()",
-        "messages" => "messages jsonb NOT NULL DEFAULT '[]'::jsonb",
-        other => return Err(PostgresError::Identifier(other.to_string())),
-    };
-    Ok(format!("ALTER TABLE {table} ADD COLUMN {definition};"))
 }
 
 pub fn create_role(role: &str) -> Sql {
@@ -97,13 +80,6 @@ pub fn revoke_schema_from_public(schema: &str) -> Sql {
     ))
 }
 
-pub fn revoke_table_from_public(schema: &str, table: &str) -> Sql {
-    Ok(format!(
-        "REVOKE ALL ON TABLE {} FROM PUBLIC;",
-        conversations(schema, table)?
-    ))
-}
-
 pub fn grant_schema_usage(schema: &str, role: &str) -> Sql {
     Ok(format!(
         "GRANT USAGE ON SCHEMA {} TO {};",
@@ -123,7 +99,35 @@ pub fn revoke_schema_usage(schema: &str, role: &str) -> Sql {
 pub fn grant_table_privileges(schema: &str, table: &str, role: &str) -> Sql {
     Ok(format!(
         "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {} TO {};",
-        conversations(schema, table)?,
+        relation(schema, table)?,
+        quote_ident(role)?
+    ))
+}
+
+/// The tenant privileges on a view or sequence (see `plan::tenant_privileges`).
+pub fn grant_object_privileges(schema: &str, name: &str, kind: ObjectKind, role: &str) -> Sql {
+    let (privileges, keyword) = match kind {
+        ObjectKind::MaterializedView => ("SELECT", "TABLE"),
+        ObjectKind::Sequence => ("USAGE, SELECT, UPDATE", "SEQUENCE"),
+        ObjectKind::Function => return grant_functions(schema, role),
+        ObjectKind::Table | ObjectKind::View | ObjectKind::ForeignTable => {
+            ("SELECT, INSERT, UPDATE, DELETE", "TABLE")
+        }
+    };
+    Ok(format!(
+        "GRANT {privileges} ON {keyword} {} TO {};",
+        relation(schema, name)?,
+        quote_ident(role)?
+    ))
+}
+
+/// `EXECUTE` on every function of the schema to the role, none to PUBLIC (which functions
+/// grant by default). Schema-wide: a function is named by its argument types, and this way no
+/// text of a signature is ever built into SQL.
+pub fn grant_functions(schema: &str, role: &str) -> Sql {
+    let schema = quote_ident(schema)?;
+    Ok(format!(
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} TO {}; REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {schema} FROM PUBLIC;",
         quote_ident(role)?
     ))
 }
@@ -209,9 +213,15 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_names_are_built_into_ddl() {
+    fn names_are_plain_or_escaped() {
         assert!(create_schema("tenant_acme; DROP TABLE x").is_err());
-        assert!(create_table("tenant_acme", "other").is_err());
-        assert!(add_column("tenant_acme", "conversations", "evil").is_err());
+        assert_eq!(
+            grant_table_privileges("tenant_acme", "Odd\"Name", "tenant_acme").unwrap(),
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE \"tenant_acme\".\"Odd\"\"Name\" TO \"tenant_acme\";"
+        );
+        assert_eq!(
+            grant_object_privileges("tenant_acme", "documents_id_seq", ObjectKind::Sequence, "r_acme").unwrap(),
+            "GRANT USAGE, SELECT, UPDATE ON SEQUENCE \"tenant_acme\".\"documents_id_seq\" TO \"r_acme\";"
+        );
     }
 }

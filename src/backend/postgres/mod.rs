@@ -5,6 +5,8 @@
 //! | [`lock`] | the advisory locks: apply lock (one apply at a time) and leader lock (`watch`) |
 //! | [`migrations`] | the control schema, versioned `.sql` files run in order under the apply lock |
 //! | [`observe`] | the PostgreSQL half of the live state, in a fixed number of flat catalog queries |
+//! | [`shape`] | the objects of schemas as migrations define them, for comparison |
+//! | [`reference`] | the expected shape of a tenant schema, built from the migrations and rolled back |
 //! | [`ddl`] | the SQL text of every DDL step (identifiers validated and quoted, nothing bound) |
 //! | [`registry`] | rows of the control schema: registry, events, applied plans, rows at risk |
 //!
@@ -16,7 +18,9 @@ pub mod ddl;
 pub mod lock;
 pub mod migrations;
 pub mod observe;
+pub mod reference;
 pub mod registry;
+pub mod shape;
 
 pub use lock::{APPLY_LOCK_KEY, LEADER_LOCK_KEY};
 

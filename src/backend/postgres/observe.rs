@@ -6,8 +6,8 @@
 
 use super::{query_error, Postgres, PostgresError};
 use crate::observed::{
-    ForeignGrant, LiveStatus, ObjectKind, ObservedColumn, ObservedObject, ObservedRole,
-    ObservedSchema, ObservedState, RegistryRow,
+    AppliedMigration, ForeignGrant, LiveStatus, MigrationHistory, ObjectKind, ObservedColumn,
+    ObservedObject, ObservedRole, ObservedSchema, ObservedState, RegistryRow,
 };
 use crate::plan::Naming;
 
@@ -48,7 +48,29 @@ impl Postgres {
                 .await
                 .map_err(query_error(operation))
         };
-        let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned) = futures_util::try_join!(
+        let history_query = async {
+            if version.unwrap_or(0) < 4 {
+                return Ok(None);
+            }
+            let per_tenant = client
+                .query(
+                    "SELECT tenant_uid, array_agg(version ORDER BY version) \
+                     FROM tenantctl.tenant_migrations GROUP BY tenant_uid",
+                    &[],
+                )
+                .await
+                .map_err(query_error("read the migration history"))?;
+            let fleet = client
+                .query(
+                    "SELECT version, name, checksum, count(*) FROM tenantctl.tenant_migrations \
+                     GROUP BY version, name, checksum ORDER BY version, name, checksum",
+                    &[],
+                )
+                .await
+                .map_err(query_error("read the migration history"))?;
+            Ok(Some((per_tenant, fleet)))
+        };
+        let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned, shapes, history) = futures_util::try_join!(
             async {
                 client
                     .query_one("SELECT now(), current_user::text", &[])
@@ -145,6 +167,8 @@ impl Postgres {
                  WHERE starts_with(r.rolname::text, $2) AND $1::text IS NOT NULL",
                 "read what tenant roles own",
             ),
+            super::shape::read(client, super::shape::Schemas::Prefix(schema_prefix), false),
+            history_query,
         )?;
 
         let mut state = ObservedState {
@@ -326,6 +350,57 @@ impl Postgres {
             if let Some(entry) = state.roles.get_mut(&role) {
                 entry.owns.insert(row.get(1));
             }
+        }
+        let mut shapes = shapes;
+        for (name, schema) in &mut state.schemas {
+            let mut shape = shapes.remove(name).unwrap_or_default();
+            for (table, observed) in &schema.tables {
+                shape.tables.insert(
+                    table.clone(),
+                    observed
+                        .columns
+                        .iter()
+                        .map(|(column, definition)| {
+                            (
+                                column.clone(),
+                                super::shape::unqualified(
+                                    &super::shape::column_definition(definition),
+                                    name,
+                                ),
+                            )
+                        })
+                        .collect(),
+                );
+            }
+            schema.shape = shape;
+        }
+        if let Some((per_tenant, fleet)) = history {
+            let mut history = MigrationHistory::default();
+            for row in per_tenant {
+                let versions: Vec<i32> = row.get(1);
+                history.by_tenant.insert(
+                    row.get(0),
+                    versions
+                        .into_iter()
+                        .filter_map(|version| u32::try_from(version).ok())
+                        .collect(),
+                );
+            }
+            for row in fleet {
+                let Ok(version) = u32::try_from(row.get::<_, i32>(0)) else {
+                    continue;
+                };
+                history
+                    .applied
+                    .entry(version)
+                    .or_default()
+                    .push(AppliedMigration {
+                        name: row.get(1),
+                        checksum: row.get(2),
+                        tenants: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+                    });
+            }
+            state.history = Some(history);
         }
         Ok(state)
     }

@@ -323,3 +323,35 @@ pub async fn recorded_backups(
         .map_err(query_error("read the backups recorded by soft deletes"))?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
+
+/// Records migrations as applied to one tenant incarnation (run just now, or adopted). A
+/// schema created anew runs its migrations again: the rows of its earlier run are replaced.
+pub async fn record_migrations(
+    client: &impl GenericClient,
+    uid: Uuid,
+    migrations: &[&crate::spec::migrations::Migration],
+    run_id: Uuid,
+) -> Result<(), PostgresError> {
+    let versions: Vec<i32> = migrations
+        .iter()
+        .map(|migration| i32::try_from(migration.version))
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            PostgresError::Unexpected("a migration version is out of range".to_string())
+        })?;
+    let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
+    let checksums: Vec<&str> = migrations.iter().map(|m| m.checksum.as_str()).collect();
+    client
+        .execute(
+            "INSERT INTO tenantctl.tenant_migrations (tenant_uid, version, name, checksum, run_id) \
+             SELECT $1, version, name, checksum, $5 \
+             FROM unnest($2::integer[], $3::text[], $4::text[]) AS m (version, name, checksum) \
+             ON CONFLICT (tenant_uid, version) DO UPDATE \
+             SET name = excluded.name, checksum = excluded.checksum, \
+                 applied_at = now(), run_id = excluded.run_id",
+            &[&uid, &versions, &names, &checksums, &run_id],
+        )
+        .await
+        .map_err(query_error("record the migrations applied"))?;
+    Ok(())
+}

@@ -2,17 +2,19 @@
 
 use super::fields::record_fields;
 use super::lifecycle::{backup_leftovers, plan_orphans};
+use super::migrations::{fleet_refusals, grant_steps, pending};
 use super::{
-    Action, Conflict, ControlSchemaChange, Drift, DriftProblem, FieldChange, Naming, Plan, Refusal,
-    RegistryRecord, ResourceKind, ScheduledPurge, Step, TenantChange, COLLECTION_MANAGED_BY,
-    CONVERSATIONS_TABLE, MANAGED_COMMENT,
+    Action, Conflict, ControlSchemaChange, Drift, DriftProblem, FieldChange, Naming,
+    PendingMigration, Plan, Refusal, RegistryRecord, ResourceKind, ScheduledPurge, Step,
+    TenantChange, COLLECTION_MANAGED_BY, MANAGED_COMMENT,
 };
 use crate::observed::{LiveStatus, ObservedState};
+use crate::spec::migrations::Migrations;
 use crate::spec::{DesiredState, DesiredStatus, TenantSpec, DEFAULT_RETENTION_DAYS};
 
 /// Latest version of the control schema this release knows. The SQL of each version lives in
 /// `backend::postgres`; the planner only needs the numbers.
-pub const CONTROL_SCHEMA_VERSION: i32 = 3;
+pub const CONTROL_SCHEMA_VERSION: i32 = 4;
 
 /// Knobs of a plan run that do not come from the files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -37,14 +39,6 @@ impl PlanOptions {
     }
 }
 
-/// A column of the `conversations` table as tenantctl creates it: name, `format_type()`, the
-/// default as `pg_get_expr()` prints it.
-pub(super) const CONVERSATIONS_COLUMNS: [(&str, &str, Option<&str>); 3] = [
-    ("id", "uuid", None),
-    ("created_at", "timestamp with time zone", Some("now()")),
-    ("messages", "jsonb", Some("'[]'::jsonb")),
-];
-
 /// Compares desired and live state and returns what apply would do.
 ///
 /// Pure and deterministic: changes come sorted by tenant id, steps in execution order.
@@ -64,7 +58,12 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         scheduled_purges: Vec::new(),
         backup_leftovers: backup_leftovers(observed),
         warnings: scope_warnings(observed),
+        migrations: desired.migrations.clone(),
     };
+    plan.refusals.extend(fleet_refusals(
+        &desired.migrations,
+        observed.history.as_ref(),
+    ));
     let default_retention = options
         .retention_days
         .or(desired.settings.retention_days)
@@ -79,9 +78,11 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
             retention_days: spec.retention_days.unwrap_or(default_retention),
             observed,
             naming: &options.naming,
+            migrations: &desired.migrations,
             conflicts: Vec::new(),
             drift: Vec::new(),
             refusals: Vec::new(),
+            migrations_pending: Vec::new(),
         };
         let mut change = match observed.registry.get(&spec.id) {
             None => planner.plan_new(),
@@ -148,9 +149,12 @@ pub(super) struct TenantPlanner<'a> {
     pub(super) retention_days: u32,
     pub(super) observed: &'a ObservedState,
     pub(super) naming: &'a Naming,
+    pub(super) migrations: &'a Migrations,
     pub(super) conflicts: Vec<Conflict>,
     pub(super) drift: Vec<Drift>,
     pub(super) refusals: Vec<Refusal>,
+    /// The migrations the tenant's change runs or records.
+    pub(super) migrations_pending: Vec<PendingMigration>,
 }
 
 /// Steps found while checking resources, kept apart so they can be ordered: PostgreSQL DDL,
@@ -281,13 +285,15 @@ impl TenantPlanner<'_> {
             }
         }
 
+        // The schema, every migration in it, the role, and its grants on what they made.
+        let versions: Vec<u32> = self.migrations.list.iter().map(|m| m.version).collect();
         let mut steps = vec![
             Step::CreateSchema {
                 schema: schema.clone(),
             },
-            Step::CreateTable {
+            Step::RunMigrations {
                 schema: schema.clone(),
-                table: CONVERSATIONS_TABLE.to_string(),
+                versions: versions.clone(),
             },
             Step::CreateRole { role: role.clone() },
         ];
@@ -297,11 +303,9 @@ impl TenantPlanner<'_> {
                 role: role.clone(),
             });
         }
-        steps.push(Step::GrantTablePrivileges {
-            schema,
-            table: CONVERSATIONS_TABLE.to_string(),
-            role,
-        });
+        if let Some(reference) = &self.observed.reference {
+            steps.extend(grant_steps(&reference.full, &schema, &role));
+        }
         let record = self.record(status);
         steps.push(Step::InsertRegistry {
             record: record.clone(),
@@ -326,6 +330,7 @@ impl TenantPlanner<'_> {
         let mut change = TenantChange::new(&id);
         change.actions.push(Action::Create);
         change.status_after = Some(status);
+        change.migrations = pending(self.migrations, &versions, false);
         change.fields = record_fields(&record)
             .into_iter()
             .map(|(path, new)| FieldChange {

@@ -106,6 +106,18 @@ impl TenantPlanner<'_> {
         if !self.drift.is_empty() {
             change.actions.push(Action::Repair);
         }
+        if !self.migrations_pending.is_empty() {
+            // Migrations that run again in a schema re-created by a repair are part of that
+            // repair, as they are part of a create.
+            let recreated = steps
+                .postgres
+                .iter()
+                .any(|step| matches!(step, Step::CreateSchema { .. }));
+            if !recreated {
+                change.actions.push(Action::Migrate);
+            }
+            change.migrations = std::mem::take(&mut self.migrations_pending);
+        }
         change.actions.sort_by_key(|action| precedence(*action));
 
         let mut all_steps = steps.postgres;
@@ -353,6 +365,11 @@ pub(super) fn soft_delete_steps(
             .unwrap_or_default(),
         collection: collection.map(|_| naming.collection(id)),
         collection_id: collection.map(|collection| collection.id.clone()),
+        migration_version: observed
+            .history
+            .as_ref()
+            .and_then(|history| history.by_tenant.get(&row.uid))
+            .and_then(|versions| versions.last().copied()),
         uid: row.uid,
     });
     steps
@@ -438,7 +455,8 @@ pub(super) fn precedence(action: Action) -> u8 {
         Action::Suspend => 4,
         Action::Resume => 5,
         Action::Update => 6,
-        Action::Repair => 7,
+        Action::Migrate => 7,
+        Action::Repair => 8,
     }
 }
 

@@ -8,6 +8,7 @@
 mod diff;
 mod fields;
 mod lifecycle;
+mod migrations;
 mod naming;
 mod privileges;
 mod resources;
@@ -17,7 +18,7 @@ mod tests;
 
 pub use diff::{diff, PlanOptions, CONTROL_SCHEMA_VERSION};
 pub use naming::{
-    collection_metadata, Naming, RolePrefixError, COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE,
+    collection_metadata, tenant_privileges, Naming, RolePrefixError, COLLECTION_MANAGED_BY,
     MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
 pub use step::{GrantTarget, Step};
@@ -57,6 +58,10 @@ pub struct Plan {
     /// exist (a typo in `CHROMA_DATABASE` would otherwise plan every collection anew).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The tenant-schema migrations of the directory, SQL included: apply runs the ones a
+    /// change names from here, so a saved plan pins their checksums.
+    #[serde(default)]
+    pub migrations: crate::spec::migrations::Migrations,
 }
 
 /// A backup folder no soft-deleted tenant accounts for.
@@ -139,6 +144,8 @@ pub struct ControlSchemaChange {
 pub struct Summary {
     pub create: usize,
     pub update: usize,
+    #[serde(default)]
+    pub migrate: usize,
     pub repair: usize,
     pub suspend: usize,
     pub resume: usize,
@@ -155,6 +162,7 @@ impl Summary {
         match action {
             Action::Create => &mut self.create,
             Action::Update => &mut self.update,
+            Action::Migrate => &mut self.migrate,
             Action::Repair => &mut self.repair,
             Action::Suspend => &mut self.suspend,
             Action::Resume => &mut self.resume,
@@ -191,13 +199,16 @@ pub enum Action {
     Restore,
     /// Destroy a soft-deleted tenant whose retention period has passed.
     Purge,
+    /// Bring the tenant's schema to the latest migration.
+    Migrate,
 }
 
 impl Action {
     /// All actions, in the order the summary line lists them.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Create,
         Action::Update,
+        Action::Migrate,
         Action::Repair,
         Action::Suspend,
         Action::Resume,
@@ -210,7 +221,11 @@ impl Action {
     pub fn symbol(self) -> &'static str {
         match self {
             Action::Create | Action::Restore => "+",
-            Action::Update | Action::Repair | Action::Suspend | Action::Resume => "~",
+            Action::Update
+            | Action::Migrate
+            | Action::Repair
+            | Action::Suspend
+            | Action::Resume => "~",
             Action::Delete => "-",
             Action::Purge => "!",
         }
@@ -227,6 +242,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Restore => "restore",
             Action::Purge => "purge",
+            Action::Migrate => "migrate",
         }
     }
 
@@ -267,8 +283,22 @@ pub struct TenantChange {
     /// A conflict keeps tenantctl away from this tenant: `actions` says what it would do, but
     /// `steps` is empty and the summary does not count it (see `Plan::conflicts`).
     pub blocked: bool,
+    /// The migrations this change runs (a create runs them all), with their checksums.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<PendingMigration>,
     /// The concrete steps, in execution order: PostgreSQL steps first, then Chroma steps.
     pub steps: Vec<Step>,
+}
+
+/// A migration a tenant change runs (or records as applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMigration {
+    pub version: u32,
+    pub name: String,
+    pub checksum: String,
+    /// Recorded as applied, not run: the tenant's schema already is what it defines.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 impl TenantChange {
@@ -289,6 +319,7 @@ impl TenantChange {
             at_risk: None,
             reason: None,
             blocked: false,
+            migrations: Vec::new(),
             steps: Vec::new(),
         }
     }

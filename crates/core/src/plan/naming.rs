@@ -10,11 +10,20 @@ pub const MANAGED_COMMENT: &str = "managed by tenantctl";
 /// Value of the `managed_by` key in the metadata of collections tenantctl creates.
 pub const COLLECTION_MANAGED_BY: &str = "tenantctl";
 
-/// The table every tenant schema holds.
-pub const CONVERSATIONS_TABLE: &str = "conversations";
-
 /// Privileges a tenant's role holds on its tables.
 pub const TABLE_PRIVILEGES: [&str; 4] = ["DELETE", "INSERT", "SELECT", "UPDATE"];
+
+/// Privileges a tenant's role holds on a relation (or the functions) of its schema, as the
+/// catalogs name them.
+pub fn tenant_privileges(kind: crate::observed::ObjectKind) -> &'static [&'static str] {
+    use crate::observed::ObjectKind;
+    match kind {
+        ObjectKind::Table | ObjectKind::View | ObjectKind::ForeignTable => &TABLE_PRIVILEGES,
+        ObjectKind::MaterializedView => &["SELECT"],
+        ObjectKind::Sequence => &["SELECT", "UPDATE", "USAGE"],
+        ObjectKind::Function => &["EXECUTE"],
+    }
+}
 
 /// Prefixes that turn a tenant id into resource names.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 //! functions there. The expected grants themselves (usage, table privileges, PUBLIC revoked on
 //! the schema and its table) are checked with the schema and table.
 
-use super::{Drift, DriftProblem, GrantTarget, ResourceKind, Step, CONVERSATIONS_TABLE};
-use crate::observed::{ObjectKind, ObservedRole, ObservedSchema, PUBLIC};
+use super::{Drift, DriftProblem, GrantTarget, ResourceKind, Step};
+use crate::observed::{ObjectKind, ObservedRole, ObservedSchema, SchemaShape, PUBLIC};
 
 /// Drift of one tenant's privileges, and the steps that repair it.
 #[derive(Debug, Default, PartialEq)]
@@ -64,6 +64,7 @@ pub(super) fn check(
     role_name: &str,
     role: &ObservedRole,
     current_user: &str,
+    expected: Option<&SchemaShape>,
 ) -> PrivilegeDrift {
     let mut found = PrivilegeDrift::default();
 
@@ -154,12 +155,11 @@ pub(super) fn check(
             },
         );
     }
-    // Others on the tables; the tenant's own table privileges are checked with the table.
+    // Others on the tables, PUBLIC included; the tenant role's own privileges are checked
+    // with the grants.
     for (table_name, table) in &schema.tables {
         for grantee in table.privileges.keys() {
-            let own_table = table_name == CONVERSATIONS_TABLE;
-            if *grantee == table.owner || (own_table && (grantee == role_name || grantee == PUBLIC))
-            {
+            if *grantee == table.owner || grantee == role_name || grantee == current_user {
                 continue;
             }
             found.wrong(
@@ -177,9 +177,10 @@ pub(super) fn check(
             );
         }
     }
-    // Views, sequences, functions: tenantctl grants nothing on them, so any grantee but the
-    // owner is drift (PUBLIC's default EXECUTE on a function included: through a function or
-    // a view owned by another role, the tenant would act with that role's rights).
+    // Views, sequences, functions: the tenant role holds privileges on those the migrations
+    // make (checked with the grants); any other grantee, and the tenant role on anything else,
+    // is drift (PUBLIC's default EXECUTE on a function included: through a function or a view
+    // owned by another role, the tenant would act with that role's rights).
     for (name, object) in &schema.objects {
         let target = match (object.kind, object.oid) {
             (ObjectKind::Function, Some(oid)) => GrantTarget::Function {
@@ -194,8 +195,19 @@ pub(super) fn check(
                 kind,
             },
         };
+        let signature = name
+            .strip_prefix(&format!("{schema_name}."))
+            .unwrap_or(name);
+        let migrated = expected.is_some_and(|shape| match object.kind {
+            ObjectKind::Function => shape.functions.contains(signature),
+            ObjectKind::Sequence => shape.sequences.contains(name),
+            _ => shape.views.contains_key(name),
+        });
         for grantee in object.privileges.keys() {
-            if *grantee == object.owner {
+            if *grantee == object.owner
+                || grantee == current_user
+                || (grantee == role_name && migrated)
+            {
                 continue;
             }
             found.wrong(
@@ -259,6 +271,7 @@ mod tests {
                 },
             )]),
             objects: BTreeMap::new(),
+            shape: Default::default(),
         }
     }
 
@@ -274,6 +287,7 @@ mod tests {
                 ..ObservedRole::default()
             },
             "postgres",
+            None,
         );
         assert_eq!(found, PrivilegeDrift::default());
     }
@@ -314,7 +328,7 @@ mod tests {
             ..ObservedRole::default()
         };
         let mut found = ownership("tenant_aa", &role);
-        let rest = check("tenant_aa", &schema, "tenant_aa", &role, "postgres");
+        let rest = check("tenant_aa", &schema, "tenant_aa", &role, "postgres", None);
         found.drift.extend(rest.drift);
         found.steps.extend(rest.steps);
         let details: Vec<&str> = found.drift.iter().map(|d| d.detail.as_str()).collect();

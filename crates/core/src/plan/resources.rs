@@ -1,13 +1,15 @@
-//! Drift of a tenant's live resources, one resource at a time: schema and table, role, grants,
-//! privileges beyond them, collection. Each check records drift, the steps that repair it, and
-//! conflicts that keep tenantctl away from the tenant.
+//! Drift of a tenant's live resources, one resource at a time: schema and its migrations, role,
+//! grants, privileges beyond them, collection. Each check records drift, the steps that repair
+//! it, and conflicts that keep tenantctl away from the tenant.
 
-use super::diff::{Steps, TenantPlanner, CONVERSATIONS_COLUMNS};
+use super::diff::{Steps, TenantPlanner};
+use super::migrations::{for_tenant, grant_steps, pending};
 use super::{
-    collection_metadata, DriftProblem, GrantTarget, Naming, ResourceKind, Step,
-    COLLECTION_MANAGED_BY, CONVERSATIONS_TABLE, MANAGED_COMMENT, TABLE_PRIVILEGES,
+    collection_metadata, tenant_privileges, DriftProblem, GrantTarget, Naming, ResourceKind, Step,
+    COLLECTION_MANAGED_BY, MANAGED_COMMENT,
 };
-use crate::observed::{LiveStatus, RegistryRow, PUBLIC};
+use crate::observed::{LiveStatus, ObjectKind, RegistryRow, SchemaShape, PUBLIC};
+use std::collections::BTreeSet;
 
 /// The names of a tenant's resources.
 pub(super) struct Names {
@@ -15,29 +17,31 @@ pub(super) struct Names {
     pub schema: String,
     pub role: String,
     pub collection: String,
-    /// `schema.conversations`, for messages.
-    pub table_label: String,
 }
 
 impl Names {
     pub(super) fn of(naming: &Naming, id: &str) -> Names {
-        let schema = naming.schema(id);
         Names {
             id: id.to_string(),
-            table_label: format!("{schema}.{CONVERSATIONS_TABLE}"),
-            schema,
+            schema: naming.schema(id),
             role: naming.role(id),
             collection: naming.collection(id),
         }
     }
 }
 
-/// What this plan creates anew: it has no grants yet, so their absence is not drift.
+/// What this plan makes anew: it has no grants yet, so their absence is not drift, and every
+/// grant is planned.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Fresh {
+    /// The schema is created by this plan.
     schema: bool,
-    table: bool,
+    /// Migrations run in it: the objects they make get their grants after them.
+    migrated: bool,
 }
+
+/// Differences listed in a conflict before the rest is counted.
+const DIFFERENCES_SHOWN: usize = 5;
 
 impl TenantPlanner<'_> {
     /// Compares the tenant's live resources with what it should have and records drift, steps
@@ -49,28 +53,30 @@ impl TenantPlanner<'_> {
         steps: &mut Steps,
     ) {
         let names = Names::of(self.naming, &self.spec.id);
-        let Some(fresh) = self.check_schema_and_table(&names, steps) else {
+        let Some(schema_new) = self.check_schema(&names, steps) else {
+            return;
+        };
+        let Some(migrated) = self.check_migrations(row, &names, schema_new, steps) else {
             return;
         };
         let Some(role_new) = self.check_role(&names, steps) else {
             return;
+        };
+        let fresh = Fresh {
+            schema: schema_new,
+            migrated,
         };
         self.check_grants(row, desired, &names, fresh, role_new, steps);
         self.check_privileges(&names, fresh, role_new, steps);
         self.check_collection(row, &names, steps);
     }
 
-    /// The schema and its table: missing ones re-created, PUBLIC's grants revoked, missing
-    /// columns added. `None` when the schema is not tenantctl's (a conflict: the tenant is
-    /// left alone).
-    fn check_schema_and_table(&mut self, names: &Names, steps: &mut Steps) -> Option<Fresh> {
+    /// The schema: re-created when missing (its migrations then run again), PUBLIC's grants
+    /// revoked. Returns whether it is created by this plan; `None` when the schema is not
+    /// tenantctl's (a conflict: the tenant is left alone).
+    fn check_schema(&mut self, names: &Names, steps: &mut Steps) -> Option<bool> {
         let schema_name = names.schema.clone();
-        let table_label = names.table_label.clone();
-        let observed = self.observed;
-        let schema = observed.schemas.get(&schema_name);
-        let mut schema_new = false;
-        let mut table_new = false;
-        match schema {
+        match self.observed.schemas.get(&schema_name) {
             None => {
                 self.drift(
                     ResourceKind::Schema,
@@ -79,14 +85,9 @@ impl TenantPlanner<'_> {
                     "schema is missing",
                 );
                 steps.postgres.push(Step::CreateSchema {
-                    schema: schema_name.clone(),
+                    schema: schema_name,
                 });
-                steps.postgres.push(Step::CreateTable {
-                    schema: schema_name.clone(),
-                    table: CONVERSATIONS_TABLE.to_string(),
-                });
-                schema_new = true;
-                table_new = true;
+                Some(true)
             }
             Some(schema) if schema.comment != MANAGED_COMMENT => {
                 self.conflict(
@@ -95,7 +96,7 @@ impl TenantPlanner<'_> {
                     format!("schema `{schema_name}` is not marked as managed by tenantctl"),
                     "it may have been replaced by hand; restore its comment `managed by tenantctl` if it is the tenant's, or move it away",
                 );
-                return None;
+                None
             }
             Some(schema) => {
                 if schema.privileges.contains_key(PUBLIC) {
@@ -106,72 +107,84 @@ impl TenantPlanner<'_> {
                         "PUBLIC has privileges on the schema",
                     );
                     steps.postgres.push(Step::RevokeSchemaFromPublic {
-                        schema: schema_name.clone(),
+                        schema: schema_name,
                     });
                 }
-                match schema.tables.get(CONVERSATIONS_TABLE) {
-                    None => {
-                        self.drift(
-                            ResourceKind::Table,
-                            &table_label,
-                            DriftProblem::Missing,
-                            "table is missing",
-                        );
-                        steps.postgres.push(Step::CreateTable {
-                            schema: schema_name.clone(),
-                            table: CONVERSATIONS_TABLE.to_string(),
-                        });
-                        table_new = true;
-                    }
-                    Some(table) => {
-                        for (column, data_type, _) in CONVERSATIONS_COLUMNS {
-                            match table.columns.get(column) {
-                                None => {
-                                    self.drift(
-                                        ResourceKind::Column,
-                                        &format!("{table_label}.{column}"),
-                                        DriftProblem::Missing,
-                                        "column is missing",
-                                    );
-                                    steps.postgres.push(Step::AddColumn {
-                                        schema: schema_name.clone(),
-                                        table: CONVERSATIONS_TABLE.to_string(),
-                                        column: column.to_string(),
-                                    });
-                                }
-                                Some(live) if live.data_type != data_type => self.conflict(
-                                    ResourceKind::Column,
-                                    &format!("{table_label}.{column}"),
-                                    format!(
-                                        "column `{column}` of `{table_label}` is `{}`, expected `{data_type}`",
-                                        live.data_type
-                                    ),
-                                    "tenantctl never rewrites tenant data; fix the column type by hand",
-                                ),
-                                Some(_) => {}
-                            }
-                        }
-                        if table.privileges.contains_key(PUBLIC) {
-                            self.drift(
-                                ResourceKind::Grant,
-                                &table_label,
-                                DriftProblem::Wrong,
-                                "PUBLIC has privileges on the table",
-                            );
-                            steps.postgres.push(Step::RevokeTableFromPublic {
-                                schema: schema_name.clone(),
-                                table: CONVERSATIONS_TABLE.to_string(),
-                            });
-                        }
-                    }
-                }
+                Some(false)
             }
         }
+    }
 
-        Some(Fresh {
-            schema: schema_new,
-            table: table_new,
-        })
+    /// The tenant's migrations: those it has not applied run (all of them in a schema created
+    /// anew); a tenant made before migration history existed is adopted as having the first
+    /// applied when its schema is exactly what that makes; a tenant up to date is compared with
+    /// the reference, and one that differs is left alone, every difference named (tenantctl
+    /// does not invent DDL). Returns whether migrations run; `None` for a conflict.
+    fn check_migrations(
+        &mut self,
+        row: &RegistryRow,
+        names: &Names,
+        schema_new: bool,
+        steps: &mut Steps,
+    ) -> Option<bool> {
+        let observed = self.observed;
+        let live = if schema_new {
+            None
+        } else {
+            observed
+                .schemas
+                .get(&names.schema)
+                .map(|schema| &schema.shape)
+        };
+        let found = for_tenant(
+            self.migrations,
+            observed.history.as_ref(),
+            observed.reference.as_ref(),
+            row.uid,
+            live,
+        );
+        if !found.differs.is_empty() {
+            let mut shown: Vec<String> = found
+                .differs
+                .iter()
+                .take(DIFFERENCES_SHOWN)
+                .cloned()
+                .collect();
+            if found.differs.len() > DIFFERENCES_SHOWN {
+                shown.push(format!(
+                    "and {} more",
+                    found.differs.len() - DIFFERENCES_SHOWN
+                ));
+            }
+            self.conflict(
+                ResourceKind::Schema,
+                &names.schema,
+                format!(
+                    "schema `{}` is not what the migrations define: {}",
+                    names.schema,
+                    shown.join("; ")
+                ),
+                "tenantctl does not invent DDL: bring the schema back by hand, or write a migration for the change",
+            );
+            return None;
+        }
+        if !found.adopt.is_empty() {
+            self.migrations_pending
+                .extend(pending(self.migrations, &found.adopt, true));
+            steps.postgres.push(Step::RecordMigrations {
+                versions: found.adopt,
+            });
+        }
+        if found.run.is_empty() {
+            return Some(false);
+        }
+        self.migrations_pending
+            .extend(pending(self.migrations, &found.run, false));
+        steps.postgres.push(Step::RunMigrations {
+            schema: names.schema.clone(),
+            versions: found.run,
+        });
+        Some(true)
     }
 
     /// The role: re-created when missing, `NOLOGIN`, owning nothing. Returns whether it is
@@ -227,8 +240,8 @@ impl TenantPlanner<'_> {
         Some(role_new)
     }
 
-    /// What tenantctl grants: `USAGE` on the schema while active, the four table privileges,
-    /// nothing more to the role on them.
+    /// What tenantctl grants: `USAGE` on the schema while active, the tenant privileges on
+    /// every relation the migrations make and on their functions, nothing more to the role.
     fn check_grants(
         &mut self,
         row: &RegistryRow,
@@ -238,16 +251,14 @@ impl TenantPlanner<'_> {
         role_new: bool,
         steps: &mut Steps,
     ) {
-        let (schema_new, table_new) = (fresh.schema, fresh.table);
         let schema_name = names.schema.clone();
         let role_name = names.role.clone();
-        let table_label = names.table_label.clone();
         let observed = self.observed;
         let schema = observed.schemas.get(&schema_name);
-        // Grants. A freshly created schema, table or role has no grants; those are part of the
-        // repair already reported, not separate drift.
+        // Grants. A freshly created schema or role has no grants; those are part of the repair
+        // already reported, not separate drift.
         let schema_privileges = schema
-            .filter(|_| !schema_new)
+            .filter(|_| !fresh.schema)
             .and_then(|schema| schema.privileges.get(&role_name))
             .cloned()
             .unwrap_or_default();
@@ -255,7 +266,7 @@ impl TenantPlanner<'_> {
         let extra_schema_privileges = !role_new && schema_privileges.iter().any(|p| p != "USAGE");
         let registry_wants_usage = row.status == LiveStatus::Active;
         let desired_usage = desired == LiveStatus::Active;
-        if !schema_new && !role_new {
+        if !fresh.schema && !role_new {
             if has_usage != registry_wants_usage {
                 let detail = if has_usage {
                     format!("role has access to the schema of a {} tenant", row.status)
@@ -291,50 +302,127 @@ impl TenantPlanner<'_> {
             });
         }
 
-        let table_privileges = schema
-            .and_then(|schema| schema.tables.get(CONVERSATIONS_TABLE))
-            .filter(|_| !table_new && !role_new)
-            .and_then(|table| table.privileges.get(&role_name))
-            .cloned()
-            .unwrap_or_default();
-        let missing_table_privileges = TABLE_PRIVILEGES
-            .iter()
-            .any(|privilege| !table_privileges.contains(*privilege));
-        // TRUNCATE, REFERENCES, TRIGGER: more than a tenant's table privileges. Revoked, then
-        // the four granted again.
-        let extra_table_privileges = table_privileges
-            .iter()
-            .any(|privilege| !TABLE_PRIVILEGES.contains(&privilege.as_str()));
-        if extra_table_privileges {
+        let Some(reference) = observed.reference.as_ref() else {
+            return;
+        };
+        let expected = &reference.full;
+        // Everything the migrations made is new to the role: grant it all.
+        if fresh.schema || fresh.migrated || role_new {
+            steps
+                .postgres
+                .extend(grant_steps(expected, &schema_name, &role_name));
+            return;
+        }
+        let Some(schema) = schema else {
+            return;
+        };
+        for table in expected.tables.keys() {
+            let held = schema
+                .tables
+                .get(table)
+                .and_then(|live| live.privileges.get(&role_name))
+                .cloned()
+                .unwrap_or_default();
+            let grant = Step::GrantTablePrivileges {
+                schema: schema_name.clone(),
+                table: table.clone(),
+                role: role_name.clone(),
+            };
+            self.expect_privileges(
+                &schema_name,
+                table,
+                ObjectKind::Table,
+                &held,
+                &role_name,
+                grant,
+                steps,
+            );
+        }
+        for (name, kind) in relations(expected) {
+            let held = schema
+                .objects
+                .get(&name)
+                .and_then(|live| live.privileges.get(&role_name))
+                .cloned()
+                .unwrap_or_default();
+            let grant = Step::GrantObjectPrivileges {
+                schema: schema_name.clone(),
+                name: name.clone(),
+                object_kind: kind,
+                role: role_name.clone(),
+            };
+            self.expect_privileges(&schema_name, &name, kind, &held, &role_name, grant, steps);
+        }
+        let lacks_execute = schema.objects.values().any(|object| {
+            object.kind == ObjectKind::Function
+                && !object
+                    .privileges
+                    .get(&role_name)
+                    .is_some_and(|held| held.contains("EXECUTE"))
+        });
+        if !expected.functions.is_empty() && lacks_execute {
             self.drift(
                 ResourceKind::Grant,
-                &table_label,
+                &schema_name,
+                DriftProblem::Missing,
+                "role lacks EXECUTE on the schema's functions",
+            );
+            steps.postgres.push(Step::GrantFunctions {
+                schema: schema_name.clone(),
+                role: role_name.clone(),
+            });
+        }
+    }
+
+    /// The role must hold exactly the tenant privileges on one relation: a missing one is
+    /// granted; more (TRUNCATE, REFERENCES, TRIGGER) is revoked and the right ones granted
+    /// again.
+    #[allow(clippy::too_many_arguments)] // one relation's names, what is held, and the repair
+    fn expect_privileges(
+        &mut self,
+        schema: &str,
+        name: &str,
+        kind: ObjectKind,
+        held: &BTreeSet<String>,
+        role: &str,
+        grant: Step,
+        steps: &mut Steps,
+    ) {
+        let wanted = tenant_privileges(kind);
+        let label = format!("{schema}.{name}");
+        let missing = wanted.iter().any(|privilege| !held.contains(*privilege));
+        let extra = held
+            .iter()
+            .any(|privilege| !wanted.contains(&privilege.as_str()));
+        if extra {
+            self.drift(
+                ResourceKind::Grant,
+                &label,
                 DriftProblem::Wrong,
-                "role holds privileges on the table beyond SELECT, INSERT, UPDATE, DELETE",
+                &format!(
+                    "role holds privileges on the {} beyond {}",
+                    kind.label(),
+                    wanted.join(", ")
+                ),
             );
             steps.postgres.push(Step::RevokeGrant {
                 on: GrantTarget::Relation {
-                    schema: schema_name.clone(),
-                    name: CONVERSATIONS_TABLE.to_string(),
-                    kind: crate::observed::ObjectKind::Table,
+                    schema: schema.to_string(),
+                    name: name.to_string(),
+                    kind,
                 },
-                grantee: role_name.clone(),
+                grantee: role.to_string(),
             });
+        } else if missing {
+            self.drift(
+                ResourceKind::Grant,
+                &label,
+                DriftProblem::Missing,
+                &format!("role lacks privileges on the {}", kind.label()),
+            );
         }
-        if missing_table_privileges || extra_table_privileges {
-            if !table_new && !role_new {
-                self.drift(
-                    ResourceKind::Grant,
-                    &table_label,
-                    DriftProblem::Missing,
-                    "role lacks privileges on the table",
-                );
-            }
-            steps.postgres.push(Step::GrantTablePrivileges {
-                schema: schema_name.clone(),
-                table: CONVERSATIONS_TABLE.to_string(),
-                role: role_name.clone(),
-            });
+        if missing || extra {
+            steps.postgres.push(grant);
         }
     }
 
@@ -356,6 +444,7 @@ impl TenantPlanner<'_> {
                 &role_name,
                 role,
                 &observed.current_user,
+                observed.reference.as_ref().map(|reference| &reference.full),
             );
             self.drift.extend(found.drift);
             steps.postgres.extend(found.steps);
@@ -418,4 +507,27 @@ impl TenantPlanner<'_> {
             }
         }
     }
+}
+
+/// The views and sequences of a shape, with their kinds.
+fn relations(shape: &SchemaShape) -> Vec<(String, ObjectKind)> {
+    let mut found: Vec<(String, ObjectKind)> = shape
+        .views
+        .iter()
+        .map(|(name, definition)| {
+            let kind = if definition.starts_with("materialized view") {
+                ObjectKind::MaterializedView
+            } else {
+                ObjectKind::View
+            };
+            (name.clone(), kind)
+        })
+        .collect();
+    found.extend(
+        shape
+            .sequences
+            .iter()
+            .map(|name| (name.clone(), ObjectKind::Sequence)),
+    );
+    found
 }

@@ -17,14 +17,12 @@ use super::RegistryRecord;
 pub enum Step {
     /// `CREATE SCHEMA`, marked as managed, PUBLIC revoked.
     CreateSchema { schema: String },
-    /// `CREATE TABLE conversations (...)`, PUBLIC revoked.
-    CreateTable { schema: String, table: String },
-    /// `ALTER TABLE ... ADD COLUMN` for a column dropped by hand.
-    AddColumn {
-        schema: String,
-        table: String,
-        column: String,
-    },
+    /// Runs these migrations in the tenant's schema (its only search path, under the migration
+    /// lock timeout), in order, and records them in the tenant's migration history.
+    RunMigrations { schema: String, versions: Vec<u32> },
+    /// Records these migrations as applied without running them: a tenant made by a release
+    /// without migration history, whose schema is what they define.
+    RecordMigrations { versions: Vec<u32> },
     /// `CREATE ROLE ... NOLOGIN`, marked as managed.
     CreateRole { role: String },
     /// `ALTER ROLE ... NOLOGIN` on a managed role that was given LOGIN.
@@ -41,8 +39,6 @@ pub enum Step {
     ReassignOwned { role: String },
     /// `REVOKE ALL ON SCHEMA ... FROM PUBLIC`.
     RevokeSchemaFromPublic { schema: String },
-    /// `REVOKE ALL ON TABLE ... FROM PUBLIC`.
-    RevokeTableFromPublic { schema: String, table: String },
     /// `GRANT USAGE ON SCHEMA ... TO role`: what access means for an active tenant.
     GrantSchemaUsage { schema: String, role: String },
     /// `REVOKE ALL ON SCHEMA ... FROM role`: a suspended or deleted tenant's role loses access.
@@ -53,6 +49,16 @@ pub enum Step {
         table: String,
         role: String,
     },
+    /// The tenant privileges on a view or sequence the migrations made (see
+    /// [`crate::plan::tenant_privileges`]).
+    GrantObjectPrivileges {
+        schema: String,
+        name: String,
+        object_kind: ObjectKind,
+        role: String,
+    },
+    /// `EXECUTE` on the schema's functions to the role, and from PUBLIC revoked.
+    GrantFunctions { schema: String, role: String },
     /// `REVOKE ALL ON <object> FROM grantee`: a grant tenantctl did not make.
     RevokeGrant { on: GrantTarget, grantee: String },
     /// `ALTER FUNCTION ... SECURITY INVOKER` on a function of a tenant schema.
@@ -68,6 +74,9 @@ pub enum Step {
     ExportBackup {
         schema: String,
         tables: Vec<String>,
+        /// The tenant's latest applied migration, recorded in the manifest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        migration_version: Option<u32>,
         /// The collection's name, and its id (records are read by id).
         collection: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,18 +136,19 @@ impl Step {
     pub fn kind(&self) -> &'static str {
         match self {
             Step::CreateSchema { .. } => "create_schema",
-            Step::CreateTable { .. } => "create_table",
-            Step::AddColumn { .. } => "add_column",
+            Step::RunMigrations { .. } => "run_migrations",
+            Step::RecordMigrations { .. } => "record_migrations",
             Step::CreateRole { .. } => "create_role",
             Step::DisableRoleLogin { .. } => "disable_role_login",
             Step::ResetRoleAttributes { .. } => "reset_role_attributes",
             Step::RevokeMembership { .. } => "revoke_membership",
             Step::ReassignOwned { .. } => "reassign_owned",
             Step::RevokeSchemaFromPublic { .. } => "revoke_schema_from_public",
-            Step::RevokeTableFromPublic { .. } => "revoke_table_from_public",
             Step::GrantSchemaUsage { .. } => "grant_schema_usage",
             Step::RevokeSchemaUsage { .. } => "revoke_schema_usage",
             Step::GrantTablePrivileges { .. } => "grant_table_privileges",
+            Step::GrantObjectPrivileges { .. } => "grant_object_privileges",
+            Step::GrantFunctions { .. } => "grant_functions",
             Step::RevokeGrant { .. } => "revoke_grant",
             Step::SecurityInvoker { .. } => "security_invoker",
             Step::InsertRegistry { .. } => "insert_registry",
@@ -171,12 +181,26 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Step::CreateSchema { schema } => write!(f, "create schema `{schema}`"),
-            Step::CreateTable { schema, table } => write!(f, "create table `{schema}.{table}`"),
-            Step::AddColumn {
-                schema,
-                table,
-                column,
-            } => write!(f, "add column `{column}` to `{schema}.{table}`"),
+            Step::RunMigrations { schema, versions } => write!(
+                f,
+                "run migration{} {} in `{schema}`",
+                if versions.len() == 1 { "" } else { "s" },
+                versions
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Step::RecordMigrations { versions } => write!(
+                f,
+                "record migration{} {} as applied",
+                if versions.len() == 1 { "" } else { "s" },
+                versions
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Step::CreateRole { role } => write!(f, "create role `{role}`"),
             Step::DisableRoleLogin { role } => write!(f, "disable login of role `{role}`"),
             Step::ResetRoleAttributes { role, attributes } => {
@@ -190,9 +214,6 @@ impl std::fmt::Display for Step {
             }
             Step::RevokeSchemaFromPublic { schema } => {
                 write!(f, "revoke PUBLIC privileges on schema `{schema}`")
-            }
-            Step::RevokeTableFromPublic { schema, table } => {
-                write!(f, "revoke PUBLIC privileges on table `{schema}.{table}`")
             }
             Step::GrantSchemaUsage { schema, role } => {
                 write!(f, "grant usage on schema `{schema}` to `{role}`")
@@ -208,6 +229,22 @@ impl std::fmt::Display for Step {
                 f,
                 "grant table privileges on `{schema}.{table}` to `{role}`"
             ),
+            Step::GrantObjectPrivileges {
+                schema,
+                name,
+                object_kind,
+                role,
+            } => write!(
+                f,
+                "grant privileges on {} `{schema}.{name}` to `{role}`",
+                object_kind.label()
+            ),
+            Step::GrantFunctions { schema, role } => {
+                write!(
+                    f,
+                    "grant execute on the functions of `{schema}` to `{role}`"
+                )
+            }
             Step::RevokeGrant { on, grantee } => {
                 write!(f, "revoke privileges of `{grantee}` on {on}")
             }

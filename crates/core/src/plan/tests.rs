@@ -27,9 +27,9 @@ fn new_tenant_is_created_with_every_resource_in_order() {
             Step::CreateSchema {
                 schema: "tenant_acme".into()
             },
-            Step::CreateTable {
+            Step::RunMigrations {
                 schema: "tenant_acme".into(),
-                table: "conversations".into()
+                versions: vec![1]
             },
             Step::CreateRole {
                 role: "tenant_acme".into()
@@ -64,7 +64,7 @@ fn missing_control_schema_is_a_pending_migration() {
     let mut observed = empty_observed();
     observed.control_schema_version = None;
     let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
-    assert_eq!(plan.control_schema.pending, vec![1, 2, 3]);
+    assert_eq!(plan.control_schema.pending, vec![1, 2, 3, 4]);
     assert!(!plan.is_empty());
     let mut observed = empty_observed();
     observed.control_schema_version = Some(CONTROL_SCHEMA_VERSION);
@@ -201,6 +201,7 @@ fn dropped_schema_is_repaired_with_table_and_grants() {
     observed.schemas.remove("tenant_initech");
     let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
     let change = single(&plan);
+    // A schema created anew runs every migration again, as part of the repair.
     assert_eq!(change.actions, vec![Action::Repair]);
     assert_eq!(change.drift.len(), 1, "{:#?}", change.drift);
     assert_eq!(change.drift[0].resource, ResourceKind::Schema);
@@ -211,9 +212,9 @@ fn dropped_schema_is_repaired_with_table_and_grants() {
             Step::CreateSchema {
                 schema: "tenant_initech".into()
             },
-            Step::CreateTable {
+            Step::RunMigrations {
                 schema: "tenant_initech".into(),
-                table: "conversations".into()
+                versions: vec![1]
             },
             Step::GrantSchemaUsage {
                 schema: "tenant_initech".into(),
@@ -282,7 +283,7 @@ fn dropped_role_is_recreated_and_granted() {
 }
 
 #[test]
-fn revoked_grant_public_access_login_and_column_are_repaired() {
+fn revoked_grant_public_access_and_login_are_repaired() {
     let spec = tenant("initech");
     let mut observed = empty_observed();
     provision(&mut observed, &spec, LiveStatus::Active, 1);
@@ -292,7 +293,6 @@ fn revoked_grant_public_access_login_and_column_are_repaired() {
         .privileges
         .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
     let table = schema.tables.get_mut("conversations").unwrap();
-    table.columns.remove("messages");
     table
         .privileges
         .insert(PUBLIC.into(), BTreeSet::from(["SELECT".to_string()]));
@@ -307,15 +307,6 @@ fn revoked_grant_public_access_login_and_column_are_repaired() {
             Step::RevokeSchemaFromPublic {
                 schema: "tenant_initech".into()
             },
-            Step::AddColumn {
-                schema: "tenant_initech".into(),
-                table: "conversations".into(),
-                column: "messages".into()
-            },
-            Step::RevokeTableFromPublic {
-                schema: "tenant_initech".into(),
-                table: "conversations".into()
-            },
             Step::DisableRoleLogin {
                 role: "tenant_initech".into()
             },
@@ -323,9 +314,43 @@ fn revoked_grant_public_access_login_and_column_are_repaired() {
                 schema: "tenant_initech".into(),
                 role: "tenant_initech".into()
             },
+            Step::RevokeGrant {
+                on: crate::plan::GrantTarget::Relation {
+                    schema: "tenant_initech".into(),
+                    name: "conversations".into(),
+                    kind: crate::observed::ObjectKind::Table,
+                },
+                grantee: PUBLIC.into()
+            },
         ]
     );
-    assert_eq!(change.drift.len(), 5, "{:#?}", change.drift);
+    assert_eq!(change.drift.len(), 4, "{:#?}", change.drift);
+}
+
+#[test]
+fn a_dropped_column_is_a_conflict_naming_it_not_a_guess() {
+    let spec = tenant("initech");
+    let mut observed = empty_observed();
+    provision(&mut observed, &spec, LiveStatus::Active, 1);
+    let schema = observed.schemas.get_mut("tenant_initech").unwrap();
+    schema
+        .shape
+        .tables
+        .get_mut("conversations")
+        .unwrap()
+        .remove("messages");
+    schema.shape.indexes.insert(
+        "by_time".into(),
+        "CREATE INDEX by_time ON conversations USING btree (created_at)".into(),
+    );
+    let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+    let change = single(&plan);
+    assert!(change.blocked);
+    assert!(change.steps.is_empty());
+    assert_eq!(
+        plan.conflicts[0].message,
+        "schema `tenant_initech` is not what the migrations define: column `conversations.messages` is missing; index `by_time` is not in the migrations"
+    );
 }
 
 #[test]
@@ -552,6 +577,7 @@ fn soft_delete_revokes_access_and_writes_a_backup() {
                 tables: vec!["conversations".into()],
                 collection: Some("tenant_hooli".into()),
                 collection_id: Some(observed.collections["tenant_hooli"].id.clone()),
+                migration_version: Some(1),
                 uid: change.uid.unwrap(),
             },
         ]

@@ -135,6 +135,19 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         }),
     );
 
+    let (pending, migrating) = super::view::pending_migrations(plan);
+    if !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(|(_, name, _)| name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "Migrations: {} pending ({}) for {} tenant{}.\n",
+            pending.len(),
+            names.join(", "),
+            super::thousands(migrating as u64),
+            plural(migrating)
+        );
+    }
+
     out.push_str(&summary_line(plan));
     out.push('\n');
     out
@@ -239,7 +252,9 @@ pub fn summary_line(plan: &Plan) -> String {
 fn action_color(action: Action) -> &'static str {
     match action {
         Action::Create | Action::Restore => "32",
-        Action::Update | Action::Repair | Action::Suspend | Action::Resume => "33",
+        Action::Update | Action::Migrate | Action::Repair | Action::Suspend | Action::Resume => {
+            "33"
+        }
         Action::Delete => "31",
         Action::Purge => "31;1",
     }

@@ -83,6 +83,12 @@ pub enum Note {
         deleted_at: Option<DateTime<Utc>>,
         reason: Option<String>,
     },
+    /// Migrations: the ones run, and the ones recorded as applied (a tenant made before
+    /// migration history existed).
+    Migrations {
+        run: Vec<String>,
+        adopted: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Note {
@@ -111,6 +117,20 @@ impl std::fmt::Display for Note {
                     parts.push(reason.clone());
                 }
                 f.write_str(&parts.join(", "))
+            }
+            Note::Migrations { run, adopted } => {
+                f.write_str(&run.join(", "))?;
+                if !adopted.is_empty() {
+                    if !run.is_empty() {
+                        f.write_str(" ")?;
+                    }
+                    write!(
+                        f,
+                        "({} already applied by an earlier release: recorded)",
+                        adopted.join(", ")
+                    )?;
+                }
+                Ok(())
             }
         }
     }
@@ -159,6 +179,7 @@ impl<'a> TenantView<'a> {
                 deleted_at: change.deleted_at,
                 reason: change.reason.clone(),
             }),
+            Action::Migrate => Some(migrations_note(change)),
             _ => None,
         };
         let lines = match primary {
@@ -176,6 +197,22 @@ impl<'a> TenantView<'a> {
     }
 }
 
+/// The migrations a change runs and records.
+fn migrations_note(change: &TenantChange) -> Note {
+    let names = |adopted: bool| {
+        change
+            .migrations
+            .iter()
+            .filter(|migration| migration.adopted == adopted)
+            .map(|migration| migration.name.clone())
+            .collect()
+    };
+    Note::Migrations {
+        run: names(false),
+        adopted: names(true),
+    }
+}
+
 /// A create: the resources made, then every field of the new record.
 fn create_lines(change: &TenantChange) -> Vec<Line<'_>> {
     let mut lines = Vec::new();
@@ -184,7 +221,13 @@ fn create_lines(change: &TenantChange) -> Vec<Line<'_>> {
         let line = match step {
             Step::CreateSchema { schema } => {
                 schema_name = schema.clone();
-                ViewLine::new(Mark::Added, "schema", schema).detail("table conversations")
+                let names: Vec<&str> = change
+                    .migrations
+                    .iter()
+                    .map(|migration| migration.name.as_str())
+                    .collect();
+                ViewLine::new(Mark::Added, "schema", schema)
+                    .detail(format!("migrations {}", names.join(", ")))
             }
             Step::CreateRole { role } => {
                 let access = match change.status_after {
@@ -270,6 +313,15 @@ fn change_lines(change: &TenantChange, note_shown: bool) -> Vec<Line<'_>> {
         })
         .map(Line::Field)
         .collect();
+    // Migrations named in the note when they are the change; otherwise a line of their own.
+    if change.primary() != Some(Action::Migrate) && !change.migrations.is_empty() {
+        let note = migrations_note(change);
+        lines.push(Line::Resource(ViewLine::new(
+            Mark::Added,
+            "migrations",
+            note.to_string(),
+        )));
+    }
     let revoked =
         change.actions.contains(&Action::Suspend) || change.actions.contains(&Action::Delete);
     let granted = change.actions.contains(&Action::Resume)
@@ -308,6 +360,32 @@ fn change_lines(change: &TenantChange, note_shown: bool) -> Vec<Line<'_>> {
         ));
     }
     lines
+}
+
+/// The migrations a plan runs on existing tenants: each one's name and how many tenants run it,
+/// in version order; and how many tenants migrate in all.
+pub fn pending_migrations(plan: &crate::plan::Plan) -> (Vec<(u32, String, usize)>, usize) {
+    let mut by_version: std::collections::BTreeMap<u32, (String, usize)> = Default::default();
+    let mut tenants = 0;
+    for change in plan.effective_changes() {
+        if !change.actions.contains(&Action::Migrate) {
+            continue;
+        }
+        tenants += 1;
+        for migration in change.migrations.iter().filter(|m| !m.adopted) {
+            let entry = by_version
+                .entry(migration.version)
+                .or_insert_with(|| (migration.name.clone(), 0));
+            entry.1 += 1;
+        }
+    }
+    (
+        by_version
+            .into_iter()
+            .map(|(version, (name, count))| (version, name, count))
+            .collect(),
+        tenants,
+    )
 }
 
 /// `1 row`, `2,048 records`.

@@ -15,6 +15,8 @@
 
 mod limits;
 mod merge;
+pub mod migrations;
+pub mod sql;
 mod validate;
 mod walk;
 pub mod yaml;
@@ -185,9 +187,12 @@ pub struct DesiredState {
     pub plans: BTreeMap<String, PlanSpec>,
     /// The settings, or the defaults when there is no `Settings` document.
     pub settings: Settings,
-    /// Hex SHA-256 over the sorted (relative path, bytes) of every file loaded: it changes if and
-    /// only if a loaded file changes, is added or is removed, so a watcher can skip no-op
-    /// reconciles and a plan can name the exact input it was made from.
+    /// The tenant schema's migrations, in version order (the built-in one without a
+    /// `migrations/` folder).
+    pub migrations: migrations::Migrations,
+    /// Hex SHA-256 over the sorted (relative path, bytes) of every file loaded, migrations
+    /// included: it changes if and only if a loaded file changes, is added or is removed, so a
+    /// watcher can skip no-op reconciles and a plan can name the exact input it was made from.
     pub fingerprint: String,
 }
 
@@ -327,8 +332,27 @@ pub fn load_dir(dir: &Path) -> Result<DesiredState, SpecErrors> {
     if !complete {
         return Err(finish(errors));
     }
+    let (migration_sources, migration_errors) = migrations::read(dir);
+    errors.extend(migration_errors);
+    let migrations = match &migration_sources {
+        None => Ok(migrations::Migrations::builtin()),
+        Some(sources) => migrations::parse(sources),
+    };
+    let migrations = match migrations {
+        Ok(migrations) => Some(migrations),
+        Err(more) => {
+            errors.extend(more);
+            None
+        }
+    };
     match parse_sources(dir, sources) {
-        Ok(state) if errors.is_empty() => Ok(state),
+        Ok(mut state) if errors.is_empty() => {
+            if let (Some(migrations), Some(migration_sources)) = (migrations, migration_sources) {
+                state.migrations = migrations;
+                state.fingerprint = fingerprint_with(&state.fingerprint, &migration_sources);
+            }
+            Ok(state)
+        }
         Ok(_) => Err(finish(errors)),
         Err(SpecErrors(more)) => {
             errors.extend(more);
@@ -514,6 +538,7 @@ pub fn parse_sources(dir: &Path, mut sources: Vec<SourceFile>) -> Result<Desired
         tenants: by_id,
         plans,
         settings,
+        migrations: migrations::Migrations::builtin(),
         fingerprint: fingerprint(&sources),
     })
 }
@@ -581,6 +606,14 @@ fn finish(mut errors: Vec<SpecError>) -> SpecErrors {
 ///
 /// Both parts are length-prefixed so that no two different sets of files hash the same input.
 /// Paths are hashed with `/` separators so the fingerprint does not depend on the platform.
+/// The fingerprint of the YAML files extended with the migration files.
+fn fingerprint_with(yaml: &str, migrations: &[SourceFile]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(yaml.as_bytes());
+    hasher.update(fingerprint(migrations).as_bytes());
+    hex::encode(hasher.finalize())
+}
+
 fn fingerprint(sources: &[SourceFile]) -> String {
     let mut entries: Vec<(String, &str)> = sources
         .iter()

@@ -117,6 +117,10 @@ impl Walk<'_> {
             if name.to_string_lossy().starts_with('.') {
                 continue;
             }
+            // The tenant schema's SQL migrations are read by `migrations`, not as YAML.
+            if relative.as_os_str().is_empty() && name == super::migrations::FOLDER {
+                continue;
+            }
             let relative = relative.join(&name);
             let path = self.dir.join(&relative);
             let Ok(link_metadata) = fs::symlink_metadata(&path) else {

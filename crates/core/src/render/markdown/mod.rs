@@ -172,7 +172,8 @@ impl Entry<'_> {
             Action::Resume => 5,
             Action::Create => 6,
             Action::Update => 7,
-            Action::Repair => 8,
+            Action::Migrate => 8,
+            Action::Repair => 9,
         }
     }
 

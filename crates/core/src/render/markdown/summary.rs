@@ -117,10 +117,61 @@ pub(super) fn summary(
         }
     }
 
+    migrations(&mut out, plan);
     orphans(&mut out, plan);
     scheduled_purges(&mut out, plan);
     backup_leftovers(&mut out, plan);
     out
+}
+
+/// SQL of one migration shown before the rest is cut (the file holds it all).
+const SQL_SHOWN: usize = 8_000;
+/// SQL of all migrations shown together.
+const SQL_SHOWN_IN_ALL: usize = 24_000;
+
+/// The SQL of each migration existing tenants run, once, with how many tenants run it.
+fn migrations(out: &mut String, plan: &Plan) {
+    let (pending, tenants) = crate::render::view::pending_migrations(plan);
+    if pending.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n**Migrations** for {} tenant{}, each run in the tenant's schema, in its transaction:",
+        crate::render::thousands(tenants as u64),
+        plural(tenants)
+    );
+    let mut room = SQL_SHOWN_IN_ALL;
+    for (version, name, count) in pending {
+        let Some(migration) = plan.migrations.get(version) else {
+            continue;
+        };
+        let limit = SQL_SHOWN.min(room);
+        let mut sql: String = migration.sql.chars().take(limit).collect();
+        let cut = migration.sql.chars().count() > limit;
+        room = room.saturating_sub(sql.len());
+        if cut {
+            sql.push_str("\n-- … (cut here; the whole migration is in the file)\n");
+        }
+        if !sql.ends_with('\n') {
+            sql.push('\n');
+        }
+        let fence = super::blocks::fence(&sql);
+        let _ = write!(
+            out,
+            "\n<details open><summary><code>{}</code>: {}</summary>\n\n{fence}sql\n{sql}{fence}\n\n</details>\n",
+            markdown(&name),
+            count_tenants(count)
+        );
+    }
+}
+
+fn count_tenants(count: usize) -> String {
+    format!(
+        "{} tenant{}",
+        crate::render::thousands(count as u64),
+        plural(count)
+    )
 }
 
 /// What the reviewer must read before anything else about the live state itself.

@@ -1,0 +1,493 @@
+//! Just enough of PostgreSQL's lexical rules to split a migration into statements and read
+//! their first words: comments (`--`, nested `/* */`), string constants (`'...'`, `E'...'`,
+//! dollar-quoted `$tag$...$tag$`) and quoted identifiers are skipped, `;` ends a statement.
+//!
+//! With it, a migration is checked before any tenant is touched: nothing that would end or
+//! escape the tenant's transaction (`COMMIT`, `CREATE INDEX CONCURRENTLY`, `VACUUM`, `SET ROLE`,
+//! a session-level `SET`) and nothing that would reach beyond the tenant's schema by design
+//! (`CREATE SCHEMA`, `SECURITY DEFINER`, `COPY ... PROGRAM`).
+
+/// One statement of a migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Byte offset of its first character (after leading blanks and comments).
+    pub start: usize,
+    /// 1-based line of `start`.
+    pub line: usize,
+    /// 1-based column of `start`, in characters.
+    pub column: usize,
+    /// Its words outside comments, strings and quoted identifiers, uppercased, in order.
+    pub words: Vec<String>,
+}
+
+/// Why the text cannot be split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LexError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Splits `sql` into statements (empty ones dropped).
+///
+/// # Errors
+/// An unterminated comment, string, dollar quote or quoted identifier, or a psql
+/// meta-command (a line starting with `\`), which is no SQL.
+pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
+    let chars: Vec<(usize, char)> = sql.char_indices().collect();
+    let mut position = Position::default();
+    let mut statements = Vec::new();
+    let mut current: Option<Statement> = None;
+    let mut word = String::new();
+    let mut index = 0;
+    let mut line_start = true;
+
+    let flush_word = |word: &mut String, current: &mut Option<Statement>| {
+        if !word.is_empty() {
+            if let Some(statement) = current.as_mut() {
+                statement.words.push(word.to_uppercase());
+            }
+            word.clear();
+        }
+    };
+
+    while index < chars.len() {
+        let (offset, character) = chars[index];
+        let next = chars.get(index + 1).map(|(_, c)| *c);
+        let here = position;
+
+        if line_start && character == '\\' {
+            return Err(LexError {
+                line: here.line,
+                column: here.column,
+                message: "psql meta-commands (`\\...`) are not SQL; a migration is sent to the server as it is".to_string(),
+            });
+        }
+        if !character.is_whitespace() {
+            line_start = false;
+        }
+
+        // Comments: skipped, and they end a word.
+        if character == '-' && next == Some('-') {
+            flush_word(&mut word, &mut current);
+            while index < chars.len() && chars[index].1 != '\n' {
+                position.advance(chars[index].1);
+                index += 1;
+            }
+            continue;
+        }
+        if character == '/' && next == Some('*') {
+            flush_word(&mut word, &mut current);
+            let mut depth = 0usize;
+            loop {
+                let Some(&(_, c)) = chars.get(index) else {
+                    return Err(LexError {
+                        line: here.line,
+                        column: here.column,
+                        message: "unterminated `/*` comment".to_string(),
+                    });
+                };
+                let n = chars.get(index + 1).map(|(_, c)| *c);
+                if c == '/' && n == Some('*') {
+                    depth += 1;
+                    position.advance(c);
+                    position.advance('*');
+                    index += 2;
+                } else if c == '*' && n == Some('/') {
+                    depth -= 1;
+                    position.advance(c);
+                    position.advance('/');
+                    index += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    position.advance(c);
+                    index += 1;
+                }
+            }
+            continue;
+        }
+
+        if character == ';' {
+            flush_word(&mut word, &mut current);
+            if let Some(statement) = current.take() {
+                statements.push(statement);
+            }
+            position.advance(character);
+            index += 1;
+            continue;
+        }
+        if character.is_whitespace() {
+            flush_word(&mut word, &mut current);
+            position.advance(character);
+            if character == '\n' {
+                line_start = true;
+            }
+            index += 1;
+            continue;
+        }
+
+        // Something that belongs to a statement starts one.
+        if current.is_none() {
+            current = Some(Statement {
+                start: offset,
+                line: here.line,
+                column: here.column,
+                words: Vec::new(),
+            });
+        }
+
+        // String constants and quoted identifiers: skipped whole.
+        let escape_string =
+            (character == 'E' || character == 'e') && next == Some('\'') && word.is_empty();
+        if character == '\'' || escape_string || character == '"' {
+            flush_word(&mut word, &mut current);
+            let quote = if escape_string { '\'' } else { character };
+            if escape_string {
+                position.advance(character);
+                index += 1;
+            }
+            position.advance(quote);
+            index += 1;
+            loop {
+                let Some(&(_, c)) = chars.get(index) else {
+                    return Err(LexError {
+                        line: here.line,
+                        column: here.column,
+                        message: if quote == '"' {
+                            "unterminated quoted identifier".to_string()
+                        } else {
+                            "unterminated string constant".to_string()
+                        },
+                    });
+                };
+                position.advance(c);
+                index += 1;
+                if escape_string && c == '\\' {
+                    if let Some(&(_, escaped)) = chars.get(index) {
+                        position.advance(escaped);
+                        index += 1;
+                    }
+                    continue;
+                }
+                if c == quote {
+                    // A doubled quote is the quote itself.
+                    if chars.get(index).map(|(_, c)| *c) == Some(quote) {
+                        position.advance(quote);
+                        index += 1;
+                        continue;
+                    }
+                    break;
+                }
+            }
+            continue;
+        }
+        if character == '$' && word.is_empty() {
+            // `$tag$` or `$$` opens a dollar quote; `$1` is a parameter.
+            let mut end = index + 1;
+            while end < chars.len()
+                && (chars[end].1.is_ascii_alphanumeric() || chars[end].1 == '_')
+                && !(end == index + 1 && chars[end].1.is_ascii_digit())
+            {
+                end += 1;
+            }
+            if end < chars.len() && chars[end].1 == '$' {
+                let tag: String = chars[index..=end].iter().map(|(_, c)| *c).collect();
+                for &(_, c) in &chars[index..=end] {
+                    position.advance(c);
+                }
+                index = end + 1;
+                let body_start = index;
+                let tag_chars: Vec<char> = tag.chars().collect();
+                let mut closed = false;
+                while index < chars.len() {
+                    if chars[index].1 == '$'
+                        && chars.len() - index >= tag_chars.len()
+                        && chars[index..index + tag_chars.len()]
+                            .iter()
+                            .map(|(_, c)| *c)
+                            .eq(tag_chars.iter().copied())
+                    {
+                        for &(_, c) in &chars[index..index + tag_chars.len()] {
+                            position.advance(c);
+                        }
+                        index += tag_chars.len();
+                        closed = true;
+                        break;
+                    }
+                    position.advance(chars[index].1);
+                    index += 1;
+                }
+                let _ = body_start;
+                if !closed {
+                    return Err(LexError {
+                        line: here.line,
+                        column: here.column,
+                        message: format!("unterminated dollar-quoted string `{tag}`"),
+                    });
+                }
+                continue;
+            }
+        }
+
+        if character.is_alphanumeric() || character == '_' {
+            word.push(character);
+        } else {
+            // Punctuation ends a word and is a word of its own only for `(`: enough to tell
+            // `SET` from `SET LOCAL`, and a function body from its attributes.
+            flush_word(&mut word, &mut current);
+            if character == '(' || character == '=' {
+                if let Some(statement) = current.as_mut() {
+                    statement.words.push(character.to_string());
+                }
+            }
+        }
+        position.advance(character);
+        index += 1;
+    }
+    flush_word(&mut word, &mut current);
+    if let Some(statement) = current.take() {
+        statements.push(statement);
+    }
+    Ok(statements)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    line: usize,
+    column: usize,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position { line: 1, column: 1 }
+    }
+}
+
+impl Position {
+    fn advance(&mut self, character: char) {
+        if character == '\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+    }
+}
+
+/// Why a statement may not be part of a migration, with a hint; `None` when it may.
+pub fn refusal(statement: &Statement) -> Option<(String, &'static str)> {
+    let words: Vec<&str> = statement.words.iter().map(String::as_str).collect();
+    let first = words.first().copied().unwrap_or_default();
+    let starts = |prefix: &[&str]| words.starts_with(prefix);
+    let contains_pair = |a: &str, b: &str| words.windows(2).any(|pair| pair == [a, b]);
+    let transaction = "migrations run inside the tenant's transaction, which tenantctl commits or rolls back as a whole";
+    let shown = |count: usize| words[..count.min(words.len())].join(" ");
+
+    match first {
+        "BEGIN" | "START" | "COMMIT" | "END" | "ABORT" => {
+            return Some((
+                format!("`{}` ends or nests the tenant's transaction", shown(2)),
+                transaction,
+            ));
+        }
+        "ROLLBACK" if !starts(&["ROLLBACK", "TO"]) => {
+            return Some((
+                format!("`{}` ends the tenant's transaction", shown(2)),
+                transaction,
+            ));
+        }
+        "PREPARE" if starts(&["PREPARE", "TRANSACTION"]) => {
+            return Some((
+                "`PREPARE TRANSACTION` ends the tenant's transaction".to_string(),
+                transaction,
+            ));
+        }
+        "VACUUM" => {
+            return Some((
+                "`VACUUM` cannot run inside a transaction".to_string(),
+                "run it by hand, outside tenantctl",
+            ));
+        }
+        "SET" if !starts(&["SET", "LOCAL"]) && !starts(&["SET", "CONSTRAINTS"]) => {
+            return Some((
+                format!("`{}` changes the session, beyond the tenant's transaction", shown(3)),
+                "use `SET LOCAL`, which ends with the transaction; tenantctl sets the search_path to the tenant's schema itself",
+            ));
+        }
+        "RESET" | "DISCARD" => {
+            return Some((
+                format!(
+                    "`{}` changes the session, beyond the tenant's transaction",
+                    shown(2)
+                ),
+                "use `SET LOCAL` for settings that last until the commit",
+            ));
+        }
+        "LOAD" => {
+            return Some((
+                "`LOAD` loads a library into the server".to_string(),
+                "install extensions by hand, outside tenantctl",
+            ));
+        }
+        _ => {}
+    }
+    if (first == "CREATE" || first == "DROP" || first == "ALTER")
+        && words.get(1).is_some_and(|word| *word == "SCHEMA")
+    {
+        return Some((
+            format!(
+                "`{}` works on schemas; a migration works inside its tenant's schema",
+                shown(2)
+            ),
+            "tenantctl creates and drops tenant schemas itself",
+        ));
+    }
+    if (first == "CREATE" || first == "DROP")
+        && (words.get(1) == Some(&"DATABASE")
+            || words.get(1) == Some(&"TABLESPACE")
+            || words.get(1) == Some(&"ROLE")
+            || words.get(1) == Some(&"USER"))
+    {
+        return Some((
+            format!("`{}` reaches beyond the tenant's schema", shown(2)),
+            "a migration creates the objects of one tenant's schema",
+        ));
+    }
+    if starts(&["ALTER", "SYSTEM"])
+        || starts(&["ALTER", "ROLE"])
+        || starts(&["ALTER", "USER"])
+        || starts(&["ALTER", "DATABASE"])
+    {
+        return Some((
+            format!("`{}` reaches beyond the tenant's schema", shown(2)),
+            "a migration creates the objects of one tenant's schema",
+        ));
+    }
+    if matches!(first, "CREATE" | "DROP" | "REINDEX")
+        && words.contains(&"INDEX")
+        && words.contains(&"CONCURRENTLY")
+        || first == "REINDEX" && words.contains(&"CONCURRENTLY")
+    {
+        return Some((
+            "`CONCURRENTLY` cannot run inside a transaction".to_string(),
+            "build the index without CONCURRENTLY (tenant tables are small, and the lock timeout bounds the wait)",
+        ));
+    }
+    if contains_pair("SECURITY", "DEFINER") {
+        return Some((
+            "`SECURITY DEFINER` would run as tenantctl's user, with rights over every tenant"
+                .to_string(),
+            "leave the function `SECURITY INVOKER` (the default)",
+        ));
+    }
+    if contains_pair("SESSION", "AUTHORIZATION") || words.contains(&"SET_CONFIG") {
+        return Some((
+            "changing the role or settings of the session escapes the tenant's transaction"
+                .to_string(),
+            "use `SET LOCAL` for settings that last until the commit",
+        ));
+    }
+    if first == "COPY"
+        && (words.contains(&"PROGRAM") || words.contains(&"STDIN") || words.contains(&"STDOUT"))
+    {
+        return Some((
+            "`COPY` with a program or the client's input cannot run in a migration".to_string(),
+            "insert seed rows with `INSERT ... VALUES`",
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(sql: &str) -> Vec<Vec<String>> {
+        statements(sql)
+            .unwrap()
+            .into_iter()
+            .map(|statement| statement.words)
+            .collect()
+    }
+
+    #[test]
+    fn statements_skip_comments_strings_and_quoted_names() {
+        let sql = "-- a comment; with a semicolon\n\
+                   CREATE TABLE \"odd;name\" (note text DEFAULT 'it''s; fine');\n\
+                   /* nested /* comment; */ still */ INSERT INTO t VALUES (E'\\'; x');\n\
+                   CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; COMMIT; $body$;\n";
+        let split = statements(sql).unwrap();
+        assert_eq!(split.len(), 3);
+        assert_eq!(split[0].line, 2);
+        assert_eq!(split[0].words[..2], ["CREATE", "TABLE"]);
+        assert_eq!(split[1].line, 3);
+        assert_eq!(split[1].words[0], "INSERT");
+        assert_eq!(split[2].line, 4);
+        assert!(
+            !split[2].words.contains(&"COMMIT".to_string()),
+            "{:?}",
+            split[2].words
+        );
+        // `$1` is a parameter, not a dollar quote: the statement ends at the `;`.
+        assert_eq!(words("SELECT $1; SELECT 2")[0], ["SELECT", "1"]);
+    }
+
+    #[test]
+    fn unterminated_parts_are_errors_at_their_start() {
+        let error = statements("SELECT 1;\nSELECT 'open").unwrap_err();
+        assert_eq!((error.line, error.column), (2, 8));
+        assert_eq!(error.message, "unterminated string constant");
+        assert!(statements("SELECT $x$ never closed").is_err());
+        assert!(statements("/* open").is_err());
+        let error = statements("CREATE TABLE t ();\n\\i other.sql\n").unwrap_err();
+        assert_eq!(error.line, 2);
+    }
+
+    #[test]
+    fn what_escapes_the_transaction_is_refused() {
+        for sql in [
+            "COMMIT",
+            "commit work",
+            "BEGIN",
+            "START TRANSACTION",
+            "ROLLBACK",
+            "END",
+            "VACUUM t",
+            "CREATE INDEX CONCURRENTLY i ON t (a)",
+            "create unique index concurrently if not exists i on t (a)",
+            "DROP INDEX CONCURRENTLY i",
+            "REINDEX TABLE CONCURRENTLY t",
+            "SET ROLE admin",
+            "SET search_path TO public",
+            "SET SESSION search_path TO public",
+            "RESET ALL",
+            "SET SESSION AUTHORIZATION admin",
+            "SELECT set_config('search_path', 'public', false)",
+            "CREATE SCHEMA other",
+            "DROP SCHEMA tenant_other CASCADE",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
+            "COPY t FROM PROGRAM 'id'",
+            "ALTER SYSTEM SET work_mem = '1GB'",
+            "CREATE ROLE sneaky",
+        ] {
+            let statement = &statements(sql).unwrap()[0];
+            assert!(refusal(statement).is_some(), "{sql} was accepted");
+        }
+        for sql in [
+            "CREATE TABLE documents (id uuid PRIMARY KEY, title text NOT NULL)",
+            "CREATE INDEX documents_title ON documents (title)",
+            "ALTER TABLE documents ADD COLUMN summary text",
+            "SET LOCAL lock_timeout = '1s'",
+            "SAVEPOINT before; ROLLBACK TO SAVEPOINT before",
+            "CREATE VIEW recent AS SELECT * FROM documents",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+            "INSERT INTO settings VALUES ('commit', 'set role')",
+        ] {
+            for statement in statements(sql).unwrap() {
+                assert_eq!(refusal(&statement), None, "{sql} was refused");
+            }
+        }
+    }
+}

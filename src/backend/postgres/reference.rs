@@ -1,0 +1,92 @@
+//! What a tenant schema should look like: every migration run in a scratch schema, inside a
+//! transaction that is always rolled back, and the result read from the catalogs. Built once
+//! per plan, not per tenant. A migration that fails here would fail on every tenant, so it
+//! fails the plan itself, naming the file and line.
+
+use super::shape::{self, Schemas};
+use super::{error_text, query_error, Postgres, PostgresError};
+use crate::observed::Reference;
+use crate::spec::migrations::{Migration, Migrations};
+use tokio_postgres::error::ErrorPosition;
+
+/// Why the reference could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("migration `{file}` fails on an empty schema{}: {message}; nothing was changed", line.map(|line| format!(" at line {line}")).unwrap_or_default())]
+    Migration {
+        file: String,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error(transparent)]
+    Postgres(#[from] PostgresError),
+}
+
+/// The line of a migration a server error points at, if it points.
+pub fn error_line(migration: &Migration, error: &tokio_postgres::Error) -> Option<usize> {
+    match error.as_db_error()?.position()? {
+        ErrorPosition::Original(position) => {
+            Some(migration.line_of(usize::try_from(*position).ok()?))
+        }
+        ErrorPosition::Internal { .. } => None,
+    }
+}
+
+impl Postgres {
+    /// Runs `migrations` in a scratch schema and reads its shape after the first and after the
+    /// last, then rolls everything back.
+    ///
+    /// # Errors
+    /// [`ReferenceError::Migration`] for a migration that fails (file, line and the server's
+    /// message), or a catalog query that failed.
+    pub async fn build_reference(
+        &self,
+        migrations: &Migrations,
+    ) -> Result<Reference, ReferenceError> {
+        // A name no tenant can have (tenant schemas start with the tenant prefix), unique so
+        // that two plans at once do not wait for each other.
+        let schema = format!("tenantctl_reference_{}", uuid::Uuid::new_v4().simple());
+        let client = &self.client;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL statement_timeout = '5min'; \
+                 CREATE SCHEMA \"{schema}\"; SET LOCAL search_path TO \"{schema}\";"
+            ))
+            .await
+            .map_err(query_error("begin building the reference schema"))?;
+        let result = async {
+            let mut first = None;
+            for migration in &migrations.list {
+                if let Err(error) = client.batch_execute(&migration.sql).await {
+                    return Err(ReferenceError::Migration {
+                        file: migration.file.clone(),
+                        line: error_line(migration, &error),
+                        message: error_text(&error),
+                    });
+                }
+                if first.is_none() {
+                    first = Some(read_shape(client, &schema).await?);
+                }
+            }
+            let full = read_shape(client, &schema).await?;
+            Ok(Reference {
+                first: first.unwrap_or_else(|| full.clone()),
+                full,
+            })
+        }
+        .await;
+        // Always rolled back: nothing of the scratch schema ever commits.
+        let rolled_back = client.batch_execute("ROLLBACK").await;
+        let reference = result?;
+        rolled_back.map_err(query_error("roll back the reference schema"))?;
+        Ok(reference)
+    }
+}
+
+async fn read_shape(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<crate::observed::SchemaShape, PostgresError> {
+    let mut shapes = shape::read(client, Schemas::Exactly(schema), true).await?;
+    Ok(shapes.remove(schema).unwrap_or_default())
+}

@@ -1,0 +1,269 @@
+//! The objects of schemas as migrations define them (columns, indexes, constraints, views,
+//! sequences, functions), read in a fixed number of flat catalog queries for every tenant
+//! schema at once, or for the one scratch schema the reference is built in.
+//!
+//! Definitions come from the server's own deparsers (`pg_get_indexdef`, `pg_get_constraintdef`,
+//! `pg_get_viewdef`, `pg_get_expr`), with the schema's name taken out, so a tenant's schema and
+//! the reference compare.
+
+use super::{query_error, PostgresError};
+use crate::observed::{ObservedColumn, SchemaShape};
+use std::collections::BTreeMap;
+use tokio_postgres::GenericClient;
+
+/// Which schemas to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Schemas<'a> {
+    /// Every schema whose name starts with this prefix.
+    Prefix(&'a str),
+    /// This one schema.
+    Exactly(&'a str),
+}
+
+impl Schemas<'_> {
+    /// The condition on `n.nspname`, with the name or prefix as `$1`. Fixed text: no input.
+    fn condition(&self) -> &'static str {
+        match self {
+            Schemas::Prefix(_) => "starts_with(n.nspname::text, $1)",
+            Schemas::Exactly(_) => "n.nspname::text = $1",
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            Schemas::Prefix(prefix) => prefix,
+            Schemas::Exactly(name) => name,
+        }
+    }
+}
+
+/// `type [NOT NULL] [DEFAULT expression]` of a column.
+pub fn column_definition(column: &ObservedColumn) -> String {
+    let mut definition = column.data_type.clone();
+    if column.not_null {
+        definition.push_str(" NOT NULL");
+    }
+    if let Some(default) = &column.default {
+        definition.push_str(" DEFAULT ");
+        definition.push_str(default);
+    }
+    definition
+}
+
+/// Takes `schema.` and `"schema".` out of a definition, where they qualify a name (not inside a
+/// longer identifier such as `other_schema.`).
+pub fn unqualified(definition: &str, schema: &str) -> String {
+    let mut out = String::with_capacity(definition.len());
+    let quoted = format!("\"{schema}\".");
+    let plain = format!("{schema}.");
+    let mut rest = definition;
+    let mut previous: Option<char> = None;
+    while !rest.is_empty() {
+        let boundary = previous.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '"'));
+        if boundary && rest.starts_with(&quoted) {
+            rest = &rest[quoted.len()..];
+            previous = Some('.');
+            continue;
+        }
+        if boundary && rest.starts_with(&plain) {
+            rest = &rest[plain.len()..];
+            previous = Some('.');
+            continue;
+        }
+        let character = rest.chars().next().unwrap_or_default();
+        out.push(character);
+        previous = Some(character);
+        rest = &rest[character.len_utf8()..];
+    }
+    out
+}
+
+/// Reads the shapes of `schemas`; with `columns`, the tables' columns too (the tenants' columns
+/// come from the query `observe` already makes).
+///
+/// # Errors
+/// A catalog query failed.
+pub async fn read(
+    client: &impl GenericClient,
+    schemas: Schemas<'_>,
+    columns: bool,
+) -> Result<BTreeMap<String, SchemaShape>, PostgresError> {
+    let condition = schemas.condition();
+    let value = schemas.value();
+    let mut shapes: BTreeMap<String, SchemaShape> = BTreeMap::new();
+    let (column_rows, index_rows, constraint_rows, relation_rows, function_rows) = futures_util::try_join!(
+        async {
+            if !columns {
+                return Ok(Vec::new());
+            }
+            client
+                .query(
+                    &format!(
+                        "SELECT n.nspname::text, c.relname::text, a.attname::text, \
+                                format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                                pg_get_expr(d.adbin, d.adrelid) \
+                         FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+                         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+                         WHERE {condition} AND c.relkind IN ('r', 'p')"
+                    ),
+                    &[&value],
+                )
+                .await
+                .map_err(query_error("read the columns of the schema"))
+        },
+        async {
+            client
+                .query(
+                    &format!(
+                        "SELECT n.nspname::text, ci.relname::text, pg_get_indexdef(i.indexrelid) \
+                         FROM pg_index i \
+                         JOIN pg_class ci ON ci.oid = i.indexrelid \
+                         JOIN pg_namespace n ON n.oid = ci.relnamespace \
+                         WHERE {condition}"
+                    ),
+                    &[&value],
+                )
+                .await
+                .map_err(query_error("read tenant indexes"))
+        },
+        async {
+            client
+                .query(
+                    &format!(
+                        "SELECT n.nspname::text, c.relname::text, con.conname::text, \
+                                pg_get_constraintdef(con.oid) \
+                         FROM pg_constraint con \
+                         JOIN pg_class c ON c.oid = con.conrelid \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE {condition}"
+                    ),
+                    &[&value],
+                )
+                .await
+                .map_err(query_error("read tenant constraints"))
+        },
+        async {
+            client
+                .query(
+                    &format!(
+                        "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
+                                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END \
+                         FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE {condition} AND c.relkind IN ('v', 'm', 'S')"
+                    ),
+                    &[&value],
+                )
+                .await
+                .map_err(query_error("read tenant views and sequences"))
+        },
+        async {
+            client
+                .query(
+                    &format!(
+                        "SELECT n.nspname::text, p.oid::regprocedure::text \
+                         FROM pg_proc p \
+                         JOIN pg_namespace n ON n.oid = p.pronamespace \
+                         WHERE {condition}"
+                    ),
+                    &[&value],
+                )
+                .await
+                .map_err(query_error("read tenant functions"))
+        },
+    )?;
+    for row in column_rows {
+        let schema: String = row.get(0);
+        let column = ObservedColumn {
+            data_type: row.get(3),
+            not_null: row.get(4),
+            default: row.get(5),
+            primary_key: false,
+        };
+        let definition = unqualified(&column_definition(&column), &schema);
+        shapes
+            .entry(schema)
+            .or_default()
+            .tables
+            .entry(row.get(1))
+            .or_default()
+            .insert(row.get(2), definition);
+    }
+    for row in index_rows {
+        let schema: String = row.get(0);
+        let definition = unqualified(&row.get::<_, String>(2), &schema);
+        shapes
+            .entry(schema)
+            .or_default()
+            .indexes
+            .insert(row.get(1), definition);
+    }
+    for row in constraint_rows {
+        let schema: String = row.get(0);
+        let table: String = row.get(1);
+        let name: String = row.get(2);
+        let definition = unqualified(&row.get::<_, String>(3), &schema);
+        shapes
+            .entry(schema)
+            .or_default()
+            .constraints
+            .insert(format!("{table}.{name}"), definition);
+    }
+    for row in relation_rows {
+        let schema: String = row.get(0);
+        let name: String = row.get(1);
+        let kind: String = row.get(2);
+        let definition: Option<String> = row.get(3);
+        let shape = shapes.entry(schema.clone()).or_default();
+        match definition {
+            Some(definition) if kind != "S" => {
+                let word = if kind == "m" {
+                    "materialized view"
+                } else {
+                    "view"
+                };
+                let definition = unqualified(definition.trim(), &schema);
+                shape.views.insert(name, format!("{word}: {definition}"));
+            }
+            _ => {
+                shape.sequences.insert(name);
+            }
+        }
+    }
+    for row in function_rows {
+        let schema: String = row.get(0);
+        let signature = unqualified(&row.get::<_, String>(1), &schema);
+        shapes
+            .entry(schema)
+            .or_default()
+            .functions
+            .insert(signature);
+    }
+    Ok(shapes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_name_is_taken_out_where_it_qualifies_a_name() {
+        assert_eq!(
+            unqualified(
+                "CREATE INDEX i ON tenant_acme.documents USING btree (title)",
+                "tenant_acme"
+            ),
+            "CREATE INDEX i ON documents USING btree (title)"
+        );
+        assert_eq!(
+            unqualified("nextval('\"tenant_acme\".seq'::regclass)", "tenant_acme"),
+            "nextval('seq'::regclass)"
+        );
+        assert_eq!(
+            unqualified("REFERENCES other_tenant_acme.t(id)", "tenant_acme"),
+            "REFERENCES other_tenant_acme.t(id)"
+        );
+    }
+}
