@@ -31,7 +31,12 @@ pub async fn observe(
 ) -> Result<ObservedState, RunError> {
     let mut observed = crate::backend::observe(postgres, chroma, naming).await?;
     // After the concurrent reads: the reference is built in a transaction of this session.
-    observed.reference = Some(postgres.build_reference(migrations).await?);
+    // Not when the files break the history already applied: the plan refuses that anyway, and
+    // "this file was changed after it was applied" says more than the error its new text may
+    // meet on an empty schema.
+    if crate::plan::fleet_refusals(migrations, observed.history.as_ref()).is_empty() {
+        observed.reference = Some(postgres.build_reference(migrations).await?);
+    }
     observed.backups = crate::backup::inventory(backup_root)?;
 
     // Collections marked as a tenant's whose uid no registry row holds: left by an

@@ -43,10 +43,10 @@ pub enum RunError {
     #[error(transparent)]
     Reference(#[from] crate::backend::postgres::reference::ReferenceError),
     /// A migration failed in a tenant's schema: its file and line, and the server's words.
-    #[error("migration `{file}` failed{}: {message}", line.map(|line| format!(" at line {line}")).unwrap_or_default())]
+    #[error("migration `{file}` failed at line {line}: {message}")]
     Migration {
         file: String,
-        line: Option<usize>,
+        line: usize,
         message: String,
     },
 }

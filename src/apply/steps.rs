@@ -299,30 +299,34 @@ impl TenantWork<'_, '_> {
         })
         .await?;
         for migration in &migrations {
-            let run =
-                tokio::time::timeout(deadline, self.transaction.batch_execute(&migration.sql));
-            match run.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) if error.is_closed() => {
-                    return Err(PostgresError::Query {
-                        operation: format!("run `{}` for `{tenant}`", migration.name),
-                        error,
+            for statement in migration.statements() {
+                let run =
+                    tokio::time::timeout(deadline, self.transaction.batch_execute(statement.text));
+                match run.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) if error.is_closed() => {
+                        return Err(PostgresError::Query {
+                            operation: format!("run `{}` for `{tenant}`", migration.name),
+                            error,
+                        }
+                        .into())
                     }
-                    .into())
-                }
-                Ok(Err(error)) => {
-                    return Err(RunError::Migration {
-                        file: migration.file.clone(),
-                        line: crate::backend::postgres::reference::error_line(migration, &error),
-                        message: crate::backend::postgres::error_text(&error),
-                    })
-                }
-                Err(_) => {
-                    return Err(PostgresError::Timeout {
-                        operation: format!("run `{}` for `{tenant}`", migration.name),
-                        waited: deadline,
+                    Ok(Err(error)) => {
+                        return Err(RunError::Migration {
+                            file: migration.file.clone(),
+                            line: crate::backend::postgres::reference::error_line(
+                                &statement, &error,
+                            ),
+                            message: crate::backend::postgres::error_text(&error),
+                        })
                     }
-                    .into())
+                    Err(_) => {
+                        return Err(PostgresError::Timeout {
+                            operation: format!("run `{}` for `{tenant}`", migration.name),
+                            waited: deadline,
+                        }
+                        .into())
+                    }
                 }
             }
         }

@@ -6,30 +6,29 @@
 use super::shape::{self, Schemas};
 use super::{error_text, query_error, Postgres, PostgresError};
 use crate::observed::Reference;
-use crate::spec::migrations::{Migration, Migrations};
+use crate::spec::migrations::{MigrationStatement, Migrations};
 use tokio_postgres::error::ErrorPosition;
 
 /// Why the reference could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
-    #[error("migration `{file}` fails on an empty schema{}: {message}; nothing was changed", line.map(|line| format!(" at line {line}")).unwrap_or_default())]
+    #[error("migration `{file}` fails on an empty schema at line {line}: {message}; nothing was changed")]
     Migration {
         file: String,
-        line: Option<usize>,
+        line: usize,
         message: String,
     },
     #[error(transparent)]
     Postgres(#[from] PostgresError),
 }
 
-/// The line of a migration a server error points at, if it points.
-pub fn error_line(migration: &Migration, error: &tokio_postgres::Error) -> Option<usize> {
-    match error.as_db_error()?.position()? {
-        ErrorPosition::Original(position) => {
-            Some(migration.line_of(usize::try_from(*position).ok()?))
-        }
-        ErrorPosition::Internal { .. } => None,
-    }
+/// The line of a migration a server error in `statement` points at.
+pub fn error_line(statement: &MigrationStatement<'_>, error: &tokio_postgres::Error) -> usize {
+    let position = match error.as_db_error().and_then(|db| db.position()) {
+        Some(ErrorPosition::Original(position)) => usize::try_from(*position).ok(),
+        _ => None,
+    };
+    statement.line_at(position)
 }
 
 impl Postgres {
@@ -57,12 +56,14 @@ impl Postgres {
         let result = async {
             let mut first = None;
             for migration in &migrations.list {
-                if let Err(error) = client.batch_execute(&migration.sql).await {
-                    return Err(ReferenceError::Migration {
-                        file: migration.file.clone(),
-                        line: error_line(migration, &error),
-                        message: error_text(&error),
-                    });
+                for statement in migration.statements() {
+                    if let Err(error) = client.batch_execute(statement.text).await {
+                        return Err(ReferenceError::Migration {
+                            file: migration.file.clone(),
+                            line: error_line(&statement, &error),
+                            message: error_text(&error),
+                        });
+                    }
                 }
                 if first.is_none() {
                     first = Some(read_shape(client, &schema).await?);

@@ -10,10 +10,7 @@ use uuid::Uuid;
 /// The rules on the fleet's history, each a refusal of the whole run naming the file and the
 /// number of tenants concerned: an applied migration whose file changed or is gone, and a new
 /// migration numbered below one already applied.
-pub(super) fn fleet_refusals(
-    migrations: &Migrations,
-    history: Option<&MigrationHistory>,
-) -> Vec<Refusal> {
+pub fn fleet_refusals(migrations: &Migrations, history: Option<&MigrationHistory>) -> Vec<Refusal> {
     let Some(history) = history else {
         return Vec::new();
     };

@@ -17,6 +17,7 @@ mod step;
 mod tests;
 
 pub use diff::{diff, PlanOptions, CONTROL_SCHEMA_VERSION};
+pub use migrations::fleet_refusals;
 pub use naming::{
     collection_metadata, tenant_privileges, Naming, RolePrefixError, COLLECTION_MANAGED_BY,
     MANAGED_COMMENT, TABLE_PRIVILEGES,

@@ -47,15 +47,46 @@ pub struct Migration {
 }
 
 impl Migration {
-    /// The 1-based line of a 1-based character position in the SQL (PostgreSQL reports error
-    /// positions in characters of the query text).
-    pub fn line_of(&self, position: usize) -> usize {
-        1 + self
-            .sql
-            .chars()
-            .take(position.saturating_sub(1))
-            .filter(|c| *c == '\n')
-            .count()
+    /// Its statements, in order, each sent to the server on its own so that a failure names
+    /// the line of the statement that failed (a multi-statement query reports no position for
+    /// most errors). The text was split when it was read, so it splits again; should it not,
+    /// the whole text is one statement.
+    pub fn statements(&self) -> Vec<MigrationStatement<'_>> {
+        match sql::statements(&self.sql) {
+            Ok(statements) if !statements.is_empty() => statements
+                .iter()
+                .map(|statement| MigrationStatement {
+                    line: statement.line,
+                    text: &self.sql[statement.start..statement.end],
+                })
+                .collect(),
+            _ => vec![MigrationStatement {
+                line: 1,
+                text: &self.sql,
+            }],
+        }
+    }
+}
+
+/// One statement of a migration and the line it starts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationStatement<'a> {
+    pub line: usize,
+    pub text: &'a str,
+}
+
+impl MigrationStatement<'_> {
+    /// The 1-based line of the migration an error points at: the server's 1-based character
+    /// `position` in this statement when it gives one, else the statement's first line.
+    pub fn line_at(&self, position: Option<usize>) -> usize {
+        let within = position.map_or(0, |position| {
+            self.text
+                .chars()
+                .take(position.saturating_sub(1))
+                .filter(|c| *c == '\n')
+                .count()
+        });
+        self.line + within
     }
 }
 
@@ -484,14 +515,18 @@ mod tests {
     fn error_positions_map_to_lines() {
         let migrations = parse(&[source(
             "0002_x.sql",
-            "CREATE TABLE a (id int);\nCREATE TABLE b (x nope);",
+            "-- Two tables.\nCREATE TABLE a (id int);\n\nCREATE TABLE b (\n  x nope\n);",
         )])
         .unwrap();
-        let migration = &migrations.list[0];
-        // PostgreSQL's position of `nope`: character 44, on line 2.
-        let position = migration.sql.find("nope").unwrap() + 1;
-        assert_eq!(migration.line_of(position), 2);
-        assert_eq!(migration.line_of(1), 1);
+        let statements = migrations.list[0].statements();
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[0].text, "CREATE TABLE a (id int)");
+        assert_eq!(statements[1].line, 4);
+        // PostgreSQL's position of `nope`, in characters of the statement sent: line 5.
+        let position = statements[1].text.find("nope").unwrap() + 1;
+        assert_eq!(statements[1].line_at(Some(position)), 5);
+        // No position (most errors of DDL): the statement's first line.
+        assert_eq!(statements[1].line_at(None), 4);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 pub struct Statement {
     /// Byte offset of its first character (after leading blanks and comments).
     pub start: usize,
+    /// Byte offset of its `;`, or the end of the text: `start..end` is the statement, trailing
+    /// comments included, as it can be sent to the server on its own.
+    pub end: usize,
     /// 1-based line of `start`.
     pub line: usize,
     /// 1-based column of `start`, in characters.
@@ -41,11 +44,29 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
     let mut word = String::new();
     let mut index = 0;
     let mut line_start = true;
+    // A SQL-standard function body (`CREATE FUNCTION ... BEGIN ATOMIC ...; ...; END`) holds
+    // semicolons that do not end the statement. The same heuristic as psql's: in a statement
+    // that starts `CREATE [OR REPLACE] FUNCTION|PROCEDURE`, outside parentheses, `BEGIN` opens a
+    // block, `CASE` inside one opens another, `END` closes one.
+    let mut blocks = 0usize;
+    let mut parentheses = 0usize;
 
-    let flush_word = |word: &mut String, current: &mut Option<Statement>| {
+    let flush_word = |word: &mut String,
+                      current: &mut Option<Statement>,
+                      blocks: &mut usize,
+                      parentheses: usize| {
         if !word.is_empty() {
             if let Some(statement) = current.as_mut() {
-                statement.words.push(word.to_uppercase());
+                let upper = word.to_uppercase();
+                if parentheses == 0 && defines_routine(&statement.words) {
+                    match upper.as_str() {
+                        "BEGIN" => *blocks += 1,
+                        "CASE" if *blocks > 0 => *blocks += 1,
+                        "END" => *blocks = blocks.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+                statement.words.push(upper);
             }
             word.clear();
         }
@@ -69,7 +90,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
 
         // Comments: skipped, and they end a word.
         if character == '-' && next == Some('-') {
-            flush_word(&mut word, &mut current);
+            flush_word(&mut word, &mut current, &mut blocks, parentheses);
             while index < chars.len() && chars[index].1 != '\n' {
                 position.advance(chars[index].1);
                 index += 1;
@@ -77,7 +98,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
             continue;
         }
         if character == '/' && next == Some('*') {
-            flush_word(&mut word, &mut current);
+            flush_word(&mut word, &mut current, &mut blocks, parentheses);
             let mut depth = 0usize;
             loop {
                 let Some(&(_, c)) = chars.get(index) else {
@@ -110,16 +131,21 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         }
 
         if character == ';' {
-            flush_word(&mut word, &mut current);
-            if let Some(statement) = current.take() {
+            // The word before it may be the `END` that closes a block.
+            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+        }
+        if character == ';' && blocks == 0 {
+            if let Some(mut statement) = current.take() {
+                statement.end = offset;
                 statements.push(statement);
             }
+            parentheses = 0;
             position.advance(character);
             index += 1;
             continue;
         }
         if character.is_whitespace() {
-            flush_word(&mut word, &mut current);
+            flush_word(&mut word, &mut current, &mut blocks, parentheses);
             position.advance(character);
             if character == '\n' {
                 line_start = true;
@@ -132,6 +158,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         if current.is_none() {
             current = Some(Statement {
                 start: offset,
+                end: offset,
                 line: here.line,
                 column: here.column,
                 words: Vec::new(),
@@ -142,7 +169,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         let escape_string =
             (character == 'E' || character == 'e') && next == Some('\'') && word.is_empty();
         if character == '\'' || escape_string || character == '"' {
-            flush_word(&mut word, &mut current);
+            flush_word(&mut word, &mut current, &mut blocks, parentheses);
             let quote = if escape_string { '\'' } else { character };
             if escape_string {
                 position.advance(character);
@@ -236,21 +263,39 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         } else {
             // Punctuation ends a word and is a word of its own only for `(`: enough to tell
             // `SET` from `SET LOCAL`, and a function body from its attributes.
-            flush_word(&mut word, &mut current);
+            flush_word(&mut word, &mut current, &mut blocks, parentheses);
             if character == '(' || character == '=' {
                 if let Some(statement) = current.as_mut() {
                     statement.words.push(character.to_string());
                 }
             }
+            match character {
+                '(' => parentheses += 1,
+                ')' => parentheses = parentheses.saturating_sub(1),
+                _ => {}
+            }
         }
         position.advance(character);
         index += 1;
     }
-    flush_word(&mut word, &mut current);
-    if let Some(statement) = current.take() {
+    flush_word(&mut word, &mut current, &mut blocks, parentheses);
+    if let Some(mut statement) = current.take() {
+        statement.end = sql.len();
         statements.push(statement);
     }
     Ok(statements)
+}
+
+/// `CREATE [OR REPLACE] FUNCTION|PROCEDURE`: a statement whose body may be a `BEGIN ATOMIC`
+/// block.
+fn defines_routine(words: &[String]) -> bool {
+    let routine =
+        |word: Option<&String>| word.is_some_and(|word| word == "FUNCTION" || word == "PROCEDURE");
+    words.first().is_some_and(|word| word == "CREATE")
+        && (routine(words.get(1))
+            || words.get(1).is_some_and(|word| word == "OR")
+                && words.get(2).is_some_and(|word| word == "REPLACE")
+                && routine(words.get(3)))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -432,6 +477,38 @@ mod tests {
         );
         // `$1` is a parameter, not a dollar quote: the statement ends at the `;`.
         assert_eq!(words("SELECT $1; SELECT 2")[0], ["SELECT", "1"]);
+        // Each statement's text can be sent on its own.
+        let texts: Vec<&str> = split.iter().map(|s| &sql[s.start..s.end]).collect();
+        assert_eq!(
+            texts[0],
+            "CREATE TABLE \"odd;name\" (note text DEFAULT 'it''s; fine')"
+        );
+        assert!(texts[2].ends_with("$body$"), "{}", texts[2]);
+        let last = statements("SELECT 1;\nSELECT 2 -- no semicolon").unwrap();
+        assert_eq!(
+            &"SELECT 1;\nSELECT 2 -- no semicolon"[last[1].start..last[1].end],
+            "SELECT 2 -- no semicolon"
+        );
+    }
+
+    #[test]
+    fn a_sql_standard_function_body_is_one_statement() {
+        let sql = "CREATE OR REPLACE FUNCTION total(a int, b int) RETURNS int LANGUAGE sql\n\
+                   BEGIN ATOMIC\n\
+                     SELECT CASE WHEN a > b THEN a ELSE b END;\n\
+                     SELECT a + b;\n\
+                   END;\n\
+                   CREATE TABLE after_it (id int);\n\
+                   CREATE TABLE t (begin int, \"end\" int);\n\
+                   SELECT 1;";
+        let split = statements(sql).unwrap();
+        assert_eq!(split.len(), 4, "{split:?}");
+        assert!(sql[split[0].start..split[0].end].ends_with("END"));
+        assert_eq!(split[1].words[..3], ["CREATE", "TABLE", "AFTER_IT"]);
+        assert_eq!(split[1].line, 6);
+        // `begin` as a column name, inside parentheses, opens nothing.
+        assert_eq!(split[3].words, ["SELECT", "1"]);
+        assert!(split.iter().all(|statement| refusal(statement).is_none()));
     }
 
     #[test]

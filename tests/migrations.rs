@@ -1,0 +1,572 @@
+//! Tenant schema as code, against the real servers: migrations applied to every tenant, the
+//! history rules, failures rolled back per tenant with file and line, drift named, the
+//! lifecycle (suspended migrated, deleted frozen, restored caught up), grants on what the
+//! migrations make, the upgrade of a registry made before migrations existed, and hostile
+//! migration files.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const CONVERSATIONS: &str = include_str!("../crates/core/src/spec/builtin/0001_conversations.sql");
+const DOCUMENTS: &str = "\
+-- Documents of the tenant's knowledge base.
+CREATE TABLE documents (
+    id bigserial PRIMARY KEY,
+    title text NOT NULL,
+    body text NOT NULL DEFAULT ''
+);
+CREATE INDEX documents_title ON documents (title);
+";
+
+fn with_migrations(env: &TestEnv) {
+    env.write("migrations/0001_conversations.sql", CONVERSATIONS);
+}
+
+fn history(env: &TestEnv, tenant: &str) -> Vec<i32> {
+    env.query(
+        "SELECT m.version FROM tenantctl.tenant_migrations m \
+         JOIN tenantctl.tenants t ON t.uid = m.tenant_uid WHERE t.id = $1 ORDER BY m.version",
+        &[&tenant],
+    )
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+fn has_table(env: &TestEnv, table: &str) -> bool {
+    env.query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&table])
+        .get(0)
+}
+
+#[test]
+fn a_migration_reaches_every_tenant_and_a_new_tenant_gets_all() {
+    let env = TestEnv::new("mig_fleet");
+    with_migrations(&env);
+    for id in ["acme", "globex", "hooli"] {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    assert_eq!(history(&env, "acme"), vec![1]);
+
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    let plan = env.plan();
+    assert!(
+        plan.stdout
+            .contains("~ acme                      migrate  0002_documents"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Migrations: 1 pending (0002_documents) for 3 tenants."),
+        "{}",
+        plan.stdout
+    );
+    let markdown = env
+        .tenantctl(&["plan", "--format", "markdown"])
+        .expect_code(0);
+    assert_eq!(
+        markdown.stdout.matches("CREATE TABLE documents").count(),
+        1,
+        "the SQL once:\n{}",
+        markdown.stdout
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &env.tenantctl(&["plan", "--format", "json"])
+            .expect_code(0)
+            .stdout,
+    )
+    .unwrap();
+    let acme = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["tenant"] == "acme")
+        .unwrap();
+    assert_eq!(acme["migrations"][0]["version"], 2);
+    assert_eq!(
+        acme["migrations"][0]["checksum"].as_str().unwrap().len(),
+        64
+    );
+
+    env.apply();
+    for id in ["acme", "globex", "hooli"] {
+        assert_eq!(history(&env, id), vec![1, 2], "{id}");
+        assert!(has_table(&env, &format!("tenant_{id}.documents")), "{id}");
+    }
+    env.tenant("wayne", "pro", "");
+    env.apply();
+    assert_eq!(history(&env, "wayne"), vec![1, 2]);
+    assert!(env.plan().stdout.contains("No changes."));
+}
+
+#[test]
+fn the_tenant_role_uses_the_new_tables_and_no_other_tenants() {
+    let env = TestEnv::new("mig_grants");
+    with_migrations(&env);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    // A SQL-standard body: its inner semicolons do not end the statement.
+    env.write(
+        "migrations/0003_titles.sql",
+        "CREATE FUNCTION document_count() RETURNS bigint LANGUAGE sql\n\
+         BEGIN ATOMIC\n\
+           SELECT count(*) FROM documents;\n\
+         END;\n",
+    );
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    env.apply();
+    let role = env.role("acme");
+    // As the application does: SET ROLE, then unqualified work in its own schema.
+    env.execute(&format!(
+        "BEGIN; SET LOCAL ROLE \"{role}\"; SET LOCAL search_path TO tenant_acme; \
+         INSERT INTO documents (title) VALUES ('first'); COMMIT;"
+    ));
+    let rows = env.query_one("SELECT count(*) FROM tenant_acme.documents", &[]);
+    assert_eq!(rows.get::<_, i64>(0), 1);
+    // The function the migration made, called as the tenant's role.
+    let app = env.app_client();
+    let counted = env.runtime.block_on(async {
+        app.batch_execute(&format!(
+            "BEGIN; SET LOCAL ROLE \"{role}\"; SET LOCAL search_path TO tenant_acme"
+        ))
+        .await
+        .unwrap();
+        let row = app.query_one("SELECT document_count()", &[]).await.unwrap();
+        app.batch_execute("COMMIT").await.unwrap();
+        row.get::<_, i64>(0)
+    });
+    assert_eq!(counted, 1);
+    let denied = env.try_execute(&format!(
+        "BEGIN; SET LOCAL ROLE \"{role}\"; SELECT * FROM tenant_globex.documents; COMMIT;"
+    ));
+    env.execute("ROLLBACK");
+    let error = denied.expect_err("read another tenant's table");
+    assert!(
+        format!("{error:?}").contains("permission denied"),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_migration_failing_on_one_tenant_rolls_back_that_tenant_alone() {
+    let env = TestEnv::new("mig_fail_one");
+    with_migrations(&env);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    for id in ["acme", "globex"] {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    // Duplicate titles in globex only: a unique index fails there.
+    env.execute(
+        "INSERT INTO tenant_globex.documents (title) VALUES ('same'), ('same'); \
+         INSERT INTO tenant_acme.documents (title) VALUES ('one'), ('two');",
+    );
+    env.write(
+        "migrations/0003_unique_titles.sql",
+        "-- Titles are unique per tenant from now on.\n\
+         ALTER TABLE documents ADD COLUMN summary text;\n\
+         CREATE UNIQUE INDEX documents_unique_title ON documents (title);\n",
+    );
+    // The reference (an empty schema) takes it, so the plan does.
+    env.plan();
+    let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    assert!(
+        out.stdout.contains("✓ acme"),
+        "acme goes on:\n{}",
+        out.stdout
+    );
+    let failed = out
+        .stdout
+        .lines()
+        .find(|line| line.contains("x globex"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        failed.contains("migration `")
+            && failed.contains("migrations/0003_unique_titles.sql` failed at line 3")
+            && failed.contains("could not create unique index"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(history(&env, "acme"), vec![1, 2, 3]);
+    assert_eq!(history(&env, "globex"), vec![1, 2], "rolled back whole");
+    let column = env.query_one(
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_schema = 'tenant_globex' AND table_name = 'documents' AND column_name = 'summary'",
+        &[],
+    );
+    assert_eq!(
+        column.get::<_, i64>(0),
+        0,
+        "the first statement rolled back too"
+    );
+}
+
+#[test]
+fn a_busy_tenant_gives_up_after_the_migration_lock_timeout() {
+    let env = TestEnv::new("mig_lock");
+    with_migrations(&env);
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    env.apply();
+    env.write(
+        "migrations/0002_notes.sql",
+        "ALTER TABLE conversations ADD COLUMN note text;\n",
+    );
+    let app = env.app_client();
+    env.runtime
+        .block_on(
+            app.batch_execute("BEGIN; LOCK TABLE tenant_acme.conversations IN ACCESS SHARE MODE"),
+        )
+        .unwrap();
+    let out = env
+        .tenantctl(&["apply", "--auto-approve", "--migration-lock-timeout", "1s"])
+        .expect_code(1);
+    assert!(out.stdout.contains("lock timeout"), "{}", out.stdout);
+    assert_eq!(history(&env, "globex"), vec![1, 2]);
+    assert_eq!(history(&env, "acme"), vec![1]);
+    env.runtime.block_on(app.batch_execute("COMMIT")).unwrap();
+    env.apply();
+    assert_eq!(history(&env, "acme"), vec![1, 2], "retried by the next run");
+}
+
+#[test]
+fn edited_removed_and_out_of_order_migrations_are_refused() {
+    let env = TestEnv::new("mig_rules");
+    with_migrations(&env);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    env.write(
+        "migrations/0005_notes.sql",
+        "ALTER TABLE conversations ADD COLUMN note text;\n",
+    );
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    env.apply();
+    let before = env.query_one("SELECT count(*) FROM tenantctl.events", &[]);
+
+    // Edited after it was applied.
+    env.write(
+        "migrations/0002_documents.sql",
+        &DOCUMENTS.replace("title text", "heading text"),
+    );
+    let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "migrations/0002_documents.sql` was changed after it was applied to 2 tenants"
+        ),
+        "{}",
+        out.stderr
+    );
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+
+    // Removed.
+    env.remove("migrations/0005_notes.sql");
+    let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    assert!(
+        out.stderr
+            .contains("migration `0005_notes` was applied to 2 tenants but its file is gone"),
+        "{}",
+        out.stderr
+    );
+    env.write(
+        "migrations/0005_notes.sql",
+        "ALTER TABLE conversations ADD COLUMN note text;\n",
+    );
+
+    // New, but numbered below one already applied.
+    env.write("migrations/0003_late.sql", "CREATE TABLE late (id int);\n");
+    let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "migrations/0003_late.sql` is new but numbered below `0005_notes`, already applied to 2 tenants"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!has_table(&env, "tenant_acme.late"));
+    let after = env.query_one("SELECT count(*) FROM tenantctl.events", &[]);
+    assert_eq!(
+        before.get::<_, i64>(0),
+        after.get::<_, i64>(0),
+        "nothing changed"
+    );
+}
+
+#[test]
+fn a_migration_escaping_the_transaction_is_rejected_before_anything_runs() {
+    let env = TestEnv::new("mig_escape");
+    with_migrations(&env);
+    env.write(
+        "migrations/0002_index.sql",
+        "CREATE TABLE documents (id int);\n\nCREATE INDEX CONCURRENTLY documents_id ON documents (id);\n",
+    );
+    env.tenant("acme", "pro", "");
+    let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "migrations/0002_index.sql:3:1: `CONCURRENTLY` cannot run inside a transaction"
+        ),
+        "{}",
+        out.stderr
+    );
+    let exists = env.query_one("SELECT to_regnamespace('tenant_acme') IS NULL", &[]);
+    assert!(exists.get::<_, bool>(0), "nothing was created");
+}
+
+#[test]
+fn a_migration_failing_everywhere_fails_the_plan_with_file_and_line() {
+    let env = TestEnv::new("mig_broken");
+    with_migrations(&env);
+    env.write(
+        "migrations/0002_broken.sql",
+        "CREATE TABLE documents (id int);\nALTER TABLE nowhere ADD COLUMN x int;\n",
+    );
+    env.tenant("acme", "pro", "");
+    let out = env.tenantctl(&["plan"]).expect_code(1);
+    assert!(
+        out.stderr.contains("migrations/0002_broken.sql` fails on an empty schema at line 2: relation \"nowhere\" does not exist"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn drift_of_a_migrated_schema_is_named_not_guessed() {
+    let env = TestEnv::new("mig_drift");
+    with_migrations(&env);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    env.apply();
+    env.execute(
+        "ALTER TABLE tenant_acme.documents DROP COLUMN body; \
+         CREATE INDEX by_body_size ON tenant_globex.conversations (created_at);",
+    );
+    let out = env.tenantctl(&["plan"]).expect_code(1);
+    assert!(
+        out.stdout.contains(
+            "schema `tenant_acme` is not what the migrations define: column `documents.body` is missing"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "schema `tenant_globex` is not what the migrations define: index `by_body_size` is not in the migrations"
+        ),
+        "{}",
+        out.stdout
+    );
+    // Left alone: nothing is invented.
+    env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    let column = env.query_one(
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_schema = 'tenant_acme' AND table_name = 'documents' AND column_name = 'body'",
+        &[],
+    );
+    assert_eq!(column.get::<_, i64>(0), 0);
+}
+
+#[test]
+fn suspended_tenants_are_migrated_deleted_ones_frozen_then_caught_up_on_restore() {
+    let env = TestEnv::new("mig_lifecycle");
+    with_migrations(&env);
+    env.tenant(
+        "initech",
+        "pro",
+        "state: suspended\nsuspension: { reason: \"invoice overdue\" }\n",
+    );
+    env.tenant("hooli", "pro", "");
+    env.apply();
+    env.tenant("hooli", "pro", "state: deleted\n");
+    env.apply();
+    // The final backup says which migration the tables come from.
+    let manifest = walk_manifest(env.backups.path());
+    assert_eq!(manifest["migration_version"], json!(1));
+
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    let plan = env.plan();
+    assert!(plan.stdout.contains("~ initech"), "{}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("~ hooli"),
+        "a deleted tenant is frozen:\n{}",
+        plan.stdout
+    );
+    env.apply();
+    assert_eq!(history(&env, "initech"), vec![1, 2]);
+    assert_eq!(history(&env, "hooli"), vec![1]);
+    assert!(!has_table(&env, "tenant_hooli.documents"));
+
+    env.tenant("hooli", "pro", "");
+    let plan = env.plan();
+    assert!(
+        plan.stdout
+            .contains("+ hooli                     restore, migrate"),
+        "{}",
+        plan.stdout
+    );
+    env.apply();
+    assert_eq!(history(&env, "hooli"), vec![1, 2]);
+    assert!(has_table(&env, "tenant_hooli.documents"));
+    assert!(env.plan().stdout.contains("No changes."));
+}
+
+/// The manifest of the one backup under `root`.
+fn walk_manifest(root: &std::path::Path) -> serde_json::Value {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|name| name == "manifest.json") {
+                return serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            }
+        }
+    }
+    panic!("no backup under {}", root.display());
+}
+
+#[test]
+fn a_registry_made_before_migrations_is_adopted_without_touching_data() {
+    let env = TestEnv::new("mig_upgrade");
+    // The roles of the release's registry (prefix `upgr_`, cluster-wide), then its database.
+    let roles = ["upgr_acme", "upgr_globex", "upgr_hooli"];
+    for role in roles {
+        env.execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} NOLOGIN; COMMENT ON ROLE {role} IS 'managed by tenantctl';"
+        ));
+    }
+    env.execute(include_str!("fixtures/release-0.1.0.sql"));
+    let rows: Vec<(String, String)> = env
+        .query("SELECT id, uid::text FROM tenantctl.tenants", &[])
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    for (id, uid) in &rows {
+        env.create_collection(
+            &format!("tenant_{id}"),
+            json!({ "managed_by": "tenantctl", "tenant_id": id, "tenant_uid": uid }),
+        );
+    }
+    for id in ["acme", "globex", "hooli"] {
+        let extra = match id {
+            "globex" => "state: suspended\nsuspension: { reason: \"invoice overdue\" }\n",
+            "hooli" => "state: deleted\n",
+            _ => "",
+        };
+        let plan = if id == "globex" { "trial" } else { "pro" };
+        env.write(
+            &format!("{id}.yaml"),
+            &format!(
+                "apiVersion: tenantctl/v1\nkind: Tenant\nid: {id}\nname: {}\nplan: {plan}\n{extra}",
+                match id {
+                    "acme" => "Acme Corp",
+                    "globex" => "Globex",
+                    _ => "Hooli",
+                }
+            ),
+        );
+    }
+    with_migrations(&env);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    let upgrade = [("TENANTCTL_ROLE_PREFIX", "upgr_")];
+
+    let plan = env.tenantctl_with(&["plan"], &upgrade).expect_code(0);
+    assert!(
+        plan.stdout.contains(
+            "~ acme                      migrate  0002_documents (0001_conversations already applied by an earlier release: recorded)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("tenantctl, version 2 -> 4"),
+        "{}",
+        plan.stdout
+    );
+    env.tenantctl_with(&["apply", "--auto-approve"], &upgrade)
+        .expect_code(0);
+    assert_eq!(history(&env, "acme"), vec![1, 2]);
+    assert_eq!(history(&env, "globex"), vec![1, 2]);
+    assert_eq!(history(&env, "hooli"), Vec::<i32>::new(), "deleted: frozen");
+    // The data the release's tenants held is untouched.
+    let messages = env.query_one(
+        "SELECT messages::text FROM tenant_acme.conversations \
+         WHERE id = '11111111-1111-1111-1111-111111111111'",
+        &[],
+    );
+    assert_eq!(
+        messages.get::<_, String>(0),
+        r#"[{"role": "user", "text": "hello"}]"#
+    );
+    let again = env.tenantctl_with(&["plan"], &upgrade).expect_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    for role in roles {
+        let _ = env.try_execute(&format!(
+            "DROP OWNED BY {role} CASCADE; DROP ROLE IF EXISTS {role};"
+        ));
+    }
+}
+
+#[test]
+fn hostile_migration_files_are_clear_errors() {
+    let env = TestEnv::new("mig_hostile");
+    env.tenant("acme", "pro", "");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "0002_empty.sql",
+            b"-- nothing\n".to_vec(),
+            "0002_empty.sql: migration is empty",
+        ),
+        (
+            "0002_latin1.sql",
+            b"CREATE TABLE caf\xe9 (id int);".to_vec(),
+            "0002_latin1.sql:1:17: file is not valid UTF-8",
+        ),
+        (
+            "1-init.sql",
+            b"CREATE TABLE t (id int);".to_vec(),
+            "`1-init.sql` is not named like a migration",
+        ),
+        (
+            "0001.sql",
+            b"CREATE TABLE t (id int);".to_vec(),
+            "`0001.sql` is not named like a migration",
+        ),
+        (
+            "0002_big.sql",
+            vec![b'-'; 10 * 1024 * 1024],
+            "0002_big.sql: migration is larger than 1 MiB",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let folder = env.path("migrations");
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("0001_conversations.sql"), CONVERSATIONS).unwrap();
+        std::fs::write(folder.join(name), bytes).unwrap();
+        let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+        assert!(out.stderr.contains(expected), "{name}: {}", out.stderr);
+        assert!(out.stderr.contains("nothing was changed"), "{}", out.stderr);
+    }
+    // Two files of one version.
+    std::fs::write(
+        env.path("migrations/0002_a.sql"),
+        "CREATE TABLE a (id int);",
+    )
+    .unwrap();
+    std::fs::write(env.path("migrations/002_b.sql"), "CREATE TABLE b (id int);").unwrap();
+    let _ = std::fs::remove_file(env.path("migrations/0002_big.sql"));
+    let out = env.tenantctl(&["validate"]).expect_code(1);
+    assert!(
+        out.stderr.contains("version 2 is used twice"),
+        "{}",
+        out.stderr
+    );
+    let exists = env.query_one("SELECT to_regnamespace('tenant_acme') IS NULL", &[]);
+    assert!(exists.get::<_, bool>(0), "nothing was created");
+}
