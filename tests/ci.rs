@@ -117,7 +117,7 @@ fn a_saved_plan_is_refused_when_the_files_changed() {
     assert!(
         refused
             .stderr
-            .contains("the tenant files changed since the plan was made"),
+            .contains("the tenant files or migrations changed since the plan was made"),
         "{}",
         refused.stderr
     );

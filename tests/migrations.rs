@@ -570,3 +570,88 @@ fn hostile_migration_files_are_clear_errors() {
     let exists = env.query_one("SELECT to_regnamespace('tenant_acme') IS NULL", &[]);
     assert!(exists.get::<_, bool>(0), "nothing was created");
 }
+
+#[test]
+fn a_saved_plan_pins_the_migrations_it_shows() {
+    let env = TestEnv::new("mig_saved");
+    with_migrations(&env);
+    env.tenant("acme", "pro", "");
+    env.apply();
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    let file = env.backups.path().join("migrate.plan");
+    let file = file.to_str().unwrap();
+    env.tenantctl(&["plan", "--out", file]).expect_code(0);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let pinned = &saved["plan"]["changes"][0]["migrations"][0];
+    assert_eq!(pinned["name"], "0002_documents", "{pinned}");
+    assert_eq!(pinned["checksum"].as_str().unwrap().len(), 64);
+
+    // The reviewed SQL is not the SQL that would run: refused, nothing changed.
+    env.write(
+        "migrations/0002_documents.sql",
+        &DOCUMENTS.replace("CREATE INDEX documents_title ON documents (title);\n", ""),
+    );
+    let refused = env
+        .tenantctl(&["apply", "--auto-approve", file])
+        .expect_code(3);
+    assert!(
+        refused
+            .stderr
+            .contains("the tenant files or migrations changed since the plan was made"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!has_table(&env, "tenant_acme.documents"));
+
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    env.tenantctl(&["apply", "--auto-approve", file])
+        .expect_code(0);
+    assert_eq!(history(&env, "acme"), vec![1, 2]);
+}
+
+#[test]
+fn the_example_directory_applies_with_its_migrations() {
+    let env = TestEnv::new("mig_example");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tenants");
+    copy_tree(&example, env.dir.path());
+    // The example's first migration is the built-in one byte for byte: a deployment that
+    // started without `migrations/` can add the folder later and keep its history.
+    assert_eq!(
+        std::fs::read_to_string(example.join("migrations/0001_conversations.sql")).unwrap(),
+        CONVERSATIONS
+    );
+    let plan = env.plan();
+    assert!(
+        plan.stdout.contains(
+            "+ schema                tenant_acme (migrations 0001_conversations, 0002_documents)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    env.apply();
+    let ids: Vec<String> = env
+        .query("SELECT id FROM tenantctl.tenants ORDER BY id", &[])
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(ids.len() >= 5, "{ids:?}");
+    for id in &ids {
+        assert_eq!(history(&env, id), vec![1, 2], "{id}");
+        assert!(has_table(&env, &format!("tenant_{id}.documents")), "{id}");
+    }
+    assert!(env.plan().stdout.contains("No changes."));
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -149,7 +149,7 @@ pub enum SavedPlanError {
 /// Why a valid saved plan is not applied now (exit 3: make a new plan).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StaleReason {
-    #[error("the tenant files changed since the plan was made")]
+    #[error("the tenant files or migrations changed since the plan was made")]
     DesiredChanged,
     #[error("the live state changed since the plan was made (another apply ran, or someone changed the database or Chroma)")]
     LiveChanged,
