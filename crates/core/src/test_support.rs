@@ -398,3 +398,69 @@ pub fn no_change_plan() -> Plan {
         &PlanOptions::default(),
     )
 }
+
+/// A migration read from `tenants/migrations/{name}.sql`.
+pub fn migration(version: u32, name: &str, sql: &str) -> crate::spec::migrations::Migration {
+    use sha2::{Digest, Sha256};
+    crate::spec::migrations::Migration {
+        version,
+        name: name.to_string(),
+        file: format!("tenants/migrations/{name}.sql"),
+        checksum: hex::encode(Sha256::digest(sql.as_bytes())),
+        builtin: false,
+        sql: sql.to_string(),
+    }
+}
+
+/// `0002_documents.sql` of the migration plans.
+pub const DOCUMENTS_SQL: &str = "-- The documents each tenant's assistant answers from.
+CREATE TABLE documents (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    title text NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX documents_title ON documents (title);
+";
+
+/// `0003_summary.sql` of the migration plans.
+pub const SUMMARY_SQL: &str = "ALTER TABLE documents ADD COLUMN summary text;\n";
+
+/// `tenants` tenants (`tenant_0001`, ...) created at `0001_conversations`, the files now at
+/// `0003_summary`; and one new tenant, `zeta_new`, which runs all three as part of its create.
+pub fn migration_plan(tenants: usize) -> Plan {
+    let mut observed = empty_observed();
+    let mut specs = Vec::new();
+    for index in 1..=tenants {
+        let spec = tenant(&format!("tenant_{index:04}"));
+        provision(&mut observed, &spec, LiveStatus::Active, index as u128);
+        specs.push(spec);
+    }
+    specs.push(tenant("zeta_new"));
+    let mut full = conversations_shape();
+    full.tables.insert(
+        "documents".to_string(),
+        BTreeMap::from([
+            (
+                "id".to_string(),
+                "uuid NOT NULL DEFAULT gen_random_uuid()".to_string(),
+            ),
+            ("title".to_string(), "text NOT NULL".to_string()),
+            ("body".to_string(), "text NOT NULL".to_string()),
+            ("summary".to_string(), "text".to_string()),
+        ]),
+    );
+    observed.reference = Some(crate::observed::Reference {
+        first: conversations_shape(),
+        full,
+    });
+    let mut desired = desired(specs);
+    desired
+        .migrations
+        .list
+        .push(migration(2, "0002_documents", DOCUMENTS_SQL));
+    desired
+        .migrations
+        .list
+        .push(migration(3, "0003_summary", SUMMARY_SQL));
+    diff(&desired, &observed, &PlanOptions::default())
+}

@@ -252,3 +252,23 @@ fn text_apply_summary_all_applied() {
         "Apply complete: 1 tenant applied."
     );
 }
+
+#[test]
+fn text_plan_migrations() {
+    insta::assert_snapshot!(text::plan(&migration_plan(3), &plan_context(), PLAIN));
+}
+
+#[test]
+fn json_plan_migrations() {
+    let plan = migration_plan(2);
+    let value: Value = serde_json::from_str(&json::plan(&plan)).unwrap();
+    // Per tenant: the versions and checksums it runs.
+    let first = &value["changes"][0];
+    assert_eq!(first["tenant"], "tenant_0001");
+    assert_eq!(first["migrations"][0]["version"], 2);
+    assert_eq!(
+        first["migrations"][1]["checksum"].as_str().unwrap().len(),
+        64
+    );
+    insta::assert_snapshot!(json::plan(&plan));
+}

@@ -50,9 +50,22 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         out.push('\n');
     }
 
-    for change in plan.effective_changes() {
-        tenant_block(&mut out, change, style);
-        out.push('\n');
+    // Tenants of one line each (a fleet migrating) stay together; blocks with detail lines are
+    // set apart.
+    let blocks: Vec<String> = plan
+        .effective_changes()
+        .map(|change| {
+            let mut block = String::new();
+            tenant_block(&mut block, change, style);
+            block
+        })
+        .collect();
+    for (index, block) in blocks.iter().enumerate() {
+        out.push_str(block);
+        let one_line = |block: &String| block.lines().count() == 1;
+        if !(one_line(block) && blocks.get(index + 1).is_some_and(one_line)) {
+            out.push('\n');
+        }
     }
 
     if !plan.orphans.is_empty() {

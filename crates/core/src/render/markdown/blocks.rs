@@ -36,7 +36,7 @@ pub(super) fn verbs(change: &TenantChange) -> String {
 }
 
 /// One `<details>` block: a one-line summary, why apply leaves the tenant alone if it does, and
-/// the diff.
+/// the diff; just the summary line when there is nothing to unfold.
 pub(super) fn block(entry: &Entry) -> String {
     let change = entry.change;
     let view = TenantView::of(change);
@@ -55,6 +55,12 @@ pub(super) fn block(entry: &Entry) -> String {
         headline.push_str(" — <b>blocked by a conflict</b>, left alone");
     } else if !entry.refusals.is_empty() {
         headline.push_str(" — <b>refused</b>");
+    }
+
+    let body = view.as_ref().map(diff_body).unwrap_or_default();
+    if body.is_empty() && entry.conflicts.is_empty() && entry.refusals.is_empty() {
+        // Nothing to unfold (a tenant that only migrates: the SQL is shown once, above).
+        return format!("- {headline}\n");
     }
 
     let mut out = String::new();
@@ -76,7 +82,6 @@ pub(super) fn block(entry: &Entry) -> String {
             hint(refusal.hint.as_deref())
         );
     }
-    let body = view.as_ref().map(diff_body).unwrap_or_default();
     let fence = fence(&body);
     let _ = writeln!(out, "{fence}diff\n{body}{fence}\n\n</details>");
     out

@@ -68,9 +68,15 @@ pub fn plan(plan: &Plan, context: &PlanContext) -> String {
     );
 
     out.push_str(CHANGES_HEADING);
+    let mut previous_is_line = false;
     for block in &blocks[..full] {
-        out.push('\n');
+        // One-line entries (a tenant that only migrates) form one tight list.
+        let is_line = block.starts_with("- ");
+        if !(is_line && previous_is_line) {
+            out.push('\n');
+        }
         out.push_str(block);
+        previous_is_line = is_line;
     }
     if covered > full {
         out.push_str(MORE_HEADING);
@@ -429,6 +435,50 @@ mod tests {
             lines[lines.len() - 6..].join("\n")
         );
         insta::assert_snapshot!(shape);
+    }
+
+    #[test]
+    fn markdown_plan_migrations() {
+        insta::assert_snapshot!(super::plan(&migration_plan(3), &plan_context()));
+    }
+
+    #[test]
+    fn markdown_plan_of_a_thousand_tenants_migrating_shows_the_sql_once() {
+        let plan = migration_plan(1000);
+        let output = super::plan(&plan, &plan_context());
+        assert!(output.len() <= COMMENT_LIMIT, "{} bytes", output.len());
+        structure(&output);
+        assert_eq!(output.matches("CREATE TABLE documents").count(), 1);
+        assert_eq!(output.matches("ADD COLUMN summary").count(), 1);
+        assert!(
+            output.contains("**Migrations** for 1,000 tenants, each run in the tenant's schema"),
+            "{output}"
+        );
+        assert!(
+            output.contains("<code>0002\\_documents</code>: 1,000 tenants"),
+            "{output}"
+        );
+        // Every tenant is named, collapsed to a line or counted as left out.
+        let named = (1..=1000)
+            .filter(|index| {
+                output.contains(&format!("<b>tenant_{index:04}</b>"))
+                    || output.contains(&format!(" tenant\\_{index:04} migrate"))
+            })
+            .count();
+        let left_out: usize = output
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("**")?
+                    .strip_suffix(" tenants left out of this comment** (run `tenantctl plan` to see them all)")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        assert_eq!(
+            named + left_out,
+            1000,
+            "{named} named, {left_out} left out:\n{output}"
+        );
     }
 
     #[test]
