@@ -12,16 +12,16 @@
 //!
 //! | module | owns | I/O |
 //! |---|---|---|
-//! | [`spec`] | the YAML model: loading a directory with file/line/column for every error, limits on hostile input, validation, config merging, the directory fingerprint | reads files |
-//! | [`observed`] | the live state as plain data (registry, schemas and every grant in them, roles with attributes, memberships and ownership, collections, backup folders) | none |
-//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
+//! | [`spec`] | the YAML model: loading a directory with file/line/column for every error, limits on hostile input, validation, config merging, the directory fingerprint; the tenant-schema migrations (`spec::migrations`) and the SQL lexer that splits them and refuses what escapes a transaction (`spec::sql`) | reads files |
+//! | [`observed`] | the live state as plain data (registry, schemas and every grant in them, their shapes, the migration history, the reference shape the migrations make, roles with attributes, memberships and ownership, collections, backup folders) | none |
+//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), pending migrations and the history rules (`plan::migrations`), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
 //! | [`render`] | text (terraform style), JSON (versioned) and Markdown (pull-request comment) writers of plans and apply reports | none |
 //! | [`report`] | what an apply did, as plain data | none |
 //! | [`saved`] | saved plans: format, signature, comparison with the plan derived again at apply time | none |
-//! | [`backend`] | PostgreSQL (connection and its display, locks, control-schema migrations, batched introspection, DDL text, registry rows) and Chroma (HTTP API v2) | network |
+//! | [`backend`] | PostgreSQL (connection and its display, locks, control-schema migrations, batched introspection, schema shapes (`shape`), the reference built in a rolled-back transaction (`reference`), DDL text, registry rows and migration history) and Chroma (HTTP API v2) | network |
 //! | [`backup`] | final backups at soft delete, their inventory, deletion at purge | files, network |
 //! | [`reconcile`] | the whole live state, the plan with what is at risk, and lock -> plan -> check -> apply -> unlock | network, files |
-//! | [`apply`] | runs a plan: the one step executor (`apply::steps`), per-tenant transaction, compensation, stop rules and bounds, crash failpoints in test builds | network, files |
+//! | [`apply`] | runs a plan: the one step executor (`apply::steps`, migrations statement by statement included), per-tenant transaction, compensation, stop rules and bounds, crash failpoints in test builds | network, files |
 //! | [`watch`] | the reconciler loop: debounced file events, interval, leader lock, backoff, signals, metrics endpoint | files, network |
 //! | [`commands`] | one thin function per subcommand: flags in, one operation, output out | stdout/stderr |
 //! | [`cli`] | clap definitions of commands, flags and environment variables | none |

@@ -29,13 +29,23 @@ pub async fn observe(
     backup_root: &Path,
     migrations: &Migrations,
 ) -> Result<ObservedState, RunError> {
-    let mut observed = crate::backend::observe(postgres, chroma, naming).await?;
-    // After the concurrent reads: the reference is built in a transaction of this session.
+    // The reference is built in a transaction of a session of its own, while the live state
+    // is read; without a second session (max_connections reached), on this one afterwards.
+    let (observed, built) =
+        tokio::join!(crate::backend::observe(postgres, chroma, naming), async {
+            let builder = postgres.another("plan").await.ok()?;
+            Some(builder.build_reference(migrations).await)
+        });
+    let mut observed = observed?;
     // Not when the files break the history already applied: the plan refuses that anyway, and
     // "this file was changed after it was applied" says more than the error its new text may
     // meet on an empty schema.
     if crate::plan::fleet_refusals(migrations, observed.history.as_ref()).is_empty() {
-        observed.reference = Some(postgres.build_reference(migrations).await?);
+        let reference = match built {
+            Some(built) => built?,
+            None => postgres.build_reference(migrations).await?,
+        };
+        observed.reference = Some(reference);
     }
     observed.backups = crate::backup::inventory(backup_root)?;
 

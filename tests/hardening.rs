@@ -600,6 +600,12 @@ fn privilege_drift_is_planned_and_repaired() {
          GRANT EXECUTE ON FUNCTION tenant_aa.answer() TO PUBLIC;
          ALTER FUNCTION tenant_aa.answer() SECURITY DEFINER;"
     ));
+    // A grantee whose name PostgreSQL quotes in an ACL (a space, `=`, a quote).
+    let odd = format!("{}odd = \"reporter\"", env.role_prefix);
+    let odd_quoted = format!("\"{}\"", odd.replace('"', "\"\""));
+    env.execute(&format!(
+        "CREATE ROLE {odd_quoted} NOLOGIN; GRANT SELECT ON tenant_bb.conversations TO {odd_quoted};"
+    ));
     let plan = env
         .tenantctl(&["plan", "--detailed-exitcode"])
         .expect_code(2);
@@ -613,6 +619,7 @@ fn privilege_drift_is_planned_and_repaired() {
         "`PUBLIC` holds privileges on the view".to_string(),
         "`PUBLIC` holds privileges on the function".to_string(),
         "(SECURITY DEFINER)".to_string(),
+        format!("`{odd}` holds privileges on the table"),
     ] {
         assert!(
             plan.stdout.contains(&expected),
@@ -647,8 +654,17 @@ fn privilege_drift_is_planned_and_repaired() {
     assert!(!row.get::<_, bool>(8), "aa can still truncate");
     assert!(row.get::<_, bool>(9), "aa lost its own table");
     assert!(row.get::<_, bool>(10), "aa lost its own function");
+    let odd_reads = env.query_one(
+        "SELECT has_table_privilege($1, 'tenant_bb.conversations', 'SELECT')",
+        &[&odd],
+    );
+    assert!(
+        !odd_reads.get::<_, bool>(0),
+        "the oddly named role still reads bb's table"
+    );
     let again = env.plan();
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    env.execute(&format!("DROP ROLE {odd_quoted}"));
 }
 
 // ---------------------------------------------------------------------------------------------

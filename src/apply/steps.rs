@@ -13,7 +13,7 @@ use crate::backend::postgres::{ddl, registry, Postgres, PostgresError};
 use crate::observed::ObservedState;
 use crate::plan::{collection_metadata, Step, TenantChange};
 use crate::report::TenantOutcome;
-use crate::spec::migrations::{Migration, Migrations};
+use crate::spec::migrations::{Migration, MigrationStatement, Migrations};
 use serde_json::json;
 use std::future::Future;
 use std::time::Duration;
@@ -136,6 +136,18 @@ async fn run_steps(
     } else {
         tokio_postgres::IsolationLevel::ReadCommitted
     };
+    // Prepared once per session, before the first tenant's transaction.
+    let (insert_event, record_migrations) = bounded(
+        deadline,
+        "prepare the statements of the registry".to_string(),
+        async {
+            Ok((
+                session.prepared(registry::INSERT_EVENT).await?,
+                session.prepared(registry::RECORD_MIGRATIONS).await?,
+            ))
+        },
+    )
+    .await?;
     let transaction = bounded(
         deadline,
         format!("begin the transaction of `{tenant}`"),
@@ -163,14 +175,13 @@ async fn run_steps(
         batch: Vec::new(),
         compensations,
         backup: None,
+        record_migrations: &record_migrations,
     };
     for step in &change.steps {
         failpoint::hit(tenant, "before", step.kind());
         work.run(step).await?;
         failpoint::hit(tenant, "after", step.kind());
     }
-    work.flush().await?;
-
     let mut changes = json!({
         "fields": change.fields,
         "drift": change.drift,
@@ -187,25 +198,29 @@ async fn run_steps(
         .map(|action| action.verb())
         .collect::<Vec<_>>()
         .join(",");
-    bounded(
-        deadline,
-        format!("record the event of `{tenant}`"),
-        registry::insert_event(
-            &transaction,
-            &registry::Event {
-                run_id: context.run_id,
-                actor: &context.actor,
-                tenant,
-                uid: Some(uid),
-                action: &action,
-                status_before: change.status_before,
-                status_after: change.status_after,
-                reason: change.reason.as_deref(),
-                changes,
-            },
-        ),
-    )
-    .await?;
+    let event = registry::Event {
+        run_id: context.run_id,
+        actor: &context.actor,
+        tenant,
+        uid: Some(uid),
+        action: &action,
+        status_before: change.status_before,
+        status_after: change.status_after,
+        reason: change.reason.as_deref(),
+        changes,
+    };
+    // The last DDL and the event go together (one round trip); should the DDL fail, its
+    // error is the one reported, the event failing only because the transaction did.
+    let (flushed, recorded) = futures_util::join!(
+        work.flush(),
+        bounded(
+            deadline,
+            format!("record the event of `{tenant}`"),
+            registry::insert_event(&transaction, &insert_event, &event),
+        )
+    );
+    flushed?;
+    recorded?;
     failpoint::hit(tenant, "before", "commit");
     bounded(
         deadline,
@@ -256,6 +271,8 @@ struct TenantWork<'a, 't> {
     compensations: &'a mut Vec<Compensation>,
     /// Folder name of the backup written by this change.
     backup: Option<String>,
+    /// The statement recording migrations, prepared on this session.
+    record_migrations: &'a tokio_postgres::Statement,
 }
 
 impl TenantWork<'_, '_> {
@@ -292,61 +309,74 @@ impl TenantWork<'_, '_> {
             "SET LOCAL search_path TO DEFAULT; SET LOCAL lock_timeout = '{}ms';",
             self.context.timeouts.lock.as_millis().max(1)
         );
-        bounded(deadline, format!("enter the schema of `{tenant}`"), async {
-            self.transaction.batch_execute(&enter).await.map_err(
-                crate::backend::postgres::query_error(format!("enter the schema of `{tenant}`")),
+        let statements: Vec<(&Migration, MigrationStatement<'_>)> = migrations
+            .iter()
+            .flat_map(|migration| {
+                migration
+                    .statements()
+                    .into_iter()
+                    .map(move |statement| (*migration, statement))
+            })
+            .collect();
+        // Everything is sent at once and the server runs it in order (one round trip instead
+        // of one per statement); the answers are then read in order, and the first failure is
+        // the one reported: after it, the transaction refuses everything anyway.
+        let transaction = self.transaction;
+        let pipeline = async {
+            futures_util::join!(
+                transaction.batch_execute(&enter),
+                futures_util::future::join_all(
+                    statements
+                        .iter()
+                        .map(|(_, statement)| transaction.batch_execute(statement.text)),
+                ),
+                transaction.batch_execute(&leave),
+                registry::record_migrations(
+                    transaction,
+                    self.record_migrations,
+                    self.uid,
+                    &migrations,
+                    self.context.run_id,
+                ),
             )
-        })
-        .await?;
-        for migration in &migrations {
-            for statement in migration.statements() {
-                let run =
-                    tokio::time::timeout(deadline, self.transaction.batch_execute(statement.text));
-                match run.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) if error.is_closed() => {
-                        return Err(PostgresError::Query {
-                            operation: format!("run `{}` for `{tenant}`", migration.name),
-                            error,
-                        }
-                        .into())
+        };
+        // Each statement has the client deadline, as if sent one by one.
+        let waited =
+            deadline.saturating_mul(u32::try_from(statements.len() + 3).unwrap_or(u32::MAX));
+        let Ok((entered, ran, left, recorded)) = tokio::time::timeout(waited, pipeline).await
+        else {
+            return Err(PostgresError::Timeout {
+                operation: format!("run the migrations of `{tenant}`"),
+                waited,
+            }
+            .into());
+        };
+        entered.map_err(crate::backend::postgres::query_error(format!(
+            "enter the schema of `{tenant}`"
+        )))?;
+        for ((migration, statement), result) in statements.iter().zip(ran) {
+            match result {
+                Ok(()) => {}
+                Err(error) if error.is_closed() => {
+                    return Err(PostgresError::Query {
+                        operation: format!("run `{}` for `{tenant}`", migration.name),
+                        error,
                     }
-                    Ok(Err(error)) => {
-                        return Err(RunError::Migration {
-                            file: migration.file.clone(),
-                            line: crate::backend::postgres::reference::error_line(
-                                &statement, &error,
-                            ),
-                            message: crate::backend::postgres::error_text(&error),
-                        })
-                    }
-                    Err(_) => {
-                        return Err(PostgresError::Timeout {
-                            operation: format!("run `{}` for `{tenant}`", migration.name),
-                            waited: deadline,
-                        }
-                        .into())
-                    }
+                    .into())
+                }
+                Err(error) => {
+                    return Err(RunError::Migration {
+                        file: migration.file.clone(),
+                        line: crate::backend::postgres::reference::error_line(statement, &error),
+                        message: crate::backend::postgres::error_text(&error),
+                    })
                 }
             }
         }
-        bounded(deadline, format!("leave the schema of `{tenant}`"), async {
-            self.transaction.batch_execute(&leave).await.map_err(
-                crate::backend::postgres::query_error(format!("leave the schema of `{tenant}`")),
-            )
-        })
-        .await?;
-        bounded(
-            deadline,
-            format!("record the migrations of `{tenant}`"),
-            registry::record_migrations(
-                self.transaction,
-                self.uid,
-                &migrations,
-                self.context.run_id,
-            ),
-        )
-        .await
+        left.map_err(crate::backend::postgres::query_error(format!(
+            "leave the schema of `{tenant}`"
+        )))?;
+        Ok(recorded?)
     }
 
     /// Queues the SQL of a DDL step.
@@ -394,6 +424,7 @@ impl TenantWork<'_, '_> {
                     format!("record the migrations of `{tenant}`"),
                     registry::record_migrations(
                         self.transaction,
+                        self.record_migrations,
                         self.uid,
                         &adopted,
                         self.context.run_id,

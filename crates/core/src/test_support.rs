@@ -85,7 +85,7 @@ pub fn conversations_shape() -> crate::observed::SchemaShape {
         )]),
         indexes: BTreeMap::from([(
             "conversations_pkey".to_string(),
-            "CREATE UNIQUE INDEX conversations_pkey ON conversations USING btree (id)".to_string(),
+            "the index of constraint `conversations_pkey`".to_string(),
         )]),
         constraints: BTreeMap::from([(
             "conversations.conversations_pkey".to_string(),

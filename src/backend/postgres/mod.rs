@@ -14,6 +14,7 @@
 //! plain) or [`quote_catalog_ident`] (names read back from the catalogs: escaped); values are
 //! always bound parameters.
 
+pub mod acl;
 pub mod ddl;
 pub mod lock;
 pub mod migrations;
@@ -310,6 +311,8 @@ pub struct Postgres {
     /// Set when an answer did not come in time: the server may be stopped with our statement
     /// half-run, so the session is never used again (its locks go with the socket).
     given_up: std::sync::atomic::AtomicBool,
+    /// Statements prepared on this session, by their text.
+    prepared: std::sync::Mutex<std::collections::HashMap<&'static str, tokio_postgres::Statement>>,
 }
 
 impl Postgres {
@@ -364,6 +367,7 @@ impl Postgres {
             cancel,
             tls,
             given_up: Default::default(),
+            prepared: Default::default(),
         })
     }
 
@@ -375,6 +379,36 @@ impl Postgres {
     /// Opens another session to the same database (for parallel workers).
     pub async fn another(&self, purpose: &str) -> Result<Postgres, PostgresError> {
         Postgres::connect(&self.connection_string, purpose).await
+    }
+
+    /// `sql` prepared once for this session: what a run writes for every tenant is parsed once,
+    /// not once per tenant (a round trip each). Prepared statements outlive transactions.
+    ///
+    /// # Errors
+    /// The server refused to prepare it.
+    pub async fn prepared(
+        &self,
+        sql: &'static str,
+    ) -> Result<tokio_postgres::Statement, PostgresError> {
+        let cached = self
+            .prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(sql)
+            .cloned();
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = self
+            .client
+            .prepare(sql)
+            .await
+            .map_err(query_error("prepare a statement"))?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sql, statement.clone());
+        Ok(statement)
     }
 
     /// Something that cancels this session's running statement from another task.

@@ -27,7 +27,10 @@ impl Postgres {
         let client = &self.client;
         let schema_prefix = naming.schema_prefix.as_str();
         let role_prefix = naming.role_prefix.as_str();
-        let version = self.control_schema_version().await?;
+        // The session that reads the shapes (below) opens while this one asks its first
+        // question.
+        let (version, reader) = tokio::join!(self.control_schema_version(), self.another("plan"));
+        let version = version?;
         let registry_query = async {
             if version.is_none() {
                 return Ok(Vec::new());
@@ -70,6 +73,17 @@ impl Postgres {
                 .map_err(query_error("read the migration history"))?;
             Ok(Some((per_tenant, fleet)))
         };
+        // The shapes of the tenant schemas (indexes, constraints, views, described by the
+        // server one by one) cost as much server time as everything else together: read on a
+        // session of their own, the server works on both at once. Without a second session
+        // (max_connections reached), they wait their turn on this one.
+        let reader = reader.ok();
+        let shapes_client = reader.as_ref().map_or(client, |reader| &reader.client);
+        let shapes_query = super::shape::read(
+            shapes_client,
+            super::shape::Schemas::Prefix(schema_prefix),
+            false,
+        );
         let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned, shapes, history) = futures_util::try_join!(
             async {
                 client
@@ -94,10 +108,13 @@ impl Postgres {
                 ),
                 "read schema privileges",
             ),
+            // A default holds no column (a generated column's expression does): described
+            // without its table's context, it costs the server half as much.
             query(
                 "SELECT n.nspname::text, c.relname::text, a.attname::text, \
                         format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-                        pg_get_expr(d.adbin, d.adrelid), \
+                        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0) \
+                             ELSE pg_get_expr(d.adbin, d.adrelid) END, \
                         coalesce(a.attnum = ANY (i.indkey), false), \
                         pg_get_userbyid(c.relowner)::text \
                  FROM pg_class c \
@@ -109,18 +126,19 @@ impl Postgres {
                 "read tenant tables",
             ),
             // Grants on every relation of a tenant schema, and grants to tenant roles on
-            // relations anywhere else in the database.
+            // relations anywhere else in the database: one row per grantee, its privileges
+            // read from the item's text (one row per privilege would be five times as many).
             query(
-                concat!(
-                    "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
-                            pg_get_userbyid(c.relowner)::text, ", grantee!(), ", a.privilege_type \
-                     FROM pg_class c \
-                     JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     CROSS JOIN LATERAL aclexplode(c.relacl) a \
-                     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
-                       AND (starts_with(n.nspname::text, $1) \
-                            OR (a.grantee <> 0 AND starts_with(pg_get_userbyid(a.grantee)::text, $2)))"
-                ),
+                "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
+                        pg_get_userbyid(c.relowner)::text, a::text \
+                 FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 CROSS JOIN LATERAL unnest(c.relacl) a \
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+                   AND (starts_with(n.nspname::text, $1) \
+                        OR EXISTS (SELECT 1 FROM aclexplode(ARRAY[a]) e \
+                                   WHERE e.grantee <> 0 \
+                                     AND starts_with(pg_get_userbyid(e.grantee)::text, $2)))",
                 "read table privileges",
             ),
             // Functions of tenant schemas; a NULL ACL means the default, which lets PUBLIC
@@ -154,20 +172,26 @@ impl Postgres {
                 "read role memberships",
             ),
             // What tenant roles own in this database: they should own nothing.
+            // Each part filtered by owner before it describes anything: describing every
+            // function of the database first costs ten times more.
             query(
-                "SELECT r.rolname::text, o.description FROM ( \
+                "WITH tenant_roles AS ( \
+                     SELECT oid, rolname FROM pg_roles \
+                     WHERE starts_with(rolname::text, $2) AND $1::text IS NOT NULL) \
+                 SELECT r.rolname::text, o.description FROM ( \
                      SELECT c.relowner AS owner, format('%s %s.%s', CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'view' WHEN 'c' THEN 'type' ELSE 'table' END, n.nspname, c.relname) AS description \
                        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                       WHERE c.relkind NOT IN ('t', 'i') \
+                       WHERE c.relkind NOT IN ('t', 'i') AND c.relowner IN (SELECT oid FROM tenant_roles) \
                      UNION ALL \
                      SELECT p.proowner, format('function %s', p.oid::regprocedure) FROM pg_proc p \
+                       WHERE p.proowner IN (SELECT oid FROM tenant_roles) \
                      UNION ALL \
                      SELECT n.nspowner, format('schema %s', n.nspname) FROM pg_namespace n \
-                 ) o JOIN pg_roles r ON r.oid = o.owner \
-                 WHERE starts_with(r.rolname::text, $2) AND $1::text IS NOT NULL",
+                       WHERE n.nspowner IN (SELECT oid FROM tenant_roles) \
+                 ) o JOIN tenant_roles r ON r.oid = o.owner",
                 "read what tenant roles own",
             ),
-            super::shape::read(client, super::shape::Schemas::Prefix(schema_prefix), false),
+            shapes_query,
             history_query,
         )?;
 
@@ -275,16 +299,19 @@ impl Postgres {
             let name: String = row.get(1);
             let kind: String = row.get(2);
             let owner: String = row.get(3);
-            let grantee: String = row.get(4);
-            let privilege: String = row.get(5);
+            let (grantee, privileges) =
+                super::acl::parse_item(row.get(4)).map_err(PostgresError::Unexpected)?;
+            let privileges = privileges.into_iter().map(str::to_string);
             let Some(entry) = state.schemas.get_mut(&schema) else {
                 // A grant to a tenant role on something outside the tenant schemas.
                 if let Some(role) = state.roles.get_mut(&grantee) {
-                    role.foreign_grants.insert(ForeignGrant {
-                        schema,
-                        relation: Some((name, ObjectKind::from_relkind(&kind))),
-                        privilege,
-                    });
+                    for privilege in privileges {
+                        role.foreign_grants.insert(ForeignGrant {
+                            schema: schema.clone(),
+                            relation: Some((name.clone(), ObjectKind::from_relkind(&kind))),
+                            privilege,
+                        });
+                    }
                 }
                 continue;
             };
@@ -294,7 +321,7 @@ impl Postgres {
                         .privileges
                         .entry(grantee)
                         .or_default()
-                        .insert(privilege);
+                        .extend(privileges);
                     continue;
                 }
             }
@@ -307,7 +334,7 @@ impl Postgres {
                 .privileges
                 .entry(grantee)
                 .or_default()
-                .insert(privilege);
+                .extend(privileges);
         }
         for row in functions {
             let schema: String = row.get(0);

@@ -5,7 +5,7 @@ use super::{query_error, quote_ident, PostgresError};
 use crate::observed::LiveStatus;
 use crate::plan::RegistryRecord;
 use chrono::{DateTime, Utc};
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 use uuid::Uuid;
 
 /// Inserts a registry row with the uid apply chose for this incarnation (chosen before the
@@ -228,16 +228,20 @@ pub struct Event<'a> {
     pub changes: serde_json::Value,
 }
 
+/// The statement of [`insert_event`], prepared once per session.
+pub const INSERT_EVENT: &str = "INSERT INTO tenantctl.events \
+     (run_id, actor, tenant_id, tenant_uid, action, status_before, status_after, reason, changes) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
 /// Appends an event; inside the tenant's transaction, so it exists iff the change committed.
 pub async fn insert_event(
     client: &impl GenericClient,
+    statement: &Statement,
     event: &Event<'_>,
 ) -> Result<(), PostgresError> {
     client
         .execute(
-            "INSERT INTO tenantctl.events \
-                 (run_id, actor, tenant_id, tenant_uid, action, status_before, status_after, reason, changes) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            statement,
             &[
                 &event.run_id,
                 &event.actor,
@@ -251,7 +255,10 @@ pub async fn insert_event(
             ],
         )
         .await
-        .map_err(query_error(format!("record the event of `{}`", event.tenant)))?;
+        .map_err(query_error(format!(
+            "record the event of `{}`",
+            event.tenant
+        )))?;
     Ok(())
 }
 
@@ -324,10 +331,20 @@ pub async fn recorded_backups(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
+/// The statement of [`record_migrations`], prepared once per session.
+pub const RECORD_MIGRATIONS: &str =
+    "INSERT INTO tenantctl.tenant_migrations (tenant_uid, version, name, checksum, run_id) \
+     SELECT $1, version, name, checksum, $5 \
+     FROM unnest($2::integer[], $3::text[], $4::text[]) AS m (version, name, checksum) \
+     ON CONFLICT (tenant_uid, version) DO UPDATE \
+     SET name = excluded.name, checksum = excluded.checksum, \
+         applied_at = now(), run_id = excluded.run_id";
+
 /// Records migrations as applied to one tenant incarnation (run just now, or adopted). A
 /// schema created anew runs its migrations again: the rows of its earlier run are replaced.
 pub async fn record_migrations(
     client: &impl GenericClient,
+    statement: &Statement,
     uid: Uuid,
     migrations: &[&crate::spec::migrations::Migration],
     run_id: Uuid,
@@ -342,15 +359,7 @@ pub async fn record_migrations(
     let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
     let checksums: Vec<&str> = migrations.iter().map(|m| m.checksum.as_str()).collect();
     client
-        .execute(
-            "INSERT INTO tenantctl.tenant_migrations (tenant_uid, version, name, checksum, run_id) \
-             SELECT $1, version, name, checksum, $5 \
-             FROM unnest($2::integer[], $3::text[], $4::text[]) AS m (version, name, checksum) \
-             ON CONFLICT (tenant_uid, version) DO UPDATE \
-             SET name = excluded.name, checksum = excluded.checksum, \
-                 applied_at = now(), run_id = excluded.run_id",
-            &[&uid, &versions, &names, &checksums, &run_id],
-        )
+        .execute(statement, &[&uid, &versions, &names, &checksums, &run_id])
         .await
         .map_err(query_error("record the migrations applied"))?;
     Ok(())

@@ -96,12 +96,14 @@ pub async fn read(
             if !columns {
                 return Ok(Vec::new());
             }
+            // Defaults described without their table's context, as `observe` does.
             client
                 .query(
                     &format!(
                         "SELECT n.nspname::text, c.relname::text, a.attname::text, \
                                 format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-                                pg_get_expr(d.adbin, d.adrelid) \
+                                CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0) \
+                                     ELSE pg_get_expr(d.adbin, d.adrelid) END \
                          FROM pg_class c \
                          JOIN pg_namespace n ON n.oid = c.relnamespace \
                          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -117,10 +119,14 @@ pub async fn read(
             client
                 .query(
                     &format!(
-                        "SELECT n.nspname::text, ci.relname::text, pg_get_indexdef(i.indexrelid) \
+                        "SELECT n.nspname::text, ci.relname::text, \
+                                CASE WHEN k.conname IS NULL THEN pg_get_indexdef(i.indexrelid) END, \
+                                k.conname::text \
                          FROM pg_index i \
                          JOIN pg_class ci ON ci.oid = i.indexrelid \
                          JOIN pg_namespace n ON n.oid = ci.relnamespace \
+                         LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid \
+                              AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
                          WHERE {condition}"
                     ),
                     &[&value],
@@ -193,7 +199,18 @@ pub async fn read(
     }
     for row in index_rows {
         let schema: String = row.get(0);
-        let definition = unqualified(&row.get::<_, String>(2), &schema);
+        // The index of a primary key, unique or exclusion constraint is what the constraint's
+        // definition says: described once, as the constraint.
+        let definition = match (
+            row.get::<_, Option<String>>(2),
+            row.get::<_, Option<String>>(3),
+        ) {
+            (Some(definition), _) => unqualified(&definition, &schema),
+            (None, constraint) => format!(
+                "the index of constraint `{}`",
+                constraint.unwrap_or_default()
+            ),
+        };
         shapes
             .entry(schema)
             .or_default()
