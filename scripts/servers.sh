@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Local PostgreSQL 15 and Chroma servers for tenantctl development, tests and CI.
 #
-#   bash scripts/servers.sh [start|stop|status]      (default: start)
+#   bash scripts/servers.sh [start|stop|status|reset]      (default: start)
+#
+# `reset` stops both servers and deletes their data, so that the next `start` begins empty.
 #
 # Ports: TENANTCTL_PG_PORT (default 5432), TENANTCTL_CHROMA_PORT (default 8000).
 # Both servers listen on 127.0.0.1 only. State lives in <repo>/.local/ (git-ignored).
@@ -479,10 +481,22 @@ status)
     status_postgres
     status_chroma
     ;;
+reset)
+    with_lock
+    stop_chroma
+    stop_postgres
+    resolve_pg_home
+    # Only what this script made: the cluster folder and the Chroma data folder.
+    if pg_ours_running || chroma_pid_ours >/dev/null; then
+        die "a server still runs; nothing was deleted"
+    fi
+    rm -rf -- "$PGDATA_DIR" "$CHROMA_DATA"
+    say "data deleted ($PGDATA_DIR, $CHROMA_DATA); the next start begins empty"
+    ;;
 -h | --help | help)
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     ;;
 *)
-    die "unknown command '$cmd' (use start, stop or status)"
+    die "unknown command '$cmd' (use start, stop, status or reset)"
     ;;
 esac

@@ -313,15 +313,6 @@ fn change_lines(change: &TenantChange, note_shown: bool) -> Vec<Line<'_>> {
         })
         .map(Line::Field)
         .collect();
-    // Migrations named in the note when they are the change; otherwise a line of their own.
-    if change.primary() != Some(Action::Migrate) && !change.migrations.is_empty() {
-        let note = migrations_note(change);
-        lines.push(Line::Resource(ViewLine::new(
-            Mark::Added,
-            "migrations",
-            note.to_string(),
-        )));
-    }
     let revoked =
         change.actions.contains(&Action::Suspend) || change.actions.contains(&Action::Delete);
     let granted = change.actions.contains(&Action::Resume)
@@ -358,6 +349,16 @@ fn change_lines(change: &TenantChange, note_shown: bool) -> Vec<Line<'_>> {
         lines.push(Line::Resource(
             ViewLine::new(mark, drift.resource.label(), &drift.name).detail(&drift.detail),
         ));
+    }
+    // Migrations named in the note when they are the change; otherwise a line of their own,
+    // last: they run in the schema the lines above make or repair.
+    if change.primary() != Some(Action::Migrate) && !change.migrations.is_empty() {
+        let note = migrations_note(change);
+        lines.push(Line::Resource(ViewLine::new(
+            Mark::Added,
+            "migrations",
+            note.to_string(),
+        )));
     }
     lines
 }
