@@ -137,8 +137,84 @@ pub struct TenantSpec {
     pub retention_days: Option<u32>,
     /// When set, the tenant is never soft-deleted or purged.
     pub protected: bool,
+    /// Credentials: the plan's `auth` defaults merged with the tenant's; `None` when neither
+    /// declares any (the role cannot log in, there are no API keys).
+    pub auth: Option<AuthSpec>,
     /// Start of the tenant's document.
     pub location: Location,
+}
+
+/// A tenant's credentials, as declared (plan defaults merged with the tenant's `auth`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthSpec {
+    /// The tenant role may log in, with a generated password, while the tenant is active.
+    pub login: bool,
+    /// `CONNECTION LIMIT` of the role; `None`: no limit.
+    pub connection_limit: Option<u32>,
+    /// API keys, by name, in file order.
+    pub api_keys: Vec<ApiKeySpec>,
+    /// Any new value rotates every credential of the tenant.
+    pub rotate: Option<String>,
+}
+
+/// One API key a tenant file asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeySpec {
+    /// Unique within the tenant: a lowercase letter, then lowercase letters, digits, `_` or `-`.
+    pub name: String,
+    /// The key stops authenticating at the start of this day (UTC).
+    pub expires: Option<chrono::NaiveDate>,
+    /// Where the key is declared, for messages.
+    pub location: Location,
+}
+
+/// `auth` as a plan or a tenant file writes it: every key optional.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PartialAuth {
+    pub login: Option<bool>,
+    pub connection_limit: Option<u32>,
+    pub api_keys: Option<Vec<ApiKeySpec>>,
+    pub rotate: Option<String>,
+}
+
+impl PartialAuth {
+    /// `self` (a tenant's) over `defaults` (its plan's): each key set by the tenant wins, the
+    /// list of API keys as a whole. `None` when neither says anything.
+    pub fn over(&self, defaults: Option<&PartialAuth>) -> AuthSpec {
+        let defaults = defaults.cloned().unwrap_or_default();
+        AuthSpec {
+            login: self.login.or(defaults.login).unwrap_or(false),
+            connection_limit: self.connection_limit.or(defaults.connection_limit),
+            api_keys: self
+                .api_keys
+                .clone()
+                .or(defaults.api_keys)
+                .unwrap_or_default(),
+            rotate: self.rotate.clone().or(defaults.rotate),
+        }
+    }
+}
+
+/// Directory-wide settings of authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The role the application calls `tenantctl.authenticate` as: it gets `EXECUTE` on that
+    /// function and nothing else of the control schema.
+    pub app_role: Option<String>,
+    /// How long the keys a rotation replaces keep working.
+    pub rotation_grace: std::time::Duration,
+}
+
+/// Default of [`AuthSettings::rotation_grace`]: a day.
+pub const DEFAULT_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            app_role: None,
+            rotation_grace: DEFAULT_ROTATION_GRACE,
+        }
+    }
 }
 
 /// A configuration in which every key may be missing: a plan's defaults or a tenant's overrides.
@@ -163,6 +239,8 @@ pub struct PlanSpec {
     pub description: Option<String>,
     /// The defaults.
     pub config: PartialConfig,
+    /// Default credentials of its tenants.
+    pub auth: Option<PartialAuth>,
     /// Start of the plan's document.
     pub location: Location,
 }
@@ -172,6 +250,8 @@ pub struct PlanSpec {
 pub struct Settings {
     /// Default retention for tenants that set none.
     pub retention_days: Option<u32>,
+    /// Authentication settings.
+    pub auth: AuthSettings,
     /// Where the settings document is, if there is one.
     pub location: Option<Location>,
 }
@@ -525,6 +605,13 @@ pub fn parse_sources(dir: &Path, mut sources: Vec<SourceFile>) -> Result<Desired
                 suspension_reason: tenant.suspension_reason,
                 retention_days: tenant.retention_days,
                 protected: tenant.protected,
+                auth: (tenant.auth.is_some() || plan.auth.is_some()).then(|| {
+                    tenant
+                        .auth
+                        .clone()
+                        .unwrap_or_default()
+                        .over(plan.auth.as_ref())
+                }),
                 location,
             },
         );

@@ -94,6 +94,7 @@ fn a_valid_directory_loads_with_defaults_and_merged_config() {
             suspension_reason: None,
             retention_days: None,
             protected: false,
+            auth: None,
             location: Location {
                 file: PathBuf::from("tenants/acme.yaml"),
                 line: 1,
@@ -1365,4 +1366,105 @@ fn a_directory_over_32_mib_stops_being_read_at_the_file_that_crosses_the_limit()
             dir.display()
         )]
     );
+}
+
+// ---- auth ----
+
+#[test]
+fn auth_is_read_and_merged_over_the_plans_defaults() {
+    let plans = "\
+apiVersion: tenantctl/v1
+kind: Plan
+name: pro
+config: { model: gpt-4o, max_tokens: 4000, rate_limit_per_minute: 600 }
+auth:
+  login: true
+  connection_limit: 5
+  api_keys: [{ name: default }]
+";
+    let state = load(&[
+        ("plans.yaml", plans),
+        (
+            "acme.yaml",
+            "apiVersion: tenantctl/v1\nkind: Tenant\nid: acme\nname: Acme\nplan: pro\n\
+             auth:\n  connection_limit: 10\n  api_keys:\n    - name: web\n    - name: batch\n      expires: 2027-06-01\n  rotate: \"2026-12-01\"\n",
+        ),
+        ("globex.yaml", "apiVersion: tenantctl/v1\nkind: Tenant\nid: globex\nname: Globex\nplan: pro\n"),
+    ])
+    .unwrap();
+    let acme = state.tenants["acme"].auth.clone().unwrap();
+    assert!(acme.login, "from the plan");
+    assert_eq!(acme.connection_limit, Some(10), "the tenant's wins");
+    let names: Vec<&str> = acme.api_keys.iter().map(|key| key.name.as_str()).collect();
+    assert_eq!(names, ["web", "batch"], "the tenant's list replaces the plan's");
+    assert_eq!(
+        acme.api_keys[1].expires,
+        chrono::NaiveDate::from_ymd_opt(2027, 6, 1)
+    );
+    assert_eq!(acme.api_keys[1].location.line, 10);
+    assert_eq!(acme.rotate.as_deref(), Some("2026-12-01"));
+    let globex = state.tenants["globex"].auth.clone().unwrap();
+    assert_eq!(globex.api_keys[0].name, "default");
+    // Neither plan nor file: no auth at all, as before.
+    assert_eq!(tenant(ACME).auth, None);
+}
+
+#[test]
+fn bad_auth_is_a_clear_error() {
+    let with = |auth: &str| tenant_errors(&format!("{ACME}auth:\n{auth}"));
+    assert_one(
+        &with("  logins: true\n"),
+        "tenants/acme.yaml:7:3: auth.logins: unknown field `logins`",
+    );
+    assert_one(
+        &with("  connection_limit: -5\n"),
+        "auth.connection_limit: expected a non-negative integer, found -5",
+    );
+    assert_one(
+        &with("  api_keys:\n    - name: web\n    - name: web\n"),
+        "tenants/acme.yaml:9:13: auth.api_keys[1].name: duplicate API key name `web`, first declared at line 8",
+    );
+    assert_one(
+        &with("  api_keys:\n    - name: Web\n"),
+        "auth.api_keys[0].name: invalid API key name `Web`",
+    );
+    assert_one(
+        &with("  api_keys:\n    - name: web\n      expires: next year\n"),
+        "auth.api_keys[0].expires: expected a date `YYYY-MM-DD`",
+    );
+    assert_one(
+        &with("  api_keys:\n    - name: web\n      expires: 2027-02-30\n"),
+        "expected a date `YYYY-MM-DD`",
+    );
+    assert_one(&with("  api_keys: web\n"), "auth.api_keys: expected a sequence");
+}
+
+#[test]
+fn auth_settings_are_read_and_checked() {
+    let settings = |auth: &str| {
+        format!("apiVersion: tenantctl/v1\nkind: Settings\nauth:\n{auth}")
+    };
+    let state = load(&[
+        ("plans.yaml", PLANS),
+        ("settings.yaml", &settings("  app_role: app_api\n  rotation_grace: 2h\n")),
+    ])
+    .unwrap();
+    assert_eq!(state.settings.auth.app_role.as_deref(), Some("app_api"));
+    assert_eq!(
+        state.settings.auth.rotation_grace,
+        std::time::Duration::from_secs(7200)
+    );
+    let defaults = load(&[("plans.yaml", PLANS)]).unwrap();
+    assert_eq!(defaults.settings.auth.rotation_grace, DEFAULT_ROTATION_GRACE);
+    for (auth, expected) in [
+        ("  app_role: \"app\\\"; DROP ROLE x; --\"\n", "auth.app_role: invalid role name"),
+        ("  app_role: pg_monitor\n", "auth.app_role: invalid role name `pg_monitor`"),
+        ("  rotation_grace: 24\n", "auth.rotation_grace: expected a duration up to 90 days"),
+        ("  rotation_grace: 100d\n", "auth.rotation_grace: expected a duration up to 90 days"),
+    ] {
+        assert_one(
+            &errors(&[("plans.yaml", PLANS), ("settings.yaml", &settings(auth))]),
+            expected,
+        );
+    }
 }

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use super::limits::{self, thousands};
 use super::yaml::{self, Budget, Mark, Node, Value};
 use super::{
-    validate_tenant_id, DesiredStatus, Location, PartialConfig, PlanSpec, Settings, SourceFile,
-    SpecError, API_VERSION,
+    validate_tenant_id, ApiKeySpec, AuthSettings, DesiredStatus, Location, PartialAuth,
+    PartialConfig, PlanSpec, Settings, SourceFile, SpecError, API_VERSION,
 };
 
 const KINDS: [&str; 3] = ["Tenant", "Plan", "Settings"];
-const TENANT_FIELDS: [&str; 10] = [
+const TENANT_FIELDS: [&str; 11] = [
     "apiVersion",
     "kind",
     "id",
@@ -26,9 +26,17 @@ const TENANT_FIELDS: [&str; 10] = [
     "suspension",
     "retention_days",
     "protected",
+    "auth",
 ];
-const PLAN_FIELDS: [&str; 5] = ["apiVersion", "kind", "name", "description", "config"];
-const SETTINGS_FIELDS: [&str; 3] = ["apiVersion", "kind", "retention_days"];
+const PLAN_FIELDS: [&str; 6] = ["apiVersion", "kind", "name", "description", "config", "auth"];
+const SETTINGS_FIELDS: [&str; 4] = ["apiVersion", "kind", "retention_days", "auth"];
+const AUTH_FIELDS: [&str; 4] = ["login", "connection_limit", "api_keys", "rotate"];
+const API_KEY_FIELDS: [&str; 2] = ["name", "expires"];
+const AUTH_SETTINGS_FIELDS: [&str; 2] = ["app_role", "rotation_grace"];
+/// Most API keys per tenant.
+const MAX_API_KEYS: usize = 100;
+/// `CONNECTION LIMIT` of a tenant role.
+const CONNECTION_LIMIT: (u32, u32) = (0, 10_000);
 const CONFIG_FIELDS: [&str; 4] = ["model", "max_tokens", "rate_limit_per_minute", "features"];
 const SUSPENSION_FIELDS: [&str; 1] = ["reason"];
 
@@ -118,6 +126,7 @@ pub(super) struct RawTenant {
     pub(super) suspension_reason: Option<String>,
     pub(super) retention_days: Option<u32>,
     pub(super) protected: bool,
+    pub(super) auth: Option<PartialAuth>,
     pub(super) location: Location,
     /// No error was found in the document.
     pub(super) clean: bool,
@@ -723,6 +732,7 @@ impl Context<'_> {
             .value("protected")
             .and_then(|node| self.boolean(node, "protected"))
             .unwrap_or(false);
+        let auth = fields.value("auth").map(|node| self.auth(node));
 
         Some(RawTenant {
             id,
@@ -735,6 +745,7 @@ impl Context<'_> {
             suspension_reason,
             retention_days,
             protected,
+            auth,
             location,
             // Set by the caller, which sees every error of the document.
             clean: true,
@@ -798,6 +809,7 @@ impl Context<'_> {
             .value("config")
             .map(|node| self.config(node))
             .unwrap_or_default();
+        let auth = fields.value("auth").map(|node| self.auth(node));
         let Some(name) = name else {
             self.problems.incomplete = true;
             return None;
@@ -806,6 +818,7 @@ impl Context<'_> {
             name,
             description,
             config,
+            auth,
             location,
         })
     }
@@ -815,10 +828,176 @@ impl Context<'_> {
         let retention_days = fields
             .value("retention_days")
             .and_then(|node| self.integer(node, "retention_days", RETENTION_DAYS));
+        let auth = fields
+            .value("auth")
+            .map(|node| self.auth_settings(node))
+            .unwrap_or_default();
         Some(Settings {
             retention_days,
+            auth,
             location: Some(location),
         })
+    }
+
+    /// `auth` of a tenant or a plan.
+    fn auth(&mut self, node: &Node) -> PartialAuth {
+        let mut auth = PartialAuth::default();
+        let Some(fields) = self.fields(node, "auth", "`auth`", &AUTH_FIELDS) else {
+            return auth;
+        };
+        auth.login = fields
+            .value("login")
+            .and_then(|node| self.boolean(node, "auth.login"));
+        auth.connection_limit = fields
+            .value("connection_limit")
+            .and_then(|node| self.integer(node, "auth.connection_limit", CONNECTION_LIMIT));
+        auth.rotate = fields
+            .value("rotate")
+            .and_then(|node| self.scalar_text(node, "auth.rotate"));
+        if let Some(node) = fields.value("api_keys") {
+            auth.api_keys = self.api_keys(node);
+        }
+        auth
+    }
+
+    /// `auth.api_keys`: a sequence of `{name, expires}`, names unique.
+    fn api_keys(&mut self, node: &Node) -> Option<Vec<ApiKeySpec>> {
+        let Value::Sequence(items) = &node.value else {
+            self.expected(node, "auth.api_keys", "a sequence of `- name: ...`");
+            return None;
+        };
+        if items.len() > MAX_API_KEYS {
+            self.error(
+                node.mark,
+                Some("auth.api_keys"),
+                format!("at most {MAX_API_KEYS} API keys per tenant, found {}", items.len()),
+                None,
+            );
+            return None;
+        }
+        let mut keys: Vec<ApiKeySpec> = Vec::new();
+        let mut first_line: BTreeMap<String, usize> = BTreeMap::new();
+        for (index, item) in items.iter().enumerate() {
+            let path = format!("auth.api_keys[{index}]");
+            let Some(fields) = self.fields(item, &path, "an API key", &API_KEY_FIELDS) else {
+                continue;
+            };
+            let name = match fields.value("name") {
+                None => {
+                    self.missing(&fields, "name", Some("name the key, e.g. `- name: web`".to_string()));
+                    None
+                }
+                Some(node) => self.string(node, &format!("{path}.name")).and_then(|name| {
+                    if valid_key_name(&name) {
+                        Some((name, node.mark))
+                    } else {
+                        self.error(
+                            node.mark,
+                            Some(&format!("{path}.name")),
+                            format!("invalid API key name `{}`", yaml::shorten(&name)),
+                            Some("a key name is a lowercase letter, then up to 39 lowercase letters, digits, `_` or `-`".to_string()),
+                        );
+                        None
+                    }
+                }),
+            };
+            let expires = fields.value("expires").and_then(|node| {
+                let field = format!("{path}.expires");
+                let text = self.scalar_text(node, &field)?;
+                match chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+                    Ok(date) if text.len() == 10 => Some(date),
+                    _ => {
+                        self.error(
+                            node.mark,
+                            Some(&field),
+                            format!("expected a date `YYYY-MM-DD`, found {}", node.value.in_words()),
+                            Some("e.g. `expires: 2027-06-01`: the key stops working at the start of that day (UTC)".to_string()),
+                        );
+                        None
+                    }
+                }
+            });
+            let Some((name, mark)) = name else {
+                continue;
+            };
+            if let Some(line) = first_line.get(&name) {
+                self.error(
+                    mark,
+                    Some(&format!("{path}.name")),
+                    format!("duplicate API key name `{name}`, first declared at line {line}"),
+                    Some("each key of a tenant needs its own name".to_string()),
+                );
+                continue;
+            }
+            first_line.insert(name.clone(), mark.line);
+            keys.push(ApiKeySpec {
+                name,
+                expires,
+                location: self.location(mark),
+            });
+        }
+        Some(keys)
+    }
+
+    /// `auth` of the Settings document.
+    fn auth_settings(&mut self, node: &Node) -> AuthSettings {
+        let mut settings = AuthSettings::default();
+        let Some(fields) = self.fields(node, "auth", "`auth` of `Settings`", &AUTH_SETTINGS_FIELDS)
+        else {
+            return settings;
+        };
+        if let Some(node) = fields.value("app_role") {
+            if let Some(role) = self.string(node, "auth.app_role") {
+                if valid_role_name(&role) {
+                    settings.app_role = Some(role);
+                } else {
+                    self.error(
+                        node.mark,
+                        Some("auth.app_role"),
+                        format!("invalid role name `{}`", yaml::shorten(&role)),
+                        Some("a role name here is a lowercase letter or `_`, then up to 62 lowercase letters, digits or `_`, and does not start with `pg_`".to_string()),
+                    );
+                }
+            }
+        }
+        if let Some(node) = fields.value("rotation_grace") {
+            if let Some(text) = self.scalar_text(node, "auth.rotation_grace") {
+                match humantime::parse_duration(&text) {
+                    // humantime refuses a bare number: a unit is always written.
+                    Ok(grace) if grace <= MAX_ROTATION_GRACE => settings.rotation_grace = grace,
+                    _ => self.error(
+                        node.mark,
+                        Some("auth.rotation_grace"),
+                        format!("expected a duration up to 90 days with its unit, found {}", node.value.in_words()),
+                        Some("e.g. `rotation_grace: 24h` or `rotation_grace: 30m`; 0s revokes replaced keys at once".to_string()),
+                    ),
+                }
+            }
+        }
+        settings
+    }
+
+    /// A plain or quoted scalar as text (`2026-12-01` and `"2026-12-01"` alike; a number as
+    /// written).
+    fn scalar_text(&mut self, node: &Node, field: &str) -> Option<String> {
+        let text = match &node.value {
+            Value::Str { text, .. } => text.clone(),
+            Value::Int { text, .. } | Value::Float(text) => text.clone(),
+            _ => {
+                self.expected(node, field, "a string");
+                return None;
+            }
+        };
+        if text.trim().is_empty() || text.chars().count() > MAX_NAME_CHARS || text.contains('\0') {
+            self.error(
+                node.mark,
+                Some(field),
+                format!("expected 1 to {MAX_NAME_CHARS} characters (no NUL), found {}", node.value.in_words()),
+                None,
+            );
+            return None;
+        }
+        Some(text)
     }
 
     /// A `config` mapping, every key optional (plans and tenants share the shape).
@@ -865,6 +1044,27 @@ fn yaml_int(text: &str) -> bool {
 }
 
 /// `[a-z][a-z0-9_-]{0,62}`.
+/// Longest rotation grace: keys a rotation replaced stop working within this.
+const MAX_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
+
+/// `[a-z][a-z0-9_-]{0,39}`.
+fn valid_key_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 40
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A role name tenantctl can quote safely and that is no reserved name: `[a-z_][a-z0-9_]{0,62}`,
+/// not `pg_...`.
+fn valid_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && !name.starts_with("pg_")
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 fn valid_plan_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|first| first.is_ascii_lowercase())
