@@ -44,6 +44,39 @@ pub struct ObservedState {
     /// What a tenant schema should look like, built from the migrations in a scratch schema
     /// whose transaction is always rolled back.
     pub reference: Option<Reference>,
+    /// What tenantctl recorded of each tenant incarnation's credentials, by uid.
+    pub credentials: BTreeMap<Uuid, ObservedCredentials>,
+    /// API keys not revoked, by tenant uid.
+    pub api_keys: BTreeMap<Uuid, Vec<ObservedApiKey>>,
+    /// SHA-256 (hex) of each tenant role's password verifier (`None`: no password); `None` as
+    /// a whole when tenantctl's user may not read `pg_authid` (not a superuser).
+    pub role_passwords: Option<BTreeMap<String, Option<String>>>,
+    /// Open sessions of each tenant role that has any.
+    pub role_sessions: BTreeMap<String, u64>,
+    /// Roles that hold `EXECUTE` on `tenantctl.authenticate` (its owner aside).
+    pub authenticate_grantees: BTreeSet<String>,
+    /// Whether the role Settings names as `auth.app_role` exists (`None`: none named).
+    pub app_role_exists: Option<bool>,
+}
+
+/// What tenantctl recorded of a tenant's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ObservedCredentials {
+    /// The `auth.rotate` value last applied.
+    pub rotation: Option<String>,
+    /// SHA-256 (hex) of the password verifier tenantctl last set; `None`: no password.
+    pub password_fingerprint: Option<String>,
+}
+
+/// An API key that is not revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedApiKey {
+    /// The public part, e.g. `tct_3f9a2c1b7d3e`.
+    pub prefix: String,
+    pub name: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Replaced by a rotation: works until then.
+    pub retire_after: Option<DateTime<Utc>>,
 }
 
 /// The migrations applied to the tenants, read in two batched queries.

@@ -197,6 +197,7 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
         ObservedRole {
             can_login: false,
             comment: MANAGED_COMMENT.into(),
+            connection_limit: -1,
             ..ObservedRole::default()
         },
     );
@@ -463,5 +464,99 @@ pub fn migration_plan(tenants: usize) -> Plan {
         .migrations
         .list
         .push(migration(3, "0003_summary", SUMMARY_SQL));
+    diff(&desired, &observed, &PlanOptions::default())
+}
+
+/// Credentials: a new tenant with a login and keys, one whose `rotate` changed (a key past its
+/// rotation grace, one removed from the file), and one suspended with sessions open.
+pub fn credentials_plan() -> Plan {
+    use crate::observed::{ObservedApiKey, ObservedCredentials};
+    use crate::spec::{ApiKeySpec, AuthSpec};
+    let key = |name: &str, expires: Option<&str>| ApiKeySpec {
+        name: name.into(),
+        expires: expires.map(|date| date.parse().unwrap()),
+        location: Location {
+            file: "tenants/x.yaml".into(),
+            line: 1,
+            column: 1,
+        },
+    };
+    let mut observed = empty_observed();
+    let now = observed.server_time;
+    observed.role_passwords = Some(BTreeMap::new());
+
+    let mut acme = tenant("acme");
+    acme.auth = Some(AuthSpec {
+        login: true,
+        connection_limit: Some(10),
+        api_keys: vec![key("web", None), key("batch", Some("2027-06-01"))],
+        rotate: None,
+    });
+
+    let mut globex = tenant("globex");
+    provision(&mut observed, &globex, LiveStatus::Active, 2);
+    observed.roles.get_mut("tenant_globex").unwrap().can_login = true;
+    observed.credentials.insert(
+        uid(2),
+        ObservedCredentials {
+            rotation: Some("2026-06-01".into()),
+            password_fingerprint: Some("f".into()),
+        },
+    );
+    observed
+        .role_passwords
+        .as_mut()
+        .unwrap()
+        .insert("tenant_globex".into(), Some("f".into()));
+    observed.api_keys.insert(
+        uid(2),
+        vec![
+            ObservedApiKey {
+                prefix: "tct_0123456789ab".into(),
+                name: "web".into(),
+                expires_at: None,
+                retire_after: None,
+            },
+            ObservedApiKey {
+                prefix: "tct_00000000beef".into(),
+                name: "web".into(),
+                expires_at: None,
+                retire_after: Some(now - chrono::Duration::hours(2)),
+            },
+            ObservedApiKey {
+                prefix: "tct_0000000000aa".into(),
+                name: "legacy".into(),
+                expires_at: None,
+                retire_after: None,
+            },
+        ],
+    );
+    globex.auth = Some(AuthSpec {
+        login: true,
+        connection_limit: None,
+        api_keys: vec![key("web", None)],
+        rotate: Some("2026-12-01".into()),
+    });
+
+    let mut initech = tenant("initech");
+    provision(&mut observed, &initech, LiveStatus::Active, 3);
+    observed.roles.get_mut("tenant_initech").unwrap().can_login = true;
+    observed.role_sessions.insert("tenant_initech".into(), 3);
+    observed.credentials.insert(
+        uid(3),
+        ObservedCredentials {
+            rotation: None,
+            password_fingerprint: Some("g".into()),
+        },
+    );
+    initech.auth = Some(AuthSpec {
+        login: true,
+        ..AuthSpec::default()
+    });
+    initech.state = DesiredStatus::Suspended;
+    initech.suspension_reason = Some("invoice overdue".into());
+
+    let mut desired = desired(vec![acme, globex, initech]);
+    desired.settings.auth.rotation_grace = std::time::Duration::from_secs(24 * 3600);
     diff(&desired, &observed, &PlanOptions::default())
 }

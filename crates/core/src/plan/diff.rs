@@ -59,7 +59,9 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         backup_leftovers: backup_leftovers(observed),
         warnings: scope_warnings(observed),
         migrations: desired.migrations.clone(),
+        app_role: None,
     };
+    plan_app_role(&mut plan, desired, observed);
     plan.refusals.extend(fleet_refusals(
         &desired.migrations,
         observed.history.as_ref(),
@@ -79,6 +81,7 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
             observed,
             naming: &options.naming,
             migrations: &desired.migrations,
+            rotation_grace: desired.settings.auth.rotation_grace,
             conflicts: Vec::new(),
             drift: Vec::new(),
             refusals: Vec::new(),
@@ -150,6 +153,8 @@ pub(super) struct TenantPlanner<'a> {
     pub(super) observed: &'a ObservedState,
     pub(super) naming: &'a Naming,
     pub(super) migrations: &'a Migrations,
+    /// How long keys a rotation replaces keep working.
+    pub(super) rotation_grace: std::time::Duration,
     pub(super) conflicts: Vec<Conflict>,
     pub(super) drift: Vec<Drift>,
     pub(super) refusals: Vec<Refusal>,
@@ -306,6 +311,20 @@ impl TenantPlanner<'_> {
         if let Some(reference) = &self.observed.reference {
             steps.extend(grant_steps(&reference.full, &schema, &role));
         }
+        let credentials = super::credentials::plan(&super::credentials::Inputs {
+            tenant: &id,
+            auth: self.spec.auth.as_ref(),
+            status,
+            role: &role,
+            live_role: None,
+            uid: None,
+            observed: self.observed,
+            grace: self.rotation_grace,
+            disabling: false,
+        });
+        let generates = credentials.generates();
+        steps.extend(credentials.steps);
+        self.refusals.extend(credentials.refusals);
         let record = self.record(status);
         steps.push(Step::InsertRegistry {
             record: record.clone(),
@@ -342,8 +361,44 @@ impl TenantPlanner<'_> {
         change.drift = drift;
         change.reason = record.suspension_reason.clone();
         change.record = Some(record);
+        change.credentials = credentials.changes;
+        if generates {
+            steps.push(Step::DeliverSecrets);
+        }
         change.steps = steps;
         change
+    }
+}
+
+/// The role Settings names for `tenantctl.authenticate` gets `EXECUTE` on it; no other role
+/// keeps it.
+fn plan_app_role(plan: &mut Plan, desired: &DesiredState, observed: &ObservedState) {
+    let wanted = desired.settings.auth.app_role.as_deref();
+    if let (Some(role), Some(false)) = (wanted, observed.app_role_exists) {
+        plan.refusals.push(Refusal {
+            tenant: None,
+            message: format!(
+                "the application role `{role}` (Settings `auth.app_role`) does not exist"
+            ),
+            hint: Some(format!(
+                "create it first, e.g. `CREATE ROLE {role} LOGIN PASSWORD '...'`; tenantctl grants it EXECUTE on tenantctl.authenticate and nothing else"
+            )),
+        });
+        return;
+    }
+    let grant = wanted.is_some_and(|role| !observed.authenticate_grantees.contains(role));
+    let revoke: Vec<String> = observed
+        .authenticate_grantees
+        .iter()
+        .filter(|grantee| Some(grantee.as_str()) != wanted)
+        .cloned()
+        .collect();
+    if grant || !revoke.is_empty() {
+        plan.app_role = Some(super::AppRoleChange {
+            role: wanted.map(str::to_string),
+            grant,
+            revoke,
+        });
     }
 }
 

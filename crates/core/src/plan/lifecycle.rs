@@ -91,6 +91,7 @@ impl TenantPlanner<'_> {
                     record: record.clone(),
                 },
             );
+            change.credentials = access_ended(self.observed, &self.naming.role(&id));
             change.fields = fields;
             change.record = Some(record);
             change.actions.sort_by_key(|action| precedence(*action));
@@ -100,8 +101,40 @@ impl TenantPlanner<'_> {
         // A soft-deleted tenant that stays deleted keeps whatever is left until its purge:
         // re-creating a dropped schema for it would only make an empty copy.
         let mut steps = Steps::default();
+        let mut generates = false;
         if desired_status != LiveStatus::Deleted {
             self.check_resources(row, desired_status, &mut steps);
+            let role = self.naming.role(&id);
+            let role_created = steps
+                .postgres
+                .iter()
+                .any(|step| matches!(step, Step::CreateRole { .. }));
+            let managed = self
+                .observed
+                .roles
+                .get(&role)
+                .is_none_or(|live| live.comment == super::MANAGED_COMMENT);
+            if managed {
+                let credentials = super::credentials::plan(&super::credentials::Inputs {
+                    tenant: &id,
+                    auth: self.spec.auth.as_ref(),
+                    status: desired_status,
+                    role: &role,
+                    live_role: self.observed.roles.get(&role).filter(|_| !role_created),
+                    uid: Some(row.uid),
+                    observed: self.observed,
+                    grace: self.rotation_grace,
+                    disabling: change.actions.contains(&Action::Suspend),
+                });
+                generates = credentials.generates();
+                steps.postgres.extend(credentials.steps);
+                self.drift.extend(credentials.drift);
+                self.refusals.extend(credentials.refusals);
+                if !credentials.changes.is_empty() && change.actions.is_empty() {
+                    change.actions.push(Action::Update);
+                }
+                change.credentials = credentials.changes;
+            }
         }
         if !self.drift.is_empty() {
             change.actions.push(Action::Repair);
@@ -127,6 +160,9 @@ impl TenantPlanner<'_> {
             });
         }
         all_steps.extend(steps.chroma);
+        if generates {
+            all_steps.push(Step::DeliverSecrets);
+        }
         if !fields.is_empty() {
             change.record = Some(record);
         }
@@ -352,8 +388,29 @@ pub(super) fn soft_delete_steps(
         if role_managed && schema.privileges.contains_key(&role_name) {
             steps.push(Step::RevokeSchemaUsage {
                 schema: schema_name.clone(),
-                role: role_name,
+                role: role_name.clone(),
             });
+        }
+    }
+    // The role no longer logs in, and what it has open is ended.
+    if let Some(role) = observed
+        .roles
+        .get(&role_name)
+        .filter(|role| role.comment == MANAGED_COMMENT)
+    {
+        if role.can_login {
+            steps.push(Step::SetRoleLogin {
+                role: role_name.clone(),
+                login: false,
+            });
+        }
+        if role.can_login
+            || observed
+                .role_sessions
+                .get(&role_name)
+                .is_some_and(|n| *n > 0)
+        {
+            steps.push(Step::TerminateSessions { role: role_name });
         }
     }
     steps.push(registry);
@@ -373,6 +430,25 @@ pub(super) fn soft_delete_steps(
         uid: row.uid,
     });
     steps
+}
+
+/// What a soft delete shows of the credentials it disables.
+pub(super) fn access_ended(observed: &ObservedState, role: &str) -> Vec<super::CredentialChange> {
+    let mut changes = Vec::new();
+    if observed
+        .roles
+        .get(role)
+        .is_some_and(|live| live.comment == MANAGED_COMMENT && live.can_login)
+    {
+        changes.push(super::CredentialChange::Login {
+            from: true,
+            to: false,
+        });
+    }
+    if let Some(sessions) = observed.role_sessions.get(role).copied().filter(|n| *n > 0) {
+        changes.push(super::CredentialChange::SessionsEnded { sessions });
+    }
+    changes
 }
 
 /// The tenant's collection if it carries this incarnation's uid.

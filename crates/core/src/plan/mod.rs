@@ -5,6 +5,7 @@
 //! carries, the field changes and drift a reviewer reads, and the concrete [`Step`]s `apply`
 //! executes. Nothing in this module does I/O; renderers only read it.
 
+mod credentials;
 mod diff;
 mod fields;
 mod lifecycle;
@@ -22,7 +23,7 @@ pub use naming::{
     collection_metadata, tenant_privileges, Naming, RolePrefixError, COLLECTION_MANAGED_BY,
     MANAGED_COMMENT, TABLE_PRIVILEGES,
 };
-pub use step::{GrantTarget, Step};
+pub use step::{GrantTarget, PasswordRecord, Step};
 
 use crate::observed::LiveStatus;
 use crate::spec::EffectiveConfig;
@@ -63,6 +64,10 @@ pub struct Plan {
     /// change names from here, so a saved plan pins their checksums.
     #[serde(default)]
     pub migrations: crate::spec::migrations::Migrations,
+    /// The application's role for `tenantctl.authenticate`, when Settings names one and
+    /// something changes about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_role: Option<AppRoleChange>,
 }
 
 /// A backup folder no soft-deleted tenant accounts for.
@@ -287,8 +292,80 @@ pub struct TenantChange {
     /// The migrations this change runs (a create runs them all), with their checksums.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<PendingMigration>,
+    /// What happens to the tenant's credentials, for the reviewer (never a secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<CredentialChange>,
     /// The concrete steps, in execution order: PostgreSQL steps first, then Chroma steps.
     pub steps: Vec<Step>,
+}
+
+/// One change to a tenant's credentials, as a plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "credential", rename_all = "snake_case")]
+pub enum CredentialChange {
+    /// Whether the role may log in.
+    Login { from: bool, to: bool },
+    /// The role's `CONNECTION LIMIT` (`None`: none).
+    ConnectionLimit { from: Option<i32>, to: Option<i32> },
+    /// A password is generated and delivered to the secrets sink.
+    Password { why: PasswordWhy },
+    /// The password is removed (login disabled by the file).
+    PasswordRemoved,
+    /// A new API key, delivered to the secrets sink.
+    ApiKeyCreated {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<chrono::NaiveDate>,
+        /// It replaces a key of that name a rotation retires.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rotated: bool,
+    },
+    /// A rotation replaced the key: it keeps working until the end of the grace period.
+    ApiKeyRetired {
+        name: String,
+        prefix: String,
+        until: DateTime<Utc>,
+    },
+    /// The key stops working now.
+    ApiKeyRevoked {
+        name: String,
+        prefix: String,
+        why: String,
+    },
+    /// The key's expiry changes.
+    ApiKeyExpiry {
+        name: String,
+        prefix: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<chrono::NaiveDate>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<chrono::NaiveDate>,
+    },
+    /// Open sessions of the role are ended.
+    SessionsEnded { sessions: u64 },
+}
+
+/// Why a password is generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordWhy {
+    /// The role gets its first password.
+    New,
+    /// `auth.rotate` changed.
+    Rotation,
+    /// The password was changed outside tenantctl.
+    Drift,
+}
+
+/// The role the application verifies API keys as, and what apply does about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRoleChange {
+    /// `Settings` `auth.app_role` (`None`: none is named, only revocations).
+    pub role: Option<String>,
+    /// The role lacks `EXECUTE` on `tenantctl.authenticate`: granted.
+    pub grant: bool,
+    /// Other roles that hold it: revoked.
+    pub revoke: Vec<String>,
 }
 
 /// A migration a tenant change runs (or records as applied).
@@ -300,6 +377,18 @@ pub struct PendingMigration {
     /// Recorded as applied, not run: the tenant's schema already is what it defines.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+}
+
+impl Plan {
+    /// Apply generates a password or an API key: it needs a secrets sink.
+    pub fn generates_secrets(&self) -> bool {
+        self.effective_changes().any(|change| {
+            change
+                .steps
+                .iter()
+                .any(|step| matches!(step, Step::SetPassword { .. } | Step::CreateApiKey { .. }))
+        })
+    }
 }
 
 impl TenantChange {
@@ -321,6 +410,7 @@ impl TenantChange {
             reason: None,
             blocked: false,
             migrations: Vec::new(),
+            credentials: Vec::new(),
             steps: Vec::new(),
         }
     }

@@ -215,19 +215,8 @@ impl TenantPlanner<'_> {
                 );
                 return None;
             }
-            Some(role) => {
-                if role.can_login {
-                    self.drift(
-                        ResourceKind::Role,
-                        &role_name,
-                        DriftProblem::Wrong,
-                        "role can log in, should be NOLOGIN",
-                    );
-                    steps.postgres.push(Step::DisableRoleLogin {
-                        role: role_name.clone(),
-                    });
-                }
-            }
+            // Whether it logs in is the business of its credentials (`plan::credentials`).
+            Some(_) => {}
         }
 
         // A role that owns something: ownership goes first, it rewrites the owner's grants.

@@ -25,8 +25,50 @@ pub enum Step {
     RecordMigrations { versions: Vec<u32> },
     /// `CREATE ROLE ... NOLOGIN`, marked as managed.
     CreateRole { role: String },
-    /// `ALTER ROLE ... NOLOGIN` on a managed role that was given LOGIN.
-    DisableRoleLogin { role: String },
+    /// `ALTER ROLE ... LOGIN` or `NOLOGIN`: a role logs in only while its tenant is active and
+    /// its file says `auth.login: true`.
+    SetRoleLogin { role: String, login: bool },
+    /// `ALTER ROLE ... CONNECTION LIMIT n` (-1: none).
+    SetConnectionLimit { role: String, limit: i32 },
+    /// Generates a password and sets the role's password to its SCRAM verifier, computed here:
+    /// the plaintext goes to the secrets sink only.
+    SetPassword { role: String },
+    /// `ALTER ROLE ... PASSWORD NULL`: the role no longer logs in with a password.
+    ClearPassword { role: String },
+    /// Generates an API key with this name and stores its prefix and hash.
+    CreateApiKey {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<chrono::NaiveDate>,
+    },
+    /// A rotation replaced this key: it keeps working for the grace period, then the first
+    /// run after it revokes it.
+    RetireApiKey {
+        prefix: String,
+        name: String,
+        grace_seconds: u64,
+    },
+    /// The key stops working now (removed from the file, its rotation grace over).
+    RevokeApiKey { prefix: String, name: String },
+    /// Changes when the key stops working.
+    SetApiKeyExpiry {
+        prefix: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<chrono::NaiveDate>,
+    },
+    /// Records the rotation applied and what was done to the password, for the next plans.
+    RecordCredentials {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rotation: Option<String>,
+        password: PasswordRecord,
+    },
+    /// Ends the role's open sessions (`pg_terminate_backend`): a tenant whose access was just
+    /// disabled keeps no connection open.
+    TerminateSessions { role: String },
+    /// Hands the secrets generated for this tenant to the secrets sink: the last step before
+    /// the commit, so a sink that fails rolls the tenant back.
+    DeliverSecrets,
     /// `ALTER ROLE ... NOSUPERUSER NOCREATEROLE ...`: attributes a tenant role must not have.
     ResetRoleAttributes {
         role: String,
@@ -99,6 +141,18 @@ pub enum Step {
     DeleteBackups { uid: Uuid },
 }
 
+/// What [`Step::RecordCredentials`] records of the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordRecord {
+    /// The fingerprint of the verifier a [`Step::SetPassword`] of this change set.
+    Set,
+    /// No password any more.
+    Cleared,
+    /// As it was.
+    Unchanged,
+}
+
 /// The object of a [`Step::RevokeGrant`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "object", rename_all = "snake_case")]
@@ -139,7 +193,17 @@ impl Step {
             Step::RunMigrations { .. } => "run_migrations",
             Step::RecordMigrations { .. } => "record_migrations",
             Step::CreateRole { .. } => "create_role",
-            Step::DisableRoleLogin { .. } => "disable_role_login",
+            Step::SetRoleLogin { .. } => "set_role_login",
+            Step::SetConnectionLimit { .. } => "set_connection_limit",
+            Step::SetPassword { .. } => "set_password",
+            Step::ClearPassword { .. } => "clear_password",
+            Step::CreateApiKey { .. } => "create_api_key",
+            Step::RetireApiKey { .. } => "retire_api_key",
+            Step::RevokeApiKey { .. } => "revoke_api_key",
+            Step::SetApiKeyExpiry { .. } => "set_api_key_expiry",
+            Step::RecordCredentials { .. } => "record_credentials",
+            Step::TerminateSessions { .. } => "terminate_sessions",
+            Step::DeliverSecrets => "deliver_secrets",
             Step::ResetRoleAttributes { .. } => "reset_role_attributes",
             Step::RevokeMembership { .. } => "revoke_membership",
             Step::ReassignOwned { .. } => "reassign_owned",
@@ -202,7 +266,31 @@ impl std::fmt::Display for Step {
                     .join(", ")
             ),
             Step::CreateRole { role } => write!(f, "create role `{role}`"),
-            Step::DisableRoleLogin { role } => write!(f, "disable login of role `{role}`"),
+            Step::SetRoleLogin { role, login: true } => write!(f, "allow role `{role}` to log in"),
+            Step::SetRoleLogin { role, login: false } => {
+                write!(f, "disable login of role `{role}`")
+            }
+            Step::SetConnectionLimit { role, limit } => {
+                write!(f, "set the connection limit of role `{role}` to {limit}")
+            }
+            Step::SetPassword { role } => write!(f, "generate the password of role `{role}`"),
+            Step::ClearPassword { role } => write!(f, "remove the password of role `{role}`"),
+            Step::CreateApiKey { name, .. } => write!(f, "generate API key `{name}`"),
+            Step::RetireApiKey { prefix, name, .. } => {
+                write!(
+                    f,
+                    "retire API key `{name}` ({prefix}) after its grace period"
+                )
+            }
+            Step::RevokeApiKey { prefix, name } => write!(f, "revoke API key `{name}` ({prefix})"),
+            Step::SetApiKeyExpiry { prefix, name, .. } => {
+                write!(f, "change the expiry of API key `{name}` ({prefix})")
+            }
+            Step::RecordCredentials { .. } => f.write_str("record the credentials"),
+            Step::TerminateSessions { role } => {
+                write!(f, "end the open sessions of role `{role}`")
+            }
+            Step::DeliverSecrets => f.write_str("deliver the secrets to the secrets sink"),
             Step::ResetRoleAttributes { role, attributes } => {
                 write!(f, "remove {} from role `{role}`", attributes.join(", "))
             }

@@ -307,9 +307,6 @@ fn revoked_grant_public_access_and_login_are_repaired() {
             Step::RevokeSchemaFromPublic {
                 schema: "tenant_initech".into()
             },
-            Step::DisableRoleLogin {
-                role: "tenant_initech".into()
-            },
             Step::GrantSchemaUsage {
                 schema: "tenant_initech".into(),
                 role: "tenant_initech".into()
@@ -321,6 +318,11 @@ fn revoked_grant_public_access_and_login_are_repaired() {
                     kind: crate::observed::ObjectKind::Table,
                 },
                 grantee: PUBLIC.into()
+            },
+            // Login is the business of the credentials, planned after the resources.
+            Step::SetRoleLogin {
+                role: "tenant_initech".into(),
+                login: false
             },
         ]
     );
@@ -412,7 +414,7 @@ fn unmanaged_role_of_a_provisioned_tenant_is_a_conflict() {
     assert!(!single(&plan)
         .steps
         .iter()
-        .any(|step| matches!(step, Step::DisableRoleLogin { .. })));
+        .any(|step| matches!(step, Step::SetRoleLogin { .. })));
 }
 
 #[test]

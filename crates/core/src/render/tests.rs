@@ -272,3 +272,15 @@ fn json_plan_migrations() {
     );
     insta::assert_snapshot!(json::plan(&plan));
 }
+
+#[test]
+fn text_plan_credentials() {
+    insta::assert_snapshot!(text::plan(&credentials_plan(), &plan_context(), PLAIN));
+}
+
+#[test]
+fn json_plan_credentials() {
+    let plan = credentials_plan();
+    assert!(plan.generates_secrets());
+    insta::assert_snapshot!(json::plan(&plan));
+}

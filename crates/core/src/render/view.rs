@@ -4,7 +4,9 @@
 
 use super::{bytes, quote, thousands};
 use crate::observed::LiveStatus;
-use crate::plan::{Action, DriftProblem, FieldChange, Step, TenantChange};
+use crate::plan::{
+    Action, CredentialChange, DriftProblem, FieldChange, PasswordWhy, Step, TenantChange,
+};
 use chrono::{DateTime, Utc};
 
 /// What a line does to the tenant.
@@ -247,8 +249,104 @@ fn create_lines(change: &TenantChange) -> Vec<Line<'_>> {
         };
         lines.push(Line::Resource(line));
     }
+    lines.extend(credential_lines(change));
     lines.extend(change.fields.iter().map(Line::Field));
     lines
+}
+
+/// What happens to the tenant's credentials: names, prefixes and dates, never a secret.
+fn credential_lines(change: &TenantChange) -> Vec<Line<'_>> {
+    const SINK: &str = "to the secrets sink";
+    let switched = |label: &str, old: String, new: String| {
+        let mut line = ViewLine::new(Mark::Changed, label, new);
+        line.old = Some(old);
+        Line::Resource(line)
+    };
+    let date = |date: &Option<chrono::NaiveDate>| {
+        date.map_or_else(|| "never".to_string(), |date| date.to_string())
+    };
+    let key = |name: &str| format!("api key {name}");
+    change
+        .credentials
+        .iter()
+        .map(|credential| match credential {
+            CredentialChange::Login { from, to } if change.status_before.is_none() => {
+                Line::Resource(ViewLine::new(
+                    Mark::Added,
+                    "login",
+                    if *to { "allowed" } else { "disabled" },
+                ))
+            }
+            CredentialChange::Login { from, to } => {
+                let word = |login: bool| if login { "allowed" } else { "disabled" };
+                switched("login", word(*from).to_string(), word(*to).to_string())
+            }
+            CredentialChange::ConnectionLimit { from, to } => {
+                let limit = |limit: &Option<i32>| {
+                    limit.map_or_else(|| "none".to_string(), |limit| limit.to_string())
+                };
+                if change.status_before.is_none() {
+                    Line::Resource(ViewLine::new(Mark::Added, "connection limit", limit(to)))
+                } else {
+                    switched("connection limit", limit(from), limit(to))
+                }
+            }
+            CredentialChange::Password { why } => match why {
+                PasswordWhy::New => {
+                    Line::Resource(ViewLine::new(Mark::Added, "password", "generated").detail(SINK))
+                }
+                PasswordWhy::Rotation => {
+                    Line::Resource(ViewLine::new(Mark::Changed, "password", "rotated").detail(SINK))
+                }
+                PasswordWhy::Drift => Line::Resource(
+                    ViewLine::new(Mark::Changed, "password", "generated anew").detail(SINK),
+                ),
+            },
+            CredentialChange::PasswordRemoved => {
+                Line::Resource(ViewLine::new(Mark::Removed, "password", "removed"))
+            }
+            CredentialChange::ApiKeyCreated {
+                name,
+                expires,
+                rotated,
+            } => {
+                let mut detail = vec![SINK.to_string()];
+                if let Some(expires) = expires {
+                    detail.push(format!("expires {expires}"));
+                }
+                if *rotated {
+                    detail.push("replaces the retiring key".to_string());
+                }
+                Line::Resource(
+                    ViewLine::new(Mark::Added, &key(name), "generated").detail(detail.join(", ")),
+                )
+            }
+            CredentialChange::ApiKeyRetired {
+                name,
+                prefix,
+                until,
+            } => Line::Resource(
+                ViewLine::new(Mark::Changed, &key(name), prefix.as_str()).detail(format!(
+                    "retiring: works until {}",
+                    until.format("%Y-%m-%d %H:%M UTC")
+                )),
+            ),
+            CredentialChange::ApiKeyRevoked { name, prefix, why } => Line::Resource(
+                ViewLine::new(Mark::Removed, &key(name), prefix.as_str())
+                    .detail(format!("revoked: {why}")),
+            ),
+            CredentialChange::ApiKeyExpiry { name, from, to, .. } => switched(
+                &key(name),
+                format!("expires {}", date(from)),
+                format!("expires {}", date(to)),
+            ),
+            CredentialChange::SessionsEnded { sessions } => Line::Resource(ViewLine::new(
+                Mark::Removed,
+                "sessions",
+                format!("{} open, ended", thousands(*sessions)),
+            )),
+        })
+        .collect()
 }
 
 /// A purge: what it destroys, with what each holds, then what it leaves alone.
@@ -350,6 +448,7 @@ fn change_lines(change: &TenantChange, note_shown: bool) -> Vec<Line<'_>> {
             ViewLine::new(mark, drift.resource.label(), &drift.name).detail(&drift.detail),
         ));
     }
+    lines.extend(credential_lines(change));
     // Migrations named in the note when they are the change; otherwise a line of their own,
     // last: they run in the schema the lines above make or repair.
     if change.primary() != Some(Action::Migrate) && !change.migrations.is_empty() {

@@ -1396,7 +1396,11 @@ auth:
     assert!(acme.login, "from the plan");
     assert_eq!(acme.connection_limit, Some(10), "the tenant's wins");
     let names: Vec<&str> = acme.api_keys.iter().map(|key| key.name.as_str()).collect();
-    assert_eq!(names, ["web", "batch"], "the tenant's list replaces the plan's");
+    assert_eq!(
+        names,
+        ["web", "batch"],
+        "the tenant's list replaces the plan's"
+    );
     assert_eq!(
         acme.api_keys[1].expires,
         chrono::NaiveDate::from_ymd_opt(2027, 6, 1)
@@ -1436,17 +1440,21 @@ fn bad_auth_is_a_clear_error() {
         &with("  api_keys:\n    - name: web\n      expires: 2027-02-30\n"),
         "expected a date `YYYY-MM-DD`",
     );
-    assert_one(&with("  api_keys: web\n"), "auth.api_keys: expected a sequence");
+    assert_one(
+        &with("  api_keys: web\n"),
+        "auth.api_keys: expected a sequence",
+    );
 }
 
 #[test]
 fn auth_settings_are_read_and_checked() {
-    let settings = |auth: &str| {
-        format!("apiVersion: tenantctl/v1\nkind: Settings\nauth:\n{auth}")
-    };
+    let settings = |auth: &str| format!("apiVersion: tenantctl/v1\nkind: Settings\nauth:\n{auth}");
     let state = load(&[
         ("plans.yaml", PLANS),
-        ("settings.yaml", &settings("  app_role: app_api\n  rotation_grace: 2h\n")),
+        (
+            "settings.yaml",
+            &settings("  app_role: app_api\n  rotation_grace: 2h\n"),
+        ),
     ])
     .unwrap();
     assert_eq!(state.settings.auth.app_role.as_deref(), Some("app_api"));
@@ -1455,12 +1463,27 @@ fn auth_settings_are_read_and_checked() {
         std::time::Duration::from_secs(7200)
     );
     let defaults = load(&[("plans.yaml", PLANS)]).unwrap();
-    assert_eq!(defaults.settings.auth.rotation_grace, DEFAULT_ROTATION_GRACE);
+    assert_eq!(
+        defaults.settings.auth.rotation_grace,
+        DEFAULT_ROTATION_GRACE
+    );
     for (auth, expected) in [
-        ("  app_role: \"app\\\"; DROP ROLE x; --\"\n", "auth.app_role: invalid role name"),
-        ("  app_role: pg_monitor\n", "auth.app_role: invalid role name `pg_monitor`"),
-        ("  rotation_grace: 24\n", "auth.rotation_grace: expected a duration up to 90 days"),
-        ("  rotation_grace: 100d\n", "auth.rotation_grace: expected a duration up to 90 days"),
+        (
+            "  app_role: \"app\\\"; DROP ROLE x; --\"\n",
+            "auth.app_role: invalid role name",
+        ),
+        (
+            "  app_role: pg_monitor\n",
+            "auth.app_role: invalid role name `pg_monitor`",
+        ),
+        (
+            "  rotation_grace: 24\n",
+            "auth.rotation_grace: expected a duration up to 90 days",
+        ),
+        (
+            "  rotation_grace: 100d\n",
+            "auth.rotation_grace: expected a duration up to 90 days",
+        ),
     ] {
         assert_one(
             &errors(&[("plans.yaml", PLANS), ("settings.yaml", &settings(auth))]),

@@ -28,7 +28,14 @@ const TENANT_FIELDS: [&str; 11] = [
     "protected",
     "auth",
 ];
-const PLAN_FIELDS: [&str; 6] = ["apiVersion", "kind", "name", "description", "config", "auth"];
+const PLAN_FIELDS: [&str; 6] = [
+    "apiVersion",
+    "kind",
+    "name",
+    "description",
+    "config",
+    "auth",
+];
 const SETTINGS_FIELDS: [&str; 4] = ["apiVersion", "kind", "retention_days", "auth"];
 const AUTH_FIELDS: [&str; 4] = ["login", "connection_limit", "api_keys", "rotate"];
 const API_KEY_FIELDS: [&str; 2] = ["name", "expires"];
@@ -870,7 +877,10 @@ impl Context<'_> {
             self.error(
                 node.mark,
                 Some("auth.api_keys"),
-                format!("at most {MAX_API_KEYS} API keys per tenant, found {}", items.len()),
+                format!(
+                    "at most {MAX_API_KEYS} API keys per tenant, found {}",
+                    items.len()
+                ),
                 None,
             );
             return None;
@@ -992,7 +1002,10 @@ impl Context<'_> {
             self.error(
                 node.mark,
                 Some(field),
-                format!("expected 1 to {MAX_NAME_CHARS} characters (no NUL), found {}", node.value.in_words()),
+                format!(
+                    "expected 1 to {MAX_NAME_CHARS} characters (no NUL), found {}",
+                    node.value.in_words()
+                ),
                 None,
             );
             return None;
@@ -1061,7 +1074,9 @@ fn valid_role_name(name: &str) -> bool {
     let mut chars = name.chars();
     name.len() <= 63
         && !name.starts_with("pg_")
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 

@@ -438,6 +438,11 @@ mod tests {
     }
 
     #[test]
+    fn markdown_plan_credentials() {
+        insta::assert_snapshot!(super::plan(&credentials_plan(), &plan_context()));
+    }
+
+    #[test]
     fn markdown_plan_migrations() {
         insta::assert_snapshot!(super::plan(&migration_plan(3), &plan_context()));
     }
