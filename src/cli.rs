@@ -143,6 +143,56 @@ pub struct TargetArgs {
     pub tenants: Vec<String>,
 }
 
+/// Where generated credentials go (`apply`, `watch --apply`): exactly one sink.
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    /// Folder for generated passwords and API keys: one JSON file per tenant (0600, in a 0700
+    /// folder), written before the tenant's changes commit
+    #[arg(
+        long,
+        env = "TENANTCTL_SECRETS_DIR",
+        value_name = "DIR",
+        conflicts_with = "secrets_command",
+        hide_env_values = true
+    )]
+    pub secrets_dir: Option<PathBuf>,
+    /// Command that receives each tenant's generated secrets as JSON on standard input (run
+    /// with `sh -c`, `TENANTCTL_TENANT` set); a failure rolls that tenant back
+    #[arg(
+        long,
+        env = "TENANTCTL_SECRETS_COMMAND",
+        value_name = "CMD",
+        hide_env_values = true
+    )]
+    pub secrets_command: Option<String>,
+    /// Longest a secrets command may run, e.g. 30s
+    #[arg(long, env = "TENANTCTL_SECRETS_TIMEOUT", default_value = "30s", value_parser = parse_duration, hide_env_values = true)]
+    pub secrets_timeout: Duration,
+}
+
+impl SecretsArgs {
+    /// The sink asked for, if any.
+    ///
+    /// # Errors
+    /// An empty folder or command (an unset CI variable is not a choice of sink).
+    pub fn sink(&self) -> Result<Option<crate::secrets::SecretsSink>, String> {
+        match (&self.secrets_dir, &self.secrets_command) {
+            (Some(dir), _) if dir.as_os_str().is_empty() => {
+                Err("`--secrets-dir` (`TENANTCTL_SECRETS_DIR`) is empty".to_string())
+            }
+            (Some(dir), _) => Ok(Some(crate::secrets::SecretsSink::Dir(dir.clone()))),
+            (None, Some(command)) if command.trim().is_empty() => {
+                Err("`--secrets-command` (`TENANTCTL_SECRETS_COMMAND`) is empty".to_string())
+            }
+            (None, Some(command)) => Ok(Some(crate::secrets::SecretsSink::Command {
+                command: command.clone(),
+                timeout: self.secrets_timeout,
+            })),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// Bounds on the work of `apply` and `watch --apply`.
 #[derive(Debug, Args)]
 pub struct BoundsArgs {
@@ -241,6 +291,8 @@ pub struct ApplyArgs {
     /// How long to wait for another apply's lock, e.g. 30s, 5m
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);
     /// helps mass soft deletes and purges; creates are bound by Chroma's serialized writes
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
@@ -333,6 +385,8 @@ pub struct WatchArgs {
     /// How long one reconcile waits for the apply lock held by a CLI apply
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     #[command(flatten)]
     pub bounds: BoundsArgs,
     /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);

@@ -41,6 +41,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod reconcile;
+pub mod secrets;
 pub mod watch;
 
 // The pure core lives in the `tenantctl-core` crate; its modules appear here under their

@@ -8,7 +8,6 @@ use crate::backend::postgres::{registry, Postgres};
 use crate::observed::{LiveStatus, ObservedState};
 use crate::plan::{Action, DataAtRisk, Naming, Plan, PlanOptions};
 use crate::report::{ApplyReport, TenantResult};
-use crate::spec::migrations::Migrations;
 use crate::spec::DesiredState;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap};
@@ -27,15 +26,19 @@ pub async fn observe(
     chroma: &ChromaClient,
     naming: &Naming,
     backup_root: &Path,
-    migrations: &Migrations,
+    desired: &DesiredState,
 ) -> Result<ObservedState, RunError> {
+    let migrations = &desired.migrations;
+    let app_role = desired.settings.auth.app_role.as_deref();
     // The reference is built in a transaction of a session of its own, while the live state
     // is read; without a second session (max_connections reached), on this one afterwards.
-    let (observed, built) =
-        tokio::join!(crate::backend::observe(postgres, chroma, naming), async {
+    let (observed, built) = tokio::join!(
+        crate::backend::observe(postgres, chroma, naming, app_role),
+        async {
             let builder = postgres.another("plan").await.ok()?;
             Some(builder.build_reference(migrations).await)
-        });
+        }
+    );
     let mut observed = observed?;
     // Not when the files break the history already applied: the plan refuses that anyway, and
     // "this file was changed after it was applied" says more than the error its new text may
@@ -137,14 +140,7 @@ pub async fn observe_and_plan(
     options: &PlanOptions,
     backup_root: &Path,
 ) -> Result<(ObservedState, Plan), RunError> {
-    let observed = observe(
-        postgres,
-        chroma,
-        &options.naming,
-        backup_root,
-        &desired.migrations,
-    )
-    .await?;
+    let observed = observe(postgres, chroma, &options.naming, backup_root, desired).await?;
     let mut plan = crate::plan::diff(desired, &observed, options);
     measure_at_risk(
         &mut plan,
@@ -305,6 +301,13 @@ pub async fn locked_apply(
         .await?;
         if let Err(error) = check(&observed, &plan) {
             return Ok(Applied::Declined { error });
+        }
+        if plan.generates_secrets() && request.context.secrets.is_none() {
+            return Ok(Applied::Declined {
+                error: anyhow::anyhow!(
+                    "this plan generates passwords or API keys and there is no secrets sink to deliver them to; nothing was changed\n  hint: pass `--secrets-dir DIR` (a 0700 folder of one JSON file per tenant) or `--secrets-command CMD` (gets each tenant's secrets as JSON on standard input)"
+                ),
+            });
         }
         if let Err(error) = review(&plan) {
             return Ok(Applied::Declined { error });

@@ -484,7 +484,7 @@ fn a_registry_made_before_migrations_is_adopted_without_touching_data() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("tenantctl, version 2 -> 4"),
+        plan.stdout.contains("tenantctl, version 2 -> 5"),
         "{}",
         plan.stdout
     );

@@ -49,6 +49,13 @@ pub enum RunError {
         line: usize,
         message: String,
     },
+    /// A secret could not be generated or delivered: the tenant rolls back.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+    /// A change generates secrets and the run has nowhere to put them (refused before any
+    /// change; this guards the executor all the same).
+    #[error("`{tenant}` needs a secrets sink (`--secrets-dir` or `--secrets-command`) for what it generates")]
+    NoSecretsSink { tenant: String },
 }
 
 impl From<crate::backend::BackendError> for RunError {
@@ -74,7 +81,10 @@ impl RunError {
             | RunError::Backup(BackupError::Postgres(_))
             | RunError::Migration { .. } => Some(Server::Postgres),
             RunError::Chroma(_) | RunError::Backup(BackupError::Chroma(_)) => Some(Server::Chroma),
-            RunError::Backup(_) | RunError::Reference(_) => None,
+            RunError::Backup(_)
+            | RunError::Reference(_)
+            | RunError::Secrets(_)
+            | RunError::NoSecretsSink { .. } => None,
         }
     }
 
@@ -108,6 +118,9 @@ pub struct RunContext {
     pub migration_lock_timeout: std::time::Duration,
     /// The whole run ends by then, as after a stop signal.
     pub deadline: Option<tokio::time::Instant>,
+    /// Where generated passwords and API keys go; a plan that generates any is refused
+    /// without one.
+    pub secrets: Option<crate::secrets::SecretsSink>,
 }
 
 impl RunContext {
@@ -122,6 +135,7 @@ impl RunContext {
             timeouts: Timeouts::default(),
             migration_lock_timeout: std::time::Duration::from_secs(5),
             deadline: None,
+            secrets: None,
         }
     }
 }
@@ -414,6 +428,9 @@ pub async fn run(
             &context.actor,
         )
         .await?;
+    }
+    if let Some(change) = &plan.app_role {
+        crate::backend::postgres::credentials::apply_app_role(&mut postgres.client, change).await?;
     }
     chroma.ensure_scope().await?;
     // Under the apply lock nobody else writes backups of this registry's tenants: a partial

@@ -53,9 +53,10 @@ pub async fn observe(
     postgres: &Postgres,
     chroma: &ChromaClient,
     naming: &Naming,
+    app_role: Option<&str>,
 ) -> Result<ObservedState, BackendError> {
     let (state, collections, scope) = tokio::join!(
-        postgres.observe(naming),
+        postgres.observe(naming, app_role),
         chroma.list_collections(),
         chroma.scope()
     );

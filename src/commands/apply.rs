@@ -31,6 +31,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
     context.migration_lock_timeout = args.bounds.migration_lock_timeout;
     context.deadline = Some(tokio::time::Instant::now() + args.bounds.run_timeout);
     context.stop = super::stop_on_signal()?;
+    context.secrets = args.secrets.sink().map_err(UserError::new)?;
 
     let style = Style::detect(std::io::stdout().is_terminal());
     let text = args.format == ReportFormat::Text;

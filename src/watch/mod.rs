@@ -51,6 +51,8 @@ pub struct WatchOptions {
     pub listen: Option<std::net::SocketAddr>,
     /// Tenants applied at once.
     pub parallelism: usize,
+    /// Where generated credentials go.
+    pub secrets: Option<crate::secrets::SecretsSink>,
 }
 
 /// Why a reconcile runs.
@@ -504,6 +506,7 @@ impl Watcher {
         context.parallelism = self.options.parallelism;
         context.timeouts = self.options.timeouts;
         context.migration_lock_timeout = self.options.migration_lock_timeout;
+        context.secrets = self.options.secrets.clone();
         context.deadline = Some(tokio::time::Instant::now() + self.options.run_timeout);
         let applied = reconcile::locked_apply(
             &mut connection.postgres,

@@ -44,8 +44,21 @@ pub fn create_role(role: &str) -> Sql {
     ))
 }
 
-pub fn disable_role_login(role: &str) -> Sql {
-    Ok(format!("ALTER ROLE {} NOLOGIN;", quote_ident(role)?))
+pub fn set_role_login(role: &str, login: bool) -> Sql {
+    let attribute = if login { "LOGIN" } else { "NOLOGIN" };
+    Ok(format!("ALTER ROLE {} {attribute};", quote_ident(role)?))
+}
+
+/// `limit` is an integer formatted here: no input reaches the statement as text.
+pub fn set_connection_limit(role: &str, limit: i32) -> Sql {
+    Ok(format!(
+        "ALTER ROLE {} CONNECTION LIMIT {limit};",
+        quote_ident(role)?
+    ))
+}
+
+pub fn clear_password(role: &str) -> Sql {
+    Ok(format!("ALTER ROLE {} PASSWORD NULL;", quote_ident(role)?))
 }
 
 /// Back to a plain role, whatever attributes were added by hand.

@@ -15,6 +15,7 @@
 //! always bound parameters.
 
 pub mod acl;
+pub mod credentials;
 pub mod ddl;
 pub mod lock;
 pub mod migrations;
@@ -176,6 +177,78 @@ impl Target {
     /// The connection string as it may be printed.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+}
+
+/// The URL a tenant's role connects with: the hosts, ports, database and TLS settings of
+/// tenantctl's own connection, with the role and its password. Given to the secrets sink only.
+pub fn tenant_url(
+    connection_string: &str,
+    role: &str,
+    password: &str,
+) -> Result<String, PostgresError> {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    use tokio_postgres::config::Host;
+    let target = Target::parse(connection_string)?;
+    let config = &target.config;
+    let ports = config.get_ports();
+    let mut hosts = Vec::new();
+    let mut sockets = Vec::new();
+    for (index, host) in config.get_hosts().iter().enumerate() {
+        let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+        match host {
+            Host::Tcp(name) if name.contains(':') => hosts.push(format!("[{name}]:{port}")),
+            Host::Tcp(name) => hosts.push(format!("{name}:{port}")),
+            Host::Unix(path) => sockets.push(path.display().to_string()),
+        }
+    }
+    let mut url = format!(
+        "postgres://{}:{}@{}",
+        utf8_percent_encode(role, NON_ALPHANUMERIC),
+        utf8_percent_encode(password, NON_ALPHANUMERIC),
+        hosts.join(",")
+    );
+    if let Some(database) = config.get_dbname() {
+        url.push('/');
+        url.push_str(&utf8_percent_encode(database, NON_ALPHANUMERIC).to_string());
+    }
+    let mut query = Vec::new();
+    for socket in sockets {
+        query.push(format!(
+            "host={}",
+            utf8_percent_encode(&socket, NON_ALPHANUMERIC)
+        ));
+    }
+    if target.tls.mode != super::tls::SslMode::Prefer {
+        query.push(format!("sslmode={}", target.tls.mode.as_str()));
+    }
+    if let Some(root) = &target.tls.root_cert {
+        query.push(format!(
+            "sslrootcert={}",
+            utf8_percent_encode(&root.display().to_string(), NON_ALPHANUMERIC)
+        ));
+    }
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    Ok(url)
+}
+
+/// Builds tenant roles' URLs from tenantctl's own connection string, which it holds as a
+/// [`crate::secrets::Secret`] (it may carry tenantctl's password).
+#[derive(Clone)]
+pub struct TenantUrls {
+    connection_string: crate::secrets::Secret,
+}
+
+impl TenantUrls {
+    /// The URL `role` connects with, `password` in it.
+    ///
+    /// # Errors
+    /// Never in practice: the connection string parsed when the session was opened.
+    pub fn for_role(&self, role: &str, password: &str) -> Result<String, PostgresError> {
+        tenant_url(self.connection_string.expose(), role, password)
     }
 }
 
@@ -374,6 +447,13 @@ impl Postgres {
     /// The connection string with the password hidden.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// What builds the URL a tenant role connects with (see [`tenant_url`]).
+    pub fn tenant_urls(&self) -> TenantUrls {
+        TenantUrls {
+            connection_string: crate::secrets::Secret::from(self.connection_string.clone()),
+        }
     }
 
     /// Opens another session to the same database (for parallel workers).

@@ -23,7 +23,11 @@ impl Postgres {
     /// comment, privileges), their tables and columns, every grant on an object in them, every
     /// grant to a tenant role elsewhere, their functions, tenant roles (attributes,
     /// memberships in both directions) and whatever those roles own.
-    pub async fn observe(&self, naming: &Naming) -> Result<ObservedState, PostgresError> {
+    pub async fn observe(
+        &self,
+        naming: &Naming,
+        app_role: Option<&str>,
+    ) -> Result<ObservedState, PostgresError> {
         let client = &self.client;
         let schema_prefix = naming.schema_prefix.as_str();
         let role_prefix = naming.role_prefix.as_str();
@@ -84,7 +88,8 @@ impl Postgres {
             super::shape::Schemas::Prefix(schema_prefix),
             false,
         );
-        let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned, shapes, history) = futures_util::try_join!(
+        let credentials_query = super::credentials::observe(client, role_prefix, app_role, version);
+        let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned, shapes, history, credentials) = futures_util::try_join!(
             async {
                 client
                     .query_one("SELECT now(), current_user::text", &[])
@@ -193,12 +198,19 @@ impl Postgres {
             ),
             shapes_query,
             history_query,
+            credentials_query,
         )?;
 
         let mut state = ObservedState {
             server_time: now.get(0),
             current_user: now.get(1),
             control_schema_version: version,
+            credentials: credentials.credentials,
+            api_keys: credentials.api_keys,
+            role_passwords: credentials.role_passwords,
+            role_sessions: credentials.role_sessions,
+            authenticate_grantees: credentials.authenticate_grantees,
+            app_role_exists: credentials.app_role_exists,
             ..ObservedState::default()
         };
         for row in registry {

@@ -14,7 +14,7 @@ use crate::spec::{DesiredState, DesiredStatus, TenantSpec, DEFAULT_RETENTION_DAY
 
 /// Latest version of the control schema this release knows. The SQL of each version lives in
 /// `backend::postgres`; the planner only needs the numbers.
-pub const CONTROL_SCHEMA_VERSION: i32 = 4;
+pub const CONTROL_SCHEMA_VERSION: i32 = 5;
 
 /// Knobs of a plan run that do not come from the files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -363,7 +363,7 @@ impl TenantPlanner<'_> {
         change.record = Some(record);
         change.credentials = credentials.changes;
         if generates {
-            steps.push(Step::DeliverSecrets);
+            steps.push(Step::DeliverSecrets { role });
         }
         change.steps = steps;
         change

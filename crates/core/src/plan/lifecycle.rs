@@ -161,7 +161,9 @@ impl TenantPlanner<'_> {
         }
         all_steps.extend(steps.chroma);
         if generates {
-            all_steps.push(Step::DeliverSecrets);
+            all_steps.push(Step::DeliverSecrets {
+                role: self.naming.role(&id),
+            });
         }
         if !fields.is_empty() {
             change.record = Some(record);

@@ -17,6 +17,7 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use credentials::start_of_day;
 pub use diff::{diff, PlanOptions, CONTROL_SCHEMA_VERSION};
 pub use migrations::fleet_refusals;
 pub use naming::{
@@ -93,6 +94,7 @@ impl Plan {
     /// True when apply would change nothing at all.
     pub fn is_empty(&self) -> bool {
         self.control_schema.pending.is_empty()
+            && self.app_role.is_none()
             && self.changes.iter().all(|change| change.steps.is_empty())
             && !self
                 .backup_leftovers

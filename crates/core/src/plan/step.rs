@@ -66,9 +66,9 @@ pub enum Step {
     /// Ends the role's open sessions (`pg_terminate_backend`): a tenant whose access was just
     /// disabled keeps no connection open.
     TerminateSessions { role: String },
-    /// Hands the secrets generated for this tenant to the secrets sink: the last step before
-    /// the commit, so a sink that fails rolls the tenant back.
-    DeliverSecrets,
+    /// Hands the secrets generated for this tenant (its role's) to the secrets sink: the last
+    /// step before the commit, so a sink that fails rolls the tenant back.
+    DeliverSecrets { role: String },
     /// `ALTER ROLE ... NOSUPERUSER NOCREATEROLE ...`: attributes a tenant role must not have.
     ResetRoleAttributes {
         role: String,
@@ -203,7 +203,7 @@ impl Step {
             Step::SetApiKeyExpiry { .. } => "set_api_key_expiry",
             Step::RecordCredentials { .. } => "record_credentials",
             Step::TerminateSessions { .. } => "terminate_sessions",
-            Step::DeliverSecrets => "deliver_secrets",
+            Step::DeliverSecrets { .. } => "deliver_secrets",
             Step::ResetRoleAttributes { .. } => "reset_role_attributes",
             Step::RevokeMembership { .. } => "revoke_membership",
             Step::ReassignOwned { .. } => "reassign_owned",
@@ -290,7 +290,7 @@ impl std::fmt::Display for Step {
             Step::TerminateSessions { role } => {
                 write!(f, "end the open sessions of role `{role}`")
             }
-            Step::DeliverSecrets => f.write_str("deliver the secrets to the secrets sink"),
+            Step::DeliverSecrets { .. } => f.write_str("deliver the secrets to the secrets sink"),
             Step::ResetRoleAttributes { role, attributes } => {
                 write!(f, "remove {} from role `{role}`", attributes.join(", "))
             }
