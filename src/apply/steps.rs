@@ -445,7 +445,12 @@ impl TenantWork<'_, '_> {
     /// Hands what this change generated to the secrets sink, before the commit: a sink that
     /// fails rolls the tenant back.
     async fn deliver(&mut self, role: &str) -> Result<(), RunError> {
+        let generated = self.generated.password.is_some() || !self.generated.api_keys.is_empty();
         let Some(sink) = &self.context.secrets else {
+            if !generated {
+                // Only revocations: nothing secret to hand over, and nobody to tell.
+                return Ok(());
+            }
             return Err(RunError::NoSecretsSink {
                 tenant: self.tenant.to_string(),
             });

@@ -23,11 +23,15 @@ pub(super) struct Credentials {
 }
 
 impl Credentials {
-    /// A secret is generated: the change ends by delivering it.
-    pub fn generates(&self) -> bool {
-        self.steps
-            .iter()
-            .any(|step| matches!(step, Step::SetPassword { .. } | Step::CreateApiKey { .. }))
+    /// A secret is generated, or a key the sink holds is revoked: the change ends by telling
+    /// the secrets sink.
+    pub fn delivers(&self) -> bool {
+        self.steps.iter().any(|step| {
+            matches!(
+                step,
+                Step::SetPassword { .. } | Step::CreateApiKey { .. } | Step::RevokeApiKey { .. }
+            )
+        })
     }
 }
 
@@ -378,7 +382,7 @@ mod tests {
                 "record_credentials"
             ]
         );
-        assert!(planned.generates());
+        assert!(planned.delivers());
         assert!(planned.drift.is_empty());
     }
 
@@ -550,6 +554,6 @@ mod tests {
             planned.refusals[0].message,
             "tenants/acme.yaml:9:13: auth.api_keys `web` expires on 2020-01-01, which has passed: a new key would never work"
         );
-        assert!(!planned.generates());
+        assert!(!planned.delivers());
     }
 }

@@ -322,7 +322,7 @@ impl TenantPlanner<'_> {
             grace: self.rotation_grace,
             disabling: false,
         });
-        let generates = credentials.generates();
+        let generates = credentials.delivers();
         steps.extend(credentials.steps);
         self.refusals.extend(credentials.refusals);
         let record = self.record(status);

@@ -126,7 +126,7 @@ impl TenantPlanner<'_> {
                     grace: self.rotation_grace,
                     disabling: change.actions.contains(&Action::Suspend),
                 });
-                generates = credentials.generates();
+                generates = credentials.delivers();
                 steps.postgres.extend(credentials.steps);
                 self.drift.extend(credentials.drift);
                 self.refusals.extend(credentials.refusals);
