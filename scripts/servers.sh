@@ -3,7 +3,8 @@
 #
 #   bash scripts/servers.sh [start|stop|status|reset]      (default: start)
 #
-# `reset` stops both servers and deletes their data, so that the next `start` begins empty.
+# `reset` stops both servers and deletes their data (and the secrets up.sh delivered for them),
+# so that the next `start` begins empty.
 #
 # Ports: TENANTCTL_PG_PORT (default 5432), TENANTCTL_CHROMA_PORT (default 8000).
 # Both servers listen on 127.0.0.1 only. State lives in <repo>/.local/ (git-ignored).
@@ -490,8 +491,9 @@ reset)
     if pg_ours_running || chroma_pid_ours >/dev/null; then
         die "a server still runs; nothing was deleted"
     fi
-    rm -rf -- "$PGDATA_DIR" "$CHROMA_DATA"
-    say "data deleted ($PGDATA_DIR, $CHROMA_DATA); the next start begins empty"
+    # The credentials scripts/up.sh had delivered for those servers' tenants go with them.
+    rm -rf -- "$PGDATA_DIR" "$CHROMA_DATA" "$STATE/secrets"
+    say "data deleted ($PGDATA_DIR, $CHROMA_DATA, $STATE/secrets); the next start begins empty"
     ;;
 -h | --help | help)
     sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

@@ -40,13 +40,26 @@ cargo build --release --locked
 BIN="${CARGO_TARGET_DIR:-target}/release/tenantctl"
 [[ -x "$BIN" ]] || die "$BIN was not built"
 
+# The application role tenants/settings.yaml names (`auth.app_role`): tenantctl grants it
+# EXECUTE on tenantctl.authenticate, but creating roles for applications is the operator's job.
+PSQL=/usr/lib/postgresql/15/bin/psql
+step "role example_app (the example application's, see tenants/settings.yaml)"
+"$PSQL" "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'example_app') THEN
+        CREATE ROLE example_app LOGIN;
+    END IF; END \$\$" || die "could not create the role example_app"
+
+# Generated passwords and API keys go here (git-ignored, 0700, one 0600 file per tenant).
+export TENANTCTL_SECRETS_DIR="${TENANTCTL_SECRETS_DIR:-$ROOT/.local/secrets}"
+
 step "tenantctl validate --dir tenants"
 "$BIN" validate --dir tenants
 
 step "tenantctl plan --dir tenants"
 "$BIN" plan --dir tenants
 
-step "tenantctl apply --dir tenants --auto-approve"
+step "tenantctl apply --dir tenants --auto-approve (secrets to $TENANTCTL_SECRETS_DIR)"
 "$BIN" apply --dir tenants --auto-approve
 
 step "done: DATABASE_URL=$DATABASE_URL CHROMA_URL=$CHROMA_URL"
+echo "generated secrets: $TENANTCTL_SECRETS_DIR (try: bash examples/auth/connect.sh acme)"

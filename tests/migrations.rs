@@ -621,6 +621,12 @@ fn the_example_directory_applies_with_its_migrations() {
         std::fs::read_to_string(example.join("migrations/0001_conversations.sql")).unwrap(),
         CONVERSATIONS
     );
+    // The application role its Settings name: the operator's to create (cluster-wide, so
+    // shared by every test that needs it).
+    let _ = env.try_execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'example_app') \
+         THEN CREATE ROLE example_app LOGIN; END IF; END $$",
+    );
     let plan = env.plan();
     assert!(
         plan.stdout.contains(
@@ -629,7 +635,16 @@ fn the_example_directory_applies_with_its_migrations() {
         "{}",
         plan.stdout
     );
-    env.apply();
+    let secrets = tempfile::tempdir().unwrap();
+    let secrets = secrets.path().join("secrets");
+    env.tenantctl(&[
+        "apply",
+        "--auto-approve",
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    assert!(secrets.join("acme.json").exists(), "acme's credentials");
     let ids: Vec<String> = env
         .query("SELECT id FROM tenantctl.tenants ORDER BY id", &[])
         .iter()

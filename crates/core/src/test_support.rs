@@ -556,7 +556,11 @@ pub fn credentials_plan() -> Plan {
     initech.state = DesiredStatus::Suspended;
     initech.suspension_reason = Some("invoice overdue".into());
 
+    // The application role changes: the new one may call `authenticate`, the old one no more.
+    observed.app_role_exists = Some(true);
+    observed.authenticate_grantees.insert("old_app".into());
     let mut desired = desired(vec![acme, globex, initech]);
     desired.settings.auth.rotation_grace = std::time::Duration::from_secs(24 * 3600);
+    desired.settings.auth.app_role = Some("app_api".into());
     diff(&desired, &observed, &PlanOptions::default())
 }

@@ -45,6 +45,20 @@ mod tests;
 // Number and text formatting shared by the renderers.
 
 /// `1204` -> `1,204`.
+/// What happens to the application role of `tenantctl.authenticate`, a sentence each.
+pub(crate) fn app_role_lines(change: &crate::plan::AppRoleChange) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let (Some(role), true) = (&change.role, change.grant) {
+        lines.push(format!(
+            "`{role}` may call tenantctl.authenticate (and read nothing else)"
+        ));
+    }
+    for role in &change.revoke {
+        lines.push(format!("`{role}` may no longer call tenantctl.authenticate"));
+    }
+    lines
+}
+
 pub(crate) fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();

@@ -52,6 +52,18 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
 
     // Tenants of one line each (a fleet migrating) stay together; blocks with detail lines are
     // set apart.
+    if let Some(change) = &plan.app_role {
+        for line in super::app_role_lines(change) {
+            let _ = writeln!(
+                out,
+                "  {} {}{line}",
+                style.paint("33", "~"),
+                pad("app role", TENANT_WIDTH)
+            );
+        }
+        out.push('\n');
+    }
+
     let blocks: Vec<String> = plan
         .effective_changes()
         .map(|change| {

@@ -117,6 +117,13 @@ pub(super) fn summary(
         }
     }
 
+    if let Some(change) = &plan.app_role {
+        out.push('\n');
+        for line in crate::render::app_role_lines(change) {
+            let _ = writeln!(out, "- {}", super::escape::rich(&line));
+        }
+    }
+
     migrations(&mut out, plan);
     orphans(&mut out, plan);
     scheduled_purges(&mut out, plan);
