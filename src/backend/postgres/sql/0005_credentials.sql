@@ -31,21 +31,28 @@ CREATE INDEX api_keys_tenant ON tenantctl.api_keys (tenant_uid);
 -- The one call an application makes to verify a key: the tenant it belongs to, if the key is
 -- known, not expired, not retired past its grace, not revoked, and the tenant is active.
 -- SECURITY DEFINER so that the application's role needs EXECUTE on this function and nothing
--- else; the search path is pinned so that no object of the caller's can stand in.
+-- else; the search path is pinned so that no object of the caller's can stand in. PL/pgSQL
+-- keeps the query's plan for the session (a SQL function with these attributes is planned
+-- again at every call).
 CREATE FUNCTION tenantctl.authenticate(key text)
 RETURNS TABLE (tenant_id text, status text, config jsonb)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    IF key IS NULL OR length(key) NOT BETWEEN 18 AND 200 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     SELECT t.id, t.status, t.config
     FROM tenantctl.api_keys k
     JOIN tenantctl.tenants t ON t.uid = k.tenant_uid
-    WHERE length(key) BETWEEN 18 AND 200
-      AND k.prefix = substr(key, 1, 16)
+    WHERE k.prefix = substr(key, 1, 16)
       AND k.digest = sha256(convert_to(key, 'UTF8'))
       AND k.revoked_at IS NULL
       AND (k.expires_at IS NULL OR k.expires_at > now())
       AND (k.retire_after IS NULL OR k.retire_after > now())
-      AND t.status = 'active'
+      AND t.status = 'active';
+END
 $$;
 REVOKE ALL ON FUNCTION tenantctl.authenticate(text) FROM PUBLIC;
