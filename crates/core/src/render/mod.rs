@@ -54,7 +54,9 @@ pub(crate) fn app_role_lines(change: &crate::plan::AppRoleChange) -> Vec<String>
         ));
     }
     for role in &change.revoke {
-        lines.push(format!("`{role}` may no longer call tenantctl.authenticate"));
+        lines.push(format!(
+            "`{role}` may no longer call tenantctl.authenticate"
+        ));
     }
     lines
 }
