@@ -48,8 +48,9 @@ pub enum SecretsError {
     Random(String),
     #[error("secrets folder `{path}`: {reason}")]
     Dir { path: String, reason: String },
-    #[error("secrets command `{command}` {reason}")]
-    Command { command: String, reason: String },
+    /// The command's text is not shown: it may carry a token of the secret store.
+    #[error("the secrets command {reason}")]
+    Command { reason: String },
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], SecretsError> {
@@ -177,7 +178,8 @@ impl fmt::Display for SecretsSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretsSink::Dir(path) => write!(f, "secrets folder `{}`", path.display()),
-            SecretsSink::Command { command, .. } => write!(f, "secrets command `{command}`"),
+            // Not its text: a command may carry a token of the secret store.
+            SecretsSink::Command { .. } => f.write_str("the secrets command"),
         }
     }
 }
@@ -307,10 +309,7 @@ async fn run_command(
     secrets: &TenantSecrets,
 ) -> Result<(), SecretsError> {
     use tokio::io::AsyncWriteExt;
-    let failed = |reason: String| SecretsError::Command {
-        command: command.to_string(),
-        reason,
-    };
+    let failed = |reason: String| SecretsError::Command { reason };
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
