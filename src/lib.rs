@@ -14,11 +14,12 @@
 //! |---|---|---|
 //! | [`spec`] | the YAML model: loading a directory with file/line/column for every error, limits on hostile input, validation, config merging, the directory fingerprint; the tenant-schema migrations (`spec::migrations`) and the SQL lexer that splits them and refuses what escapes a transaction (`spec::sql`) | reads files |
 //! | [`observed`] | the live state as plain data (registry, schemas and every grant in them, their shapes, the migration history, the reference shape the migrations make, roles with attributes, memberships and ownership, collections, backup folders) | none |
-//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), pending migrations and the history rules (`plan::migrations`), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
+//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), pending migrations and the history rules (`plan::migrations`), credentials (`plan::credentials`: login, connection limit, passwords, API keys, rotation), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
 //! | [`render`] | text (terraform style), JSON (versioned) and Markdown (pull-request comment) writers of plans and apply reports | none |
 //! | [`report`] | what an apply did, as plain data | none |
 //! | [`saved`] | saved plans: format, signature, comparison with the plan derived again at apply time | none |
-//! | [`backend`] | PostgreSQL (connection and its display, locks, control-schema migrations, batched introspection, schema shapes (`shape`), the reference built in a rolled-back transaction (`reference`), DDL text, registry rows and migration history) and Chroma (HTTP API v2) | network |
+//! | [`backend`] | PostgreSQL (connection and its display, locks, control-schema migrations, batched introspection, schema shapes (`shape`), the reference built in a rolled-back transaction (`reference`), DDL text, registry rows and migration history, credentials and `tenantctl.authenticate` (`credentials`), ACL items (`acl`)) and Chroma (HTTP API v2) | network |
+//! | [`secrets`] | generated passwords (with their SCRAM verifiers) and API keys, a [`secrets::Secret`] that never prints, and the one sink they go to (`--secrets-dir` or `--secrets-command`) | files, processes |
 //! | [`backup`] | final backups at soft delete, their inventory, deletion at purge | files, network |
 //! | [`reconcile`] | the whole live state, the plan with what is at risk, and lock -> plan -> check -> apply -> unlock | network, files |
 //! | [`apply`] | runs a plan: the one step executor (`apply::steps`, migrations statement by statement included), per-tenant transaction, compensation, stop rules and bounds, crash failpoints in test builds | network, files |
