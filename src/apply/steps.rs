@@ -805,7 +805,12 @@ impl TenantWork<'_, '_> {
                     .observed
                     .collections
                     .get(collection)
-                    .map(|live| live.metadata.clone())
+                    .map(|live| {
+                        live.metadata
+                            .iter()
+                            .map(|(key, value)| (key.clone(), value.clone()))
+                            .collect::<serde_json::Map<_, _>>()
+                    })
                     .unwrap_or_default();
                 self.chroma
                     .update_metadata(id, &collection_metadata(tenant, self.uid))

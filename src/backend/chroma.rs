@@ -4,6 +4,7 @@
 //! module covers the dozen calls needed, over the crate's own reqwest.
 
 use crate::observed::ObservedCollection;
+use futures_util::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -11,7 +12,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Page size of collection listings: about 1.4 KB of JSON per collection.
-const PAGE_SIZE: usize = 100;
+/// Collections per page of the listing: 500 (about 0.7 MB of JSON each) lists 10,000
+/// collections in a third of the time pages of 100 take.
+const PAGE_SIZE: usize = 500;
+/// Pages of the listing requested at once.
+const PAGES_AT_ONCE: usize = 4;
 
 /// Longest a request may take. A hung server costs a tenant this (and its compensation as much
 /// again); the run stops after a few tenants in a row failed on the same server.
@@ -70,7 +75,7 @@ struct CollectionJson {
     id: String,
     name: String,
     #[serde(default)]
-    metadata: Option<Map<String, Value>>,
+    metadata: Option<crate::observed::SmallMap<String, Value>>,
 }
 
 impl ChromaClient {
@@ -190,6 +195,43 @@ impl ChromaClient {
         Ok((status, value))
     }
 
+    /// A `GET` whose success is decoded straight into `T` (unknown fields skipped, no
+    /// intermediate JSON tree).
+    async fn get_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        operation: &str,
+    ) -> Result<T, ChromaError> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| ChromaError::Unreachable {
+                url: self.shown.clone(),
+                reason: describe_reqwest_error(&error),
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| ChromaError::Unreachable {
+                url: self.shown.clone(),
+                reason: describe_reqwest_error(&error),
+            })?;
+        if !status.is_success() {
+            let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(self.status_error(operation, status, &value));
+        }
+        serde_json::from_slice(&bytes).map_err(|error| ChromaError::Decode {
+            url: self.shown.clone(),
+            operation: operation.to_string(),
+            reason: error.to_string(),
+        })
+    }
+
     async fn call_ok(
         &self,
         method: Method,
@@ -300,37 +342,40 @@ impl ChromaClient {
             let expected = self.count_collections().await?;
             let mut by_name = BTreeMap::new();
             let mut seen_ids = std::collections::BTreeSet::new();
-            let mut offset = 0;
-            loop {
-                let path = format!(
-                    "{}?limit={PAGE_SIZE}&offset={offset}",
-                    self.collections_path()
-                );
-                let page = self
-                    .call_ok(Method::GET, &path, None, "list collections")
-                    .await?;
-                let page: Vec<CollectionJson> =
-                    serde_json::from_value(page).map_err(|error| ChromaError::Decode {
-                        url: self.shown.clone(),
-                        operation: "list collections".to_string(),
-                        reason: error.to_string(),
-                    })?;
-                let length = page.len();
+            let mut keep = |page: Vec<CollectionJson>| {
                 for collection in page {
                     if seen_ids.insert(collection.id.clone()) {
                         by_name.insert(
                             collection.name,
                             ObservedCollection {
                                 id: collection.id,
-                                metadata: collection.metadata.unwrap_or_default(),
+                                metadata: crate::observed::compact(
+                                    collection.metadata.unwrap_or_default(),
+                                ),
                                 records: None,
                             },
                         );
                     }
                 }
-                if length < PAGE_SIZE {
-                    break;
-                }
+            };
+            // The pages the count announces, a few at once (the server answers reads in
+            // parallel), each decoded as it arrives; then on, one by one, while pages come full
+            // (collections created meanwhile).
+            let counted_pages = usize::try_from(expected).unwrap_or(usize::MAX) / PAGE_SIZE + 1;
+            let pages: Vec<Vec<CollectionJson>> = futures_util::stream::iter(0..counted_pages)
+                .map(|page| self.list_page(page * PAGE_SIZE))
+                .buffered(PAGES_AT_ONCE)
+                .try_collect()
+                .await?;
+            let mut last_full = pages.last().is_some_and(|page| page.len() == PAGE_SIZE);
+            for page in pages {
+                keep(page);
+            }
+            let mut offset = counted_pages * PAGE_SIZE;
+            while last_full {
+                let page = self.list_page(offset).await?;
+                last_full = page.len() == PAGE_SIZE;
+                keep(page);
                 offset += PAGE_SIZE;
             }
             if by_name.len() as u64 == expected {
@@ -349,6 +394,15 @@ impl ChromaClient {
     }
 
     /// `GET …/collections_count`.
+    /// One page of the listing.
+    async fn list_page(&self, offset: usize) -> Result<Vec<CollectionJson>, ChromaError> {
+        let path = format!(
+            "{}?limit={PAGE_SIZE}&offset={offset}",
+            self.collections_path()
+        );
+        self.get_typed(&path, "list collections").await
+    }
+
     pub async fn count_collections(&self) -> Result<u64, ChromaError> {
         let path = format!(
             "/api/v2/tenants/{}/databases/{}/collections_count",

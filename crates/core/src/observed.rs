@@ -16,7 +16,8 @@ pub const PUBLIC: &str = "PUBLIC";
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ObservedState {
     /// `now()` of the database server: retention and purge decisions use this clock, never the
-    /// clock of the machine running tenantctl.
+    /// clock of the machine running tenantctl. Not part of the live fingerprint.
+    #[serde(skip)]
     pub server_time: DateTime<Utc>,
     /// The role tenantctl connects as (it creates the tenant roles; on PostgreSQL 16 and later
     /// that makes it a member of each, which is expected).
@@ -51,7 +52,9 @@ pub struct ObservedState {
     /// SHA-256 (hex) of each tenant role's password verifier (`None`: no password); `None` as
     /// a whole when tenantctl's user may not read `pg_authid` (not a superuser).
     pub role_passwords: Option<BTreeMap<String, Option<String>>>,
-    /// Open sessions of each tenant role that has any.
+    /// Open sessions of each tenant role that has any. Not part of the live fingerprint: they
+    /// come and go between a plan and its apply.
+    #[serde(skip)]
     pub role_sessions: BTreeMap<String, u64>,
     /// Roles that hold `EXECUTE` on `tenantctl.authenticate` (its owner aside).
     pub authenticate_grantees: BTreeSet<String>,
@@ -107,9 +110,134 @@ pub struct Reference {
     pub full: SchemaShape,
 }
 
+/// A small map kept in one sorted vector: a tenant schema has a handful of tables, columns and
+/// grantees, and a `BTreeMap` reserves room for eleven entries per map, times thousands of
+/// tenants.
+pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
+
+/// `map` without the room its vector reserved while it grew (a one-entry map reserves four).
+pub fn compact<K, V>(map: SmallMap<K, V>) -> SmallMap<K, V> {
+    let mut entries = map.into_tuple_vec();
+    entries.shrink_to_fit();
+    // Still sorted and unique: it was a map.
+    SmallMap::from_sorted_store_unchecked(entries)
+}
+
+impl ObservedSchema {
+    /// Gives back the room its small maps reserved while they grew.
+    pub fn compact(&mut self) {
+        self.privileges = compact(std::mem::take(&mut self.privileges));
+        let mut tables = compact(std::mem::take(&mut self.tables));
+        for (_, table) in tables.iter_mut() {
+            table.columns = compact(std::mem::take(&mut table.columns));
+            table.privileges = compact(std::mem::take(&mut table.privileges));
+        }
+        self.tables = tables;
+        let mut objects = compact(std::mem::take(&mut self.objects));
+        for (_, object) in objects.iter_mut() {
+            object.privileges = compact(std::mem::take(&mut object.privileges));
+        }
+        self.objects = objects;
+    }
+}
+
+/// The privileges of one grantee on one object, by the names `aclexplode` gives them; a name
+/// this release does not know counts as [`Privileges::OTHER`] (more than any tenant holds).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Privileges(u32);
+
+impl Privileges {
+    /// Every privilege name, in the order of their bits.
+    pub const NAMES: [&'static str; 15] = [
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "TRUNCATE",
+        "REFERENCES",
+        "TRIGGER",
+        "EXECUTE",
+        "USAGE",
+        "CREATE",
+        "TEMPORARY",
+        "CONNECT",
+        "SET",
+        "ALTER SYSTEM",
+        "MAINTAIN",
+    ];
+    /// What an unknown name is shown as.
+    pub const OTHER: &'static str = "OTHER";
+
+    fn bit(name: &str) -> u32 {
+        Self::NAMES
+            .iter()
+            .position(|known| *known == name)
+            .map_or(1 << Self::NAMES.len(), |index| 1 << index)
+    }
+
+    /// Adds `name`; true when it was not there.
+    pub fn insert(&mut self, name: &str) -> bool {
+        let bit = Self::bit(name);
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0 & Self::bit(name) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The names held, in bit order.
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        Self::NAMES
+            .iter()
+            .copied()
+            .chain(std::iter::once(Self::OTHER))
+            .enumerate()
+            .filter(|(index, _)| self.0 & (1 << index) != 0)
+            .map(|(_, name)| name)
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for Privileges {
+    fn from_iter<I: IntoIterator<Item = S>>(names: I) -> Self {
+        let mut privileges = Privileges::default();
+        privileges.extend(names);
+        privileges
+    }
+}
+
+impl<S: AsRef<str>> Extend<S> for Privileges {
+    fn extend<I: IntoIterator<Item = S>>(&mut self, names: I) {
+        for name in names {
+            self.insert(name.as_ref());
+        }
+    }
+}
+
+impl std::fmt::Debug for Privileges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Privileges {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
 /// The objects of a schema as the catalogs describe them, with the schema's own name taken out
 /// of every definition so that two schemas compare.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct SchemaShape {
     /// Tables, by name: column -> `type [NOT NULL] [DEFAULT expression]`.
     pub tables: BTreeMap<String, BTreeMap<String, String>>,
@@ -267,9 +395,11 @@ pub struct RegistryRow {
     pub name: String,
     pub status: LiveStatus,
     pub plan: String,
-    /// The effective configuration as stored (jsonb); kept untyped so that a row written by
-    /// another release or edited by hand is still diffed instead of failing to load.
-    pub config: serde_json::Value,
+    /// The effective configuration as stored, as the text of its jsonb: kept untyped so that
+    /// a row written by another release or edited by hand is still diffed instead of failing
+    /// to load, and as text because a parsed tree costs ten times the memory (10,000 tenants)
+    /// and is needed one row at a time, when compared.
+    pub config: String,
     pub protected: bool,
     pub retention_days: Option<i32>,
     pub suspend_reason: Option<String>,
@@ -287,22 +417,23 @@ pub struct ObservedSchema {
     /// `COMMENT ON SCHEMA`: tenantctl marks the schemas it creates.
     pub comment: String,
     /// Privileges on the schema by grantee (role name, or [`PUBLIC`]).
-    pub privileges: BTreeMap<String, BTreeSet<String>>,
-    pub tables: BTreeMap<String, ObservedTable>,
+    pub privileges: SmallMap<String, Privileges>,
+    pub tables: SmallMap<String, ObservedTable>,
     /// Everything else in the schema that can carry a grant (views, sequences, functions), by
     /// name (functions by signature, e.g. `tenant_acme.f(integer)`). Only objects with a grant
     /// are listed, and every function.
-    pub objects: BTreeMap<String, ObservedObject>,
-    /// Its objects as migrations define them, for comparison with the reference.
-    pub shape: SchemaShape,
+    pub objects: SmallMap<String, ObservedObject>,
+    /// Its objects as migrations define them, for comparison with the reference. Shared by
+    /// every schema of the same shape (thousands of tenants, a handful of shapes).
+    pub shape: std::sync::Arc<SchemaShape>,
 }
 
 /// A table's columns and privileges.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ObservedTable {
-    pub columns: BTreeMap<String, ObservedColumn>,
+    pub columns: SmallMap<String, ObservedColumn>,
     /// Privileges on the table by grantee (role name, or [`PUBLIC`]).
-    pub privileges: BTreeMap<String, BTreeSet<String>>,
+    pub privileges: SmallMap<String, Privileges>,
     pub owner: String,
 }
 
@@ -312,7 +443,7 @@ pub struct ObservedObject {
     pub kind: ObjectKind,
     pub owner: String,
     /// Privileges by grantee (role name, or [`PUBLIC`]).
-    pub privileges: BTreeMap<String, BTreeSet<String>>,
+    pub privileges: SmallMap<String, Privileges>,
     /// Functions: the catalog oid, which names an overloaded function exactly.
     pub oid: Option<u32>,
     /// Functions: `SECURITY DEFINER` (runs with its owner's rights).
@@ -423,7 +554,8 @@ impl ObservedRole {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObservedCollection {
     pub id: String,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// A handful of keys: one small map per collection, not a tree.
+    pub metadata: SmallMap<String, serde_json::Value>,
     /// Records in it, counted only where a decision needs it (a collection that might be
     /// adopted).
     pub records: Option<u64>,

@@ -2,7 +2,7 @@
 
 use crate::observed::{
     LiveStatus, ObservedCollection, ObservedColumn, ObservedRole, ObservedSchema, ObservedState,
-    ObservedTable, RegistryRow, PUBLIC,
+    ObservedTable, Privileges, RegistryRow, SmallMap, PUBLIC,
 };
 use crate::plan::{collection_metadata, diff, DataAtRisk, Plan, PlanOptions, MANAGED_COMMENT};
 use crate::render::PlanContext;
@@ -96,15 +96,10 @@ pub fn conversations_shape() -> crate::observed::SchemaShape {
     }
 }
 
-pub fn privileges(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+pub fn privileges(pairs: &[(&str, &[&str])]) -> SmallMap<String, Privileges> {
     pairs
         .iter()
-        .map(|(grantee, privileges)| {
-            (
-                grantee.to_string(),
-                privileges.iter().map(|p| p.to_string()).collect(),
-            )
-        })
+        .map(|(grantee, privileges)| (grantee.to_string(), privileges.iter().collect()))
         .collect()
 }
 
@@ -120,7 +115,7 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
             name: spec.name.clone(),
             status,
             plan: spec.plan.clone(),
-            config: serde_json::to_value(&spec.config).unwrap(),
+            config: serde_json::to_string(&spec.config).unwrap(),
             protected: spec.protected,
             retention_days: Some(30),
             suspend_reason: spec.suspension_reason.clone(),
@@ -152,10 +147,10 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
             owner: "postgres".into(),
             comment: MANAGED_COMMENT.into(),
             privileges: schema_privileges,
-            tables: BTreeMap::from([(
+            tables: SmallMap::from_iter([(
                 "conversations".to_string(),
                 ObservedTable {
-                    columns: BTreeMap::from([
+                    columns: SmallMap::from_iter([
                         ("id".to_string(), column("uuid", None, true)),
                         (
                             "created_at".to_string(),
@@ -173,8 +168,8 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
                     owner: "postgres".into(),
                 },
             )]),
-            objects: BTreeMap::new(),
-            shape: conversations_shape(),
+            objects: SmallMap::new(),
+            shape: std::sync::Arc::new(conversations_shape()),
         },
     );
     // Migrated to the built-in `0001_conversations.sql`, as apply leaves a new tenant.
@@ -205,7 +200,7 @@ pub fn provision(observed: &mut ObservedState, spec: &TenantSpec, status: LiveSt
         schema,
         ObservedCollection {
             id: format!("c-{n}"),
-            metadata: collection_metadata(id, uid(n)),
+            metadata: collection_metadata(id, uid(n)).into_iter().collect(),
             records: None,
         },
     );
@@ -272,7 +267,7 @@ pub fn mixed_plan() -> Plan {
         .get_mut("tenant_umbrella")
         .unwrap()
         .privileges
-        .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
+        .insert(PUBLIC.into(), ["USAGE"].into_iter().collect());
     observed.roles.get_mut("tenant_umbrella").unwrap().can_login = true;
 
     // Suspend with a reason.

@@ -599,6 +599,57 @@ impl Canceller {
     }
 }
 
+/// Runs `sql` and folds each row into `into` as it arrives (see [`mapped`]).
+pub(crate) async fn fold<A>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    operation: &str,
+    mut into: A,
+    mut step: impl FnMut(&mut A, &tokio_postgres::Row),
+) -> Result<A, PostgresError> {
+    use futures_util::TryStreamExt;
+    let stream = client
+        .query_raw(sql, params.iter().copied())
+        .await
+        .map_err(query_error(operation.to_string()))?;
+    futures_util::pin_mut!(stream);
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(query_error(operation.to_string()))?
+    {
+        step(&mut into, &row);
+    }
+    Ok(into)
+}
+
+/// Runs `sql` and maps each row as it arrives: the rows themselves are never all held (at
+/// 10,000 tenants they would be tens of MB), only what `map` keeps of them.
+pub(crate) async fn mapped<T>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    operation: &str,
+    mut map: impl FnMut(&tokio_postgres::Row) -> T,
+) -> Result<Vec<T>, PostgresError> {
+    use futures_util::TryStreamExt;
+    let stream = client
+        .query_raw(sql, params.iter().copied())
+        .await
+        .map_err(query_error(operation.to_string()))?;
+    futures_util::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(query_error(operation.to_string()))?
+    {
+        out.push(map(&row));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

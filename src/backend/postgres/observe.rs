@@ -7,7 +7,7 @@
 use super::{query_error, Postgres, PostgresError};
 use crate::observed::{
     AppliedMigration, ForeignGrant, LiveStatus, MigrationHistory, ObjectKind, ObservedColumn,
-    ObservedObject, ObservedRole, ObservedSchema, ObservedState, RegistryRow,
+    ObservedObject, ObservedRole, ObservedSchema, ObservedState, RegistryRow, SmallMap,
 };
 use crate::plan::Naming;
 
@@ -17,6 +17,30 @@ macro_rules! grantee {
         "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END"
     };
 }
+
+/// Grants on each tenant schema, by grantee.
+type SchemaGrants =
+    std::collections::BTreeMap<String, SmallMap<String, crate::observed::Privileges>>;
+/// One grantee's privileges on one relation, as read.
+struct RelationGrant {
+    name: String,
+    kind: String,
+    owner: String,
+    grantee: String,
+    privileges: crate::observed::Privileges,
+}
+
+/// Grants on relations: of tenant schemas, by schema; to tenant roles elsewhere.
+#[derive(Default)]
+struct RelationGrants {
+    tenants: std::collections::BTreeMap<String, Vec<RelationGrant>>,
+    foreign: Vec<(String, RelationGrant)>,
+    unreadable: Option<String>,
+}
+
+/// The tables of each tenant schema.
+type SchemaTables =
+    std::collections::BTreeMap<String, SmallMap<String, crate::observed::ObservedTable>>;
 
 impl Postgres {
     /// Reads the registry and every catalog fact the planner compares: tenant schemas (owner,
@@ -37,23 +61,47 @@ impl Postgres {
         let version = version?;
         let registry_query = async {
             if version.is_none() {
-                return Ok(Vec::new());
+                return Ok((std::collections::BTreeMap::new(), None));
             }
-            client
-                .query(
-                    "SELECT id, uid, name, status, plan, config, protected, retention_days, suspend_reason, \
-                            created_at, updated_at, suspended_at, deleted_at, purge_after \
-                     FROM tenantctl.tenants",
-                    &[],
-                )
-                .await
-                .map_err(query_error("read the tenant registry"))
-        };
-        let query = |sql: &'static str, operation: &'static str| async move {
-            client
-                .query(sql, &[&schema_prefix, &role_prefix])
-                .await
-                .map_err(query_error(operation))
+            super::fold(
+                client,
+                "SELECT id, uid, name, status, plan, config::text, protected, retention_days, suspend_reason, \
+                        created_at, updated_at, suspended_at, deleted_at, purge_after \
+                 FROM tenantctl.tenants",
+                &[],
+                "read the tenant registry",
+                (std::collections::BTreeMap::new(), None),
+                |(rows, unknown): &mut (std::collections::BTreeMap<String, RegistryRow>, Option<String>), row| {
+                    let id: String = row.get(0);
+                    let status: String = row.get(3);
+                    let Some(status) = LiveStatus::parse(&status) else {
+                        unknown.get_or_insert(format!(
+                            "registry row `{id}` has unknown status `{status}`"
+                        ));
+                        return;
+                    };
+                    rows.insert(
+                        id.clone(),
+                        RegistryRow {
+                            id,
+                            uid: row.get(1),
+                            name: row.get(2),
+                            status,
+                            plan: row.get(4),
+                            config: row.get(5),
+                            protected: row.get(6),
+                            retention_days: row.get(7),
+                            suspend_reason: row.get(8),
+                            created_at: row.get(9),
+                            updated_at: row.get(10),
+                            suspended_at: row.get(11),
+                            deleted_at: row.get(12),
+                            purge_after: row.get(13),
+                        },
+                    );
+                },
+            )
+            .await
         };
         let history_query = async {
             if version.unwrap_or(0) < 4 {
@@ -88,6 +136,8 @@ impl Postgres {
             super::shape::Schemas::Prefix(schema_prefix),
             false,
         );
+        let prefixes: &[&(dyn tokio_postgres::types::ToSql + Sync)] =
+            &[&schema_prefix, &role_prefix];
         let credentials_query = super::credentials::observe(client, role_prefix, app_role, version);
         let (now, registry, schemas, schema_acl, columns, relation_acl, functions, roles, members, owned, shapes, history, credentials) = futures_util::try_join!(
             async {
@@ -97,25 +147,47 @@ impl Postgres {
                     .map_err(query_error("read the server clock"))
             },
             registry_query,
-            query(
+            super::mapped(
+                client,
                 "SELECT n.nspname::text, pg_get_userbyid(n.nspowner)::text, \
                         coalesce(obj_description(n.oid, 'pg_namespace'), '') \
                  FROM pg_namespace n WHERE starts_with(n.nspname::text, $1) AND $2::text IS NOT NULL",
+                prefixes,
                 "list tenant schemas",
+                |row| (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, String>(2)),
             ),
             // Grants on tenant schemas, and grants to tenant roles on any other schema.
-            query(
+            super::fold(
+                client,
                 concat!(
                     "SELECT n.nspname::text, ", grantee!(), ", a.privilege_type \
                      FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a \
                      WHERE starts_with(n.nspname::text, $1) \
                         OR (a.grantee <> 0 AND starts_with(pg_get_userbyid(a.grantee)::text, $2))"
                 ),
+                prefixes,
                 "read schema privileges",
+                (SchemaGrants::new(), Vec::new()),
+                |(tenants, foreign), row| {
+                    let schema: String = row.get(0);
+                    let grantee: String = row.get(1);
+                    let privilege: String = row.get(2);
+                    if schema.starts_with(schema_prefix) {
+                        tenants
+                            .entry(schema)
+                            .or_default()
+                            .entry(grantee)
+                            .or_default()
+                            .insert(&privilege);
+                    } else {
+                        foreign.push((schema, grantee, privilege));
+                    }
+                },
             ),
             // A default holds no column (a generated column's expression does): described
             // without its table's context, it costs the server half as much.
-            query(
+            super::fold(
+                client,
                 "SELECT n.nspname::text, c.relname::text, a.attname::text, \
                         format_type(a.atttypid, a.atttypmod), a.attnotnull, \
                         CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0) \
@@ -128,12 +200,32 @@ impl Postgres {
                  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
                  LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
                  WHERE starts_with(n.nspname::text, $1) AND c.relkind IN ('r', 'p') AND $2::text IS NOT NULL",
+                prefixes,
                 "read tenant tables",
+                SchemaTables::new(),
+                |tables, row| {
+                    let table = tables
+                        .entry(row.get::<_, String>(0))
+                        .or_default()
+                        .entry(row.get::<_, String>(1))
+                        .or_default();
+                    table.owner = row.get(7);
+                    table.columns.insert(
+                        row.get(2),
+                        ObservedColumn {
+                            data_type: row.get(3),
+                            not_null: row.get(4),
+                            default: row.get(5),
+                            primary_key: row.get(6),
+                        },
+                    );
+                },
             ),
             // Grants on every relation of a tenant schema, and grants to tenant roles on
             // relations anywhere else in the database: one row per grantee, its privileges
             // read from the item's text (one row per privilege would be five times as many).
-            query(
+            super::fold(
+                client,
                 "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
                         pg_get_userbyid(c.relowner)::text, a::text \
                  FROM pg_class c \
@@ -144,11 +236,36 @@ impl Postgres {
                         OR EXISTS (SELECT 1 FROM aclexplode(ARRAY[a]) e \
                                    WHERE e.grantee <> 0 \
                                      AND starts_with(pg_get_userbyid(e.grantee)::text, $2)))",
+                prefixes,
                 "read table privileges",
+                RelationGrants::default(),
+                |grants, row| {
+                    let schema: String = row.get(0);
+                    let (grantee, privileges) = match super::acl::parse_item(row.get(4)) {
+                        Ok(parsed) => parsed,
+                        Err(problem) => {
+                            grants.unreadable.get_or_insert(problem);
+                            return;
+                        }
+                    };
+                    let grant = RelationGrant {
+                        name: row.get(1),
+                        kind: row.get(2),
+                        owner: row.get(3),
+                        grantee,
+                        privileges: privileges.into_iter().collect(),
+                    };
+                    if schema.starts_with(schema_prefix) {
+                        grants.tenants.entry(schema).or_default().push(grant);
+                    } else {
+                        grants.foreign.push((schema, grant));
+                    }
+                },
             ),
             // Functions of tenant schemas; a NULL ACL means the default, which lets PUBLIC
             // execute.
-            query(
+            super::mapped(
+                client,
                 concat!(
                     "SELECT n.nspname::text, p.oid::regprocedure::text, p.oid::bigint, \
                             pg_get_userbyid(p.proowner)::text, p.prosecdef, ", grantee!(), ", a.privilege_type \
@@ -157,29 +274,54 @@ impl Postgres {
                      LEFT JOIN LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a ON true \
                      WHERE starts_with(n.nspname::text, $1) AND $2::text IS NOT NULL"
                 ),
+                prefixes,
                 "read tenant functions",
+                |row| (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i64>(2), row.get::<_, String>(3), row.get::<_, bool>(4), row.get::<_, Option<String>>(5), row.get::<_, Option<String>>(6)),
             ),
-            query(
+            super::fold(
+                client,
                 "SELECT r.rolname::text, r.rolcanlogin, \
                         coalesce(shobj_description(r.oid, 'pg_authid'), ''), \
                         r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls, \
                         r.rolconnlimit \
                  FROM pg_roles r WHERE starts_with(r.rolname::text, $2) AND $1::text IS NOT NULL",
+                prefixes,
                 "list tenant roles",
+                std::collections::BTreeMap::new(),
+                |roles: &mut std::collections::BTreeMap<String, ObservedRole>, row| {
+                    roles.insert(
+                        row.get(0),
+                        ObservedRole {
+                            can_login: row.get(1),
+                            comment: row.get(2),
+                            superuser: row.get(3),
+                            create_role: row.get(4),
+                            create_db: row.get(5),
+                            replication: row.get(6),
+                            bypass_rls: row.get(7),
+                            connection_limit: row.get(8),
+                            ..ObservedRole::default()
+                        },
+                    );
+                },
             ),
-            query(
+            super::mapped(
+                client,
                 "SELECT g.rolname::text, m.rolname::text \
                  FROM pg_auth_members am \
                  JOIN pg_roles g ON g.oid = am.roleid \
                  JOIN pg_roles m ON m.oid = am.member \
                  WHERE (starts_with(g.rolname::text, $2) OR starts_with(m.rolname::text, $2)) \
                    AND $1::text IS NOT NULL",
+                prefixes,
                 "read role memberships",
+                |row| (row.get::<_, String>(0), row.get::<_, String>(1)),
             ),
             // What tenant roles own in this database: they should own nothing.
             // Each part filtered by owner before it describes anything: describing every
             // function of the database first costs ten times more.
-            query(
+            super::mapped(
+                client,
                 "WITH tenant_roles AS ( \
                      SELECT oid, rolname FROM pg_roles \
                      WHERE starts_with(rolname::text, $2) AND $1::text IS NOT NULL) \
@@ -194,7 +336,9 @@ impl Postgres {
                      SELECT n.nspowner, format('schema %s', n.nspname) FROM pg_namespace n \
                        WHERE n.nspowner IN (SELECT oid FROM tenant_roles) \
                  ) o JOIN tenant_roles r ON r.oid = o.owner",
+                prefixes,
                 "read what tenant roles own",
+                |row| (row.get::<_, String>(0), row.get::<_, String>(1)),
             ),
             shapes_query,
             history_query,
@@ -213,170 +357,111 @@ impl Postgres {
             app_role_exists: credentials.app_role_exists,
             ..ObservedState::default()
         };
-        for row in registry {
-            let status: String = row.get(3);
-            let id: String = row.get(0);
-            let status = LiveStatus::parse(&status).ok_or_else(|| {
-                PostgresError::Unexpected(format!(
-                    "registry row `{id}` has unknown status `{status}`"
-                ))
-            })?;
-            state.registry.insert(
-                id.clone(),
-                RegistryRow {
-                    id,
-                    uid: row.get(1),
-                    name: row.get(2),
-                    status,
-                    plan: row.get(4),
-                    config: row.get(5),
-                    protected: row.get(6),
-                    retention_days: row.get(7),
-                    suspend_reason: row.get(8),
-                    created_at: row.get(9),
-                    updated_at: row.get(10),
-                    suspended_at: row.get(11),
-                    deleted_at: row.get(12),
-                    purge_after: row.get(13),
-                },
-            );
+        let (registry, unknown_status) = registry;
+        if let Some(message) = unknown_status {
+            return Err(PostgresError::Unexpected(message));
         }
-        for row in schemas {
+        state.registry = registry;
+        for (name, owner, comment) in schemas {
             state.schemas.insert(
-                row.get(0),
+                name,
                 ObservedSchema {
-                    owner: row.get(1),
-                    comment: row.get(2),
+                    owner,
+                    comment,
                     ..ObservedSchema::default()
                 },
             );
         }
-        for row in roles {
-            state.roles.insert(
-                row.get(0),
-                ObservedRole {
-                    can_login: row.get(1),
-                    comment: row.get(2),
-                    superuser: row.get(3),
-                    create_role: row.get(4),
-                    create_db: row.get(5),
-                    replication: row.get(6),
-                    bypass_rls: row.get(7),
-                    connection_limit: row.get(8),
-                    ..ObservedRole::default()
-                },
-            );
-        }
-        for row in schema_acl {
-            let schema: String = row.get(0);
-            let grantee: String = row.get(1);
-            let privilege: String = row.get(2);
-            match state.schemas.get_mut(&schema) {
-                Some(entry) => {
-                    entry
-                        .privileges
-                        .entry(grantee)
-                        .or_default()
-                        .insert(privilege);
-                }
-                None => {
-                    if let Some(role) = state.roles.get_mut(&grantee) {
-                        role.foreign_grants.insert(ForeignGrant {
-                            schema,
-                            relation: None,
-                            privilege,
-                        });
-                    }
-                }
-            }
-        }
-        for row in columns {
-            let schema: String = row.get(0);
+        state.roles = roles;
+        let (schema_grants, foreign_schema_grants) = schema_acl;
+        for (schema, grants) in schema_grants {
             if let Some(entry) = state.schemas.get_mut(&schema) {
-                let table = entry.tables.entry(row.get(1)).or_default();
-                table.owner = row.get(7);
-                table.columns.insert(
-                    row.get(2),
-                    ObservedColumn {
-                        data_type: row.get(3),
-                        not_null: row.get(4),
-                        default: row.get(5),
-                        primary_key: row.get(6),
-                    },
-                );
+                entry.privileges = grants;
             }
         }
-        for row in relation_acl {
-            let schema: String = row.get(0);
-            let name: String = row.get(1);
-            let kind: String = row.get(2);
-            let owner: String = row.get(3);
-            let (grantee, privileges) =
-                super::acl::parse_item(row.get(4)).map_err(PostgresError::Unexpected)?;
-            let privileges = privileges.into_iter().map(str::to_string);
+        for (schema, grantee, privilege) in foreign_schema_grants {
+            if let Some(role) = state.roles.get_mut(&grantee) {
+                role.foreign_grants.insert(ForeignGrant {
+                    schema,
+                    relation: None,
+                    privilege,
+                });
+            }
+        }
+        for (schema, tables) in columns {
+            if let Some(entry) = state.schemas.get_mut(&schema) {
+                entry.tables = tables;
+            }
+        }
+        if let Some(problem) = relation_acl.unreadable {
+            return Err(PostgresError::Unexpected(problem));
+        }
+        for (schema, grant) in relation_acl.foreign {
+            // A grant to a tenant role on something outside the tenant schemas.
+            if let Some(role) = state.roles.get_mut(&grant.grantee) {
+                for privilege in grant.privileges.iter() {
+                    role.foreign_grants.insert(ForeignGrant {
+                        schema: schema.clone(),
+                        relation: Some((grant.name.clone(), ObjectKind::from_relkind(&grant.kind))),
+                        privilege: privilege.to_string(),
+                    });
+                }
+            }
+        }
+        for (schema, grants) in relation_acl.tenants {
             let Some(entry) = state.schemas.get_mut(&schema) else {
-                // A grant to a tenant role on something outside the tenant schemas.
-                if let Some(role) = state.roles.get_mut(&grantee) {
-                    for privilege in privileges {
-                        role.foreign_grants.insert(ForeignGrant {
-                            schema: schema.clone(),
-                            relation: Some((name.clone(), ObjectKind::from_relkind(&kind))),
-                            privilege,
-                        });
+                continue;
+            };
+            for grant in grants {
+                if matches!(grant.kind.as_str(), "r" | "p") {
+                    if let Some(table) = entry.tables.get_mut(&grant.name) {
+                        // One item per grantor: a grantee may have several.
+                        table
+                            .privileges
+                            .entry(grant.grantee)
+                            .or_default()
+                            .extend(grant.privileges.iter());
+                        continue;
                     }
                 }
-                continue;
-            };
-            if matches!(kind.as_str(), "r" | "p") {
-                if let Some(table) = entry.tables.get_mut(&name) {
-                    table
-                        .privileges
-                        .entry(grantee)
-                        .or_default()
-                        .extend(privileges);
-                    continue;
-                }
+                let object = entry
+                    .objects
+                    .entry(grant.name)
+                    .or_insert_with(|| ObservedObject {
+                        kind: ObjectKind::from_relkind(&grant.kind),
+                        owner: grant.owner,
+                        ..ObservedObject::default()
+                    });
+                object
+                    .privileges
+                    .entry(grant.grantee)
+                    .or_default()
+                    .extend(grant.privileges.iter());
             }
-            let object = entry.objects.entry(name).or_insert_with(|| ObservedObject {
-                kind: ObjectKind::from_relkind(&kind),
-                owner,
-                ..ObservedObject::default()
-            });
-            object
-                .privileges
-                .entry(grantee)
-                .or_default()
-                .extend(privileges);
         }
-        for row in functions {
-            let schema: String = row.get(0);
+        for (schema, signature, oid, owner, security_definer, grantee, privilege) in functions {
             let Some(entry) = state.schemas.get_mut(&schema) else {
                 continue;
             };
-            let signature: String = row.get(1);
             let object = entry
                 .objects
                 .entry(signature)
                 .or_insert_with(|| ObservedObject {
                     kind: ObjectKind::Function,
-                    owner: row.get(3),
-                    oid: u32::try_from(row.get::<_, i64>(2)).ok(),
-                    security_definer: row.get(4),
+                    owner,
+                    oid: u32::try_from(oid).ok(),
+                    security_definer,
                     ..ObservedObject::default()
                 });
-            let grantee: Option<String> = row.get(5);
-            let privilege: Option<String> = row.get(6);
             if let (Some(grantee), Some(privilege)) = (grantee, privilege) {
                 object
                     .privileges
                     .entry(grantee)
                     .or_default()
-                    .insert(privilege);
+                    .insert(&privilege);
             }
         }
-        for row in members {
-            let granted: String = row.get(0);
-            let member: String = row.get(1);
+        for (granted, member) in members {
             if let Some(role) = state.roles.get_mut(&member) {
                 role.member_of.insert(granted.clone());
             }
@@ -384,15 +469,18 @@ impl Postgres {
                 role.members.insert(member);
             }
         }
-        for row in owned {
-            let role: String = row.get(0);
+        for (role, what) in owned {
             if let Some(entry) = state.roles.get_mut(&role) {
-                entry.owns.insert(row.get(1));
+                entry.owns.insert(what);
             }
         }
         let mut shapes = shapes;
+        let mut distinct: std::collections::HashSet<std::sync::Arc<crate::observed::SchemaShape>> =
+            std::collections::HashSet::new();
         for (name, schema) in &mut state.schemas {
-            let mut shape = shapes.remove(name).unwrap_or_default();
+            schema.compact();
+            // Built, completed and shared one schema at a time: only distinct shapes stay.
+            let mut shape = super::shape::build(shapes.remove(name).unwrap_or_default());
             for (table, observed) in &schema.tables {
                 shape.tables.insert(
                     table.clone(),
@@ -411,7 +499,14 @@ impl Postgres {
                         .collect(),
                 );
             }
-            schema.shape = shape;
+            schema.shape = match distinct.get(&shape) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared = std::sync::Arc::new(shape);
+                    distinct.insert(shared.clone());
+                    shared
+                }
+            };
         }
         if let Some((per_tenant, fleet)) = history {
             let mut history = MigrationHistory::default();

@@ -89,5 +89,5 @@ async fn read_shape(
     schema: &str,
 ) -> Result<crate::observed::SchemaShape, PostgresError> {
     let mut shapes = shape::read(client, Schemas::Exactly(schema), true).await?;
-    Ok(shapes.remove(schema).unwrap_or_default())
+    Ok(shape::build(shapes.remove(schema).unwrap_or_default()))
 }

@@ -6,10 +6,10 @@
 //! `pg_get_viewdef`, `pg_get_expr`), with the schema's name taken out, so a tenant's schema and
 //! the reference compare.
 
-use super::{query_error, PostgresError};
+use super::PostgresError;
 use crate::observed::{ObservedColumn, SchemaShape};
 use std::collections::BTreeMap;
-use tokio_postgres::GenericClient;
+use tokio_postgres::Client;
 
 /// Which schemas to read.
 #[derive(Debug, Clone, Copy)]
@@ -78,187 +78,254 @@ pub fn unqualified(definition: &str, schema: &str) -> String {
     out
 }
 
-/// Reads the shapes of `schemas`; with `columns`, the tables' columns too (the tenants' columns
-/// come from the query `observe` already makes).
+/// One object of a schema, as read: built into a [`SchemaShape`] schema by schema (see
+/// [`build`]), so that thousands of tenants never hold thousands of shapes at once.
+#[derive(Debug)]
+pub enum Item {
+    Column {
+        table: String,
+        column: String,
+        definition: String,
+    },
+    Index {
+        name: String,
+        definition: String,
+    },
+    Constraint {
+        key: String,
+        definition: String,
+    },
+    View {
+        name: String,
+        definition: String,
+    },
+    Sequence {
+        name: String,
+    },
+    Function {
+        signature: String,
+    },
+}
+
+/// The objects of one schema, as read.
+pub type Items = Vec<Item>;
+
+/// Builds a schema's shape from its objects.
+pub fn build(items: Items) -> SchemaShape {
+    let mut shape = SchemaShape::default();
+    for item in items {
+        match item {
+            Item::Column {
+                table,
+                column,
+                definition,
+            } => {
+                shape
+                    .tables
+                    .entry(table)
+                    .or_default()
+                    .insert(column, definition);
+            }
+            Item::Index { name, definition } => {
+                shape.indexes.insert(name, definition);
+            }
+            Item::Constraint { key, definition } => {
+                shape.constraints.insert(key, definition);
+            }
+            Item::View { name, definition } => {
+                shape.views.insert(name, definition);
+            }
+            Item::Sequence { name } => {
+                shape.sequences.insert(name);
+            }
+            Item::Function { signature } => {
+                shape.functions.insert(signature);
+            }
+        }
+    }
+    shape
+}
+
+/// Reads the objects of `schemas`, by schema; with `columns`, the tables' columns too (the
+/// tenants' columns come from the query `observe` already makes). Each row is reduced to its
+/// item as it arrives.
 ///
 /// # Errors
 /// A catalog query failed.
 pub async fn read(
-    client: &impl GenericClient,
+    client: &Client,
     schemas: Schemas<'_>,
     columns: bool,
-) -> Result<BTreeMap<String, SchemaShape>, PostgresError> {
+) -> Result<BTreeMap<String, Items>, PostgresError> {
     let condition = schemas.condition();
     let value = schemas.value();
-    let mut shapes: BTreeMap<String, SchemaShape> = BTreeMap::new();
-    let (column_rows, index_rows, constraint_rows, relation_rows, function_rows) = futures_util::try_join!(
+    let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&value];
+    let columns_sql = format!(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, \
+                format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+                CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0) \
+                     ELSE pg_get_expr(d.adbin, d.adrelid) END \
+         FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
+         WHERE {condition} AND c.relkind IN ('r', 'p')"
+    );
+    // The index of a primary key, unique or exclusion constraint is what the constraint's
+    // definition says: described once, as the constraint.
+    let indexes_sql = format!(
+        "SELECT n.nspname::text, ci.relname::text, \
+                CASE WHEN k.conname IS NULL THEN pg_get_indexdef(i.indexrelid) END, \
+                k.conname::text \
+         FROM pg_index i \
+         JOIN pg_class ci ON ci.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = ci.relnamespace \
+         LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid \
+              AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
+         WHERE {condition}"
+    );
+    let constraints_sql = format!(
+        "SELECT n.nspname::text, c.relname::text, con.conname::text, \
+                pg_get_constraintdef(con.oid) \
+         FROM pg_constraint con \
+         JOIN pg_class c ON c.oid = con.conrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {condition}"
+    );
+    let relations_sql = format!(
+        "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
+                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END \
+         FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {condition} AND c.relkind IN ('v', 'm', 'S')"
+    );
+    let functions_sql = format!(
+        "SELECT n.nspname::text, p.oid::regprocedure::text \
+         FROM pg_proc p \
+         JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE {condition}"
+    );
+    let (column_items, index_items, constraint_items, relation_items, function_items) = futures_util::try_join!(
         async {
             if !columns {
                 return Ok(Vec::new());
             }
-            // Defaults described without their table's context, as `observe` does.
-            client
-                .query(
-                    &format!(
-                        "SELECT n.nspname::text, c.relname::text, a.attname::text, \
-                                format_type(a.atttypid, a.atttypmod), a.attnotnull, \
-                                CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0) \
-                                     ELSE pg_get_expr(d.adbin, d.adrelid) END \
-                         FROM pg_class c \
-                         JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-                         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
-                         WHERE {condition} AND c.relkind IN ('r', 'p')"
-                    ),
-                    &[&value],
-                )
-                .await
-                .map_err(query_error("read the columns of the schema"))
+            super::mapped(
+                client,
+                &columns_sql,
+                params,
+                "read the columns of the schema",
+                |row| {
+                    let schema: String = row.get(0);
+                    let column = ObservedColumn {
+                        data_type: row.get(3),
+                        not_null: row.get(4),
+                        default: row.get(5),
+                        primary_key: false,
+                    };
+                    let definition = unqualified(&column_definition(&column), &schema);
+                    (
+                        schema,
+                        Item::Column {
+                            table: row.get(1),
+                            column: row.get(2),
+                            definition,
+                        },
+                    )
+                },
+            )
+            .await
         },
-        async {
-            client
-                .query(
-                    &format!(
-                        "SELECT n.nspname::text, ci.relname::text, \
-                                CASE WHEN k.conname IS NULL THEN pg_get_indexdef(i.indexrelid) END, \
-                                k.conname::text \
-                         FROM pg_index i \
-                         JOIN pg_class ci ON ci.oid = i.indexrelid \
-                         JOIN pg_namespace n ON n.oid = ci.relnamespace \
-                         LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid \
-                              AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
-                         WHERE {condition}"
-                    ),
-                    &[&value],
+        super::mapped(client, &indexes_sql, params, "read tenant indexes", |row| {
+            let schema: String = row.get(0);
+            let definition = match (
+                row.get::<_, Option<String>>(2),
+                row.get::<_, Option<String>>(3),
+            ) {
+                (Some(definition), _) => unqualified(&definition, &schema),
+                (None, constraint) => format!(
+                    "the index of constraint `{}`",
+                    constraint.unwrap_or_default()
+                ),
+            };
+            (
+                schema,
+                Item::Index {
+                    name: row.get(1),
+                    definition,
+                },
+            )
+        }),
+        super::mapped(
+            client,
+            &constraints_sql,
+            params,
+            "read tenant constraints",
+            |row| {
+                let schema: String = row.get(0);
+                let table: String = row.get(1);
+                let name: String = row.get(2);
+                let definition = unqualified(&row.get::<_, String>(3), &schema);
+                (
+                    schema,
+                    Item::Constraint {
+                        key: format!("{table}.{name}"),
+                        definition,
+                    },
                 )
-                .await
-                .map_err(query_error("read tenant indexes"))
-        },
-        async {
-            client
-                .query(
-                    &format!(
-                        "SELECT n.nspname::text, c.relname::text, con.conname::text, \
-                                pg_get_constraintdef(con.oid) \
-                         FROM pg_constraint con \
-                         JOIN pg_class c ON c.oid = con.conrelid \
-                         JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         WHERE {condition}"
-                    ),
-                    &[&value],
-                )
-                .await
-                .map_err(query_error("read tenant constraints"))
-        },
-        async {
-            client
-                .query(
-                    &format!(
-                        "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
-                                CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END \
-                         FROM pg_class c \
-                         JOIN pg_namespace n ON n.oid = c.relnamespace \
-                         WHERE {condition} AND c.relkind IN ('v', 'm', 'S')"
-                    ),
-                    &[&value],
-                )
-                .await
-                .map_err(query_error("read tenant views and sequences"))
-        },
-        async {
-            client
-                .query(
-                    &format!(
-                        "SELECT n.nspname::text, p.oid::regprocedure::text \
-                         FROM pg_proc p \
-                         JOIN pg_namespace n ON n.oid = p.pronamespace \
-                         WHERE {condition}"
-                    ),
-                    &[&value],
-                )
-                .await
-                .map_err(query_error("read tenant functions"))
-        },
-    )?;
-    for row in column_rows {
-        let schema: String = row.get(0);
-        let column = ObservedColumn {
-            data_type: row.get(3),
-            not_null: row.get(4),
-            default: row.get(5),
-            primary_key: false,
-        };
-        let definition = unqualified(&column_definition(&column), &schema);
-        shapes
-            .entry(schema)
-            .or_default()
-            .tables
-            .entry(row.get(1))
-            .or_default()
-            .insert(row.get(2), definition);
-    }
-    for row in index_rows {
-        let schema: String = row.get(0);
-        // The index of a primary key, unique or exclusion constraint is what the constraint's
-        // definition says: described once, as the constraint.
-        let definition = match (
-            row.get::<_, Option<String>>(2),
-            row.get::<_, Option<String>>(3),
-        ) {
-            (Some(definition), _) => unqualified(&definition, &schema),
-            (None, constraint) => format!(
-                "the index of constraint `{}`",
-                constraint.unwrap_or_default()
-            ),
-        };
-        shapes
-            .entry(schema)
-            .or_default()
-            .indexes
-            .insert(row.get(1), definition);
-    }
-    for row in constraint_rows {
-        let schema: String = row.get(0);
-        let table: String = row.get(1);
-        let name: String = row.get(2);
-        let definition = unqualified(&row.get::<_, String>(3), &schema);
-        shapes
-            .entry(schema)
-            .or_default()
-            .constraints
-            .insert(format!("{table}.{name}"), definition);
-    }
-    for row in relation_rows {
-        let schema: String = row.get(0);
-        let name: String = row.get(1);
-        let kind: String = row.get(2);
-        let definition: Option<String> = row.get(3);
-        let shape = shapes.entry(schema.clone()).or_default();
-        match definition {
-            Some(definition) if kind != "S" => {
-                let word = if kind == "m" {
-                    "materialized view"
-                } else {
-                    "view"
+            }
+        ),
+        super::mapped(
+            client,
+            &relations_sql,
+            params,
+            "read tenant views and sequences",
+            |row| {
+                let schema: String = row.get(0);
+                let name: String = row.get(1);
+                let kind: String = row.get(2);
+                let definition: Option<String> = row.get(3);
+                let item = match definition {
+                    Some(definition) if kind != "S" => {
+                        let word = if kind == "m" {
+                            "materialized view"
+                        } else {
+                            "view"
+                        };
+                        let definition = unqualified(definition.trim(), &schema);
+                        Item::View {
+                            name,
+                            definition: format!("{word}: {definition}"),
+                        }
+                    }
+                    _ => Item::Sequence { name },
                 };
-                let definition = unqualified(definition.trim(), &schema);
-                shape.views.insert(name, format!("{word}: {definition}"));
+                (schema, item)
             }
-            _ => {
-                shape.sequences.insert(name);
+        ),
+        super::mapped(
+            client,
+            &functions_sql,
+            params,
+            "read tenant functions",
+            |row| {
+                let schema: String = row.get(0);
+                let signature = unqualified(&row.get::<_, String>(1), &schema);
+                (schema, Item::Function { signature })
             }
-        }
+        ),
+    )?;
+    let mut items: BTreeMap<String, Items> = BTreeMap::new();
+    for (schema, item) in column_items
+        .into_iter()
+        .chain(index_items)
+        .chain(constraint_items)
+        .chain(relation_items)
+        .chain(function_items)
+    {
+        items.entry(schema).or_default().push(item);
     }
-    for row in function_rows {
-        let schema: String = row.get(0);
-        let signature = unqualified(&row.get::<_, String>(1), &schema);
-        shapes
-            .entry(schema)
-            .or_default()
-            .functions
-            .insert(signature);
-    }
-    Ok(shapes)
+    Ok(items)
 }
 
 #[cfg(test)]

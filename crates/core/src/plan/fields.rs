@@ -54,7 +54,10 @@ pub(super) fn row_fields(row: &RegistryRow) -> Vec<(String, Value)> {
     RecordFields {
         name: &row.name,
         plan: &row.plan,
-        config: row.config.clone(),
+        // Text that is not JSON (a row edited by hand) compares as a string, unequal to any
+        // config.
+        config: serde_json::from_str(&row.config)
+            .unwrap_or_else(|_| Value::from(row.config.as_str())),
         protected: row.protected,
         retention_days: row.retention_days.map(i64::from),
         status: row.status,

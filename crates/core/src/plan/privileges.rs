@@ -244,33 +244,37 @@ pub(super) fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observed::{ForeignGrant, ObservedObject, ObservedTable};
-    use std::collections::{BTreeMap, BTreeSet};
+    use crate::observed::{ForeignGrant, ObservedObject, ObservedTable, SmallMap};
+    use std::collections::BTreeSet;
 
     fn set(items: &[&str]) -> BTreeSet<String> {
         items.iter().map(|item| item.to_string()).collect()
+    }
+
+    fn grants(items: &[&str]) -> crate::observed::Privileges {
+        items.iter().collect()
     }
 
     fn clean_schema() -> ObservedSchema {
         ObservedSchema {
             owner: "postgres".into(),
             comment: "managed by tenantctl".into(),
-            privileges: BTreeMap::from([
-                ("postgres".into(), set(&["CREATE", "USAGE"])),
-                ("tenant_aa".into(), set(&["USAGE"])),
+            privileges: SmallMap::from_iter([
+                ("postgres".into(), grants(&["CREATE", "USAGE"])),
+                ("tenant_aa".into(), grants(&["USAGE"])),
             ]),
-            tables: BTreeMap::from([(
+            tables: SmallMap::from_iter([(
                 "conversations".into(),
                 ObservedTable {
                     owner: "postgres".into(),
-                    privileges: BTreeMap::from([
-                        ("postgres".into(), set(&["SELECT", "TRUNCATE"])),
-                        ("tenant_aa".into(), set(&["SELECT"])),
+                    privileges: SmallMap::from_iter([
+                        ("postgres".into(), grants(&["SELECT", "TRUNCATE"])),
+                        ("tenant_aa".into(), grants(&["SELECT"])),
                     ]),
                     ..ObservedTable::default()
                 },
             )]),
-            objects: BTreeMap::new(),
+            objects: SmallMap::new(),
             shape: Default::default(),
         }
     }
@@ -297,19 +301,19 @@ mod tests {
         let mut schema = clean_schema();
         schema
             .privileges
-            .insert("tenant_bb".into(), set(&["USAGE"]));
+            .insert("tenant_bb".into(), grants(&["USAGE"]));
         schema
             .tables
             .get_mut("conversations")
             .unwrap()
             .privileges
-            .insert("tenant_bb".into(), set(&["SELECT"]));
+            .insert("tenant_bb".into(), grants(&["SELECT"]));
         schema.objects.insert(
             "tenant_aa.f()".into(),
             ObservedObject {
                 kind: ObjectKind::Function,
                 owner: "postgres".into(),
-                privileges: BTreeMap::from([(PUBLIC.into(), set(&["EXECUTE"]))]),
+                privileges: SmallMap::from_iter([(PUBLIC.into(), grants(&["EXECUTE"]))]),
                 oid: Some(4242),
                 security_definer: true,
             },

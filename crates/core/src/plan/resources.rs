@@ -9,7 +9,6 @@ use super::{
     COLLECTION_MANAGED_BY, MANAGED_COMMENT,
 };
 use crate::observed::{LiveStatus, ObjectKind, RegistryRow, SchemaShape, PUBLIC};
-use std::collections::BTreeSet;
 
 /// The names of a tenant's resources.
 pub(super) struct Names {
@@ -134,7 +133,7 @@ impl TenantPlanner<'_> {
             observed
                 .schemas
                 .get(&names.schema)
-                .map(|schema| &schema.shape)
+                .map(|schema| &*schema.shape)
         };
         let found = for_tenant(
             self.migrations,
@@ -372,17 +371,15 @@ impl TenantPlanner<'_> {
         schema: &str,
         name: &str,
         kind: ObjectKind,
-        held: &BTreeSet<String>,
+        held: &crate::observed::Privileges,
         role: &str,
         grant: Step,
         steps: &mut Steps,
     ) {
         let wanted = tenant_privileges(kind);
         let label = format!("{schema}.{name}");
-        let missing = wanted.iter().any(|privilege| !held.contains(*privilege));
-        let extra = held
-            .iter()
-            .any(|privilege| !wanted.contains(&privilege.as_str()));
+        let missing = wanted.iter().any(|privilege| !held.contains(privilege));
+        let extra = held.iter().any(|privilege| !wanted.contains(&privilege));
         if extra {
             self.drift(
                 ResourceKind::Grant,

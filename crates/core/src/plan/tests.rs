@@ -5,7 +5,6 @@ use crate::observed::{LiveStatus, ObservedCollection, ObservedRole, PUBLIC};
 use crate::plan::{Action, DriftProblem, ResourceKind, Step};
 use crate::spec::{DesiredStatus, TenantSpec};
 use crate::test_support::*;
-use std::collections::BTreeSet;
 
 fn single(plan: &Plan) -> &TenantChange {
     assert_eq!(plan.changes.len(), 1, "{plan:#?}");
@@ -255,7 +254,7 @@ fn dropped_role_is_recreated_and_granted() {
     // Dropping a role removes its grants too.
     for schema in observed.schemas.values_mut() {
         schema.privileges.remove("tenant_initech");
-        for table in schema.tables.values_mut() {
+        for (_, table) in schema.tables.iter_mut() {
             table.privileges.remove("tenant_initech");
         }
     }
@@ -291,11 +290,11 @@ fn revoked_grant_public_access_and_login_are_repaired() {
     schema.privileges.remove("tenant_initech");
     schema
         .privileges
-        .insert(PUBLIC.into(), BTreeSet::from(["USAGE".to_string()]));
+        .insert(PUBLIC.into(), ["USAGE"].into_iter().collect());
     let table = schema.tables.get_mut("conversations").unwrap();
     table
         .privileges
-        .insert(PUBLIC.into(), BTreeSet::from(["SELECT".to_string()]));
+        .insert(PUBLIC.into(), ["SELECT"].into_iter().collect());
     observed.roles.get_mut("tenant_initech").unwrap().can_login = true;
     let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
     let change = single(&plan);
@@ -335,13 +334,13 @@ fn a_dropped_column_is_a_conflict_naming_it_not_a_guess() {
     let mut observed = empty_observed();
     provision(&mut observed, &spec, LiveStatus::Active, 1);
     let schema = observed.schemas.get_mut("tenant_initech").unwrap();
-    schema
-        .shape
+    let shape = std::sync::Arc::make_mut(&mut schema.shape);
+    shape
         .tables
         .get_mut("conversations")
         .unwrap()
         .remove("messages");
-    schema.shape.indexes.insert(
+    shape.indexes.insert(
         "by_time".into(),
         "CREATE INDEX by_time ON conversations USING btree (created_at)".into(),
     );
@@ -426,7 +425,7 @@ fn collection_of_another_incarnation_is_a_conflict() {
         .collections
         .get_mut("tenant_acme")
         .unwrap()
-        .metadata = collection_metadata("acme", uid(99));
+        .metadata = collection_metadata("acme", uid(99)).into_iter().collect();
     let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
     assert_eq!(plan.conflicts.len(), 1);
     assert!(plan.conflicts[0].message.contains("another incarnation"));
@@ -501,7 +500,7 @@ fn usage_left_on_a_suspended_tenant_is_drift() {
         .get_mut("tenant_initech")
         .unwrap()
         .privileges
-        .insert("tenant_initech".into(), BTreeSet::from(["USAGE".into()]));
+        .insert("tenant_initech".into(), ["USAGE"].into_iter().collect());
     let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
     let change = single(&plan);
     assert_eq!(change.actions, vec![Action::Repair]);
@@ -697,7 +696,9 @@ fn purge_leaves_resources_tenantctl_did_not_create() {
         .collections
         .get_mut("tenant_piedpiper")
         .unwrap()
-        .metadata = collection_metadata("piedpiper", uid(77));
+        .metadata = collection_metadata("piedpiper", uid(77))
+        .into_iter()
+        .collect();
     let plan = diff(
         &desired(vec![with_state(spec, DesiredStatus::Deleted)]),
         &observed,
