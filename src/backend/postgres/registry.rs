@@ -5,25 +5,32 @@ use super::{query_error, quote_ident, PostgresError};
 use crate::observed::LiveStatus;
 use crate::plan::RegistryRecord;
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Statement};
+use tokio_postgres::{GenericClient, Statement, ToStatement};
 use uuid::Uuid;
 
 /// Inserts a registry row with the uid apply chose for this incarnation (chosen before the
 /// transaction, so that an interrupted create can be recognized by it).
-pub async fn insert_registry(
+/// The statement of [`insert_registry`] (prepare it once per session, or pass it as text).
+pub const INSERT_REGISTRY: &str = "INSERT INTO tenantctl.tenants \
+     (id, uid, name, status, plan, config, protected, retention_days, suspend_reason, activated_at, suspended_at) \
+     VALUES ($1, $9, $2, $3, $4, $5, $6, $7, $8, \
+             CASE WHEN $3 = 'active' THEN now() END, CASE WHEN $3 = 'suspended' THEN now() END)";
+
+pub async fn insert_registry<S>(
     client: &impl GenericClient,
+    statement: &S,
     tenant: &str,
     uid: Uuid,
     record: &RegistryRecord,
-) -> Result<(), PostgresError> {
+) -> Result<(), PostgresError>
+where
+    S: ?Sized + ToStatement + Sync + Send,
+{
     let config = serde_json::to_value(&record.config).expect("config serializes");
     let retention = retention(record.retention_days)?;
     client
         .execute(
-            "INSERT INTO tenantctl.tenants \
-                 (id, uid, name, status, plan, config, protected, retention_days, suspend_reason, activated_at, suspended_at) \
-             VALUES ($1, $9, $2, $3, $4, $5, $6, $7, $8, \
-                     CASE WHEN $3 = 'active' THEN now() END, CASE WHEN $3 = 'suspended' THEN now() END)",
+            statement,
             &[
                 &tenant,
                 &record.name,
@@ -54,27 +61,34 @@ fn retention(days: u32) -> Result<i32, PostgresError> {
 
 /// Updates a registry row to `record`, stamping the transition times of a status change with
 /// the server's clock; `purge_after` is `deleted_at` plus the record's retention period.
-pub async fn update_registry(
+/// The statement of [`update_registry`].
+pub const UPDATE_REGISTRY: &str = "UPDATE tenantctl.tenants SET \
+     name = $2, status = $3, plan = $4, config = $5, protected = $6, \
+     retention_days = $7, suspend_reason = $8, updated_at = now(), \
+     activated_at = CASE WHEN $3 = 'active' AND status <> 'active' THEN now() ELSE activated_at END, \
+     suspended_at = CASE WHEN $3 = 'suspended' AND status <> 'suspended' THEN now() \
+                         WHEN $3 = 'suspended' THEN suspended_at END, \
+     deleted_at = CASE WHEN $3 = 'deleted' AND status <> 'deleted' THEN now() \
+                       WHEN $3 = 'deleted' THEN deleted_at END, \
+     purge_after = CASE WHEN $3 = 'deleted' THEN \
+                       coalesce(CASE WHEN status = 'deleted' THEN deleted_at END, now()) \
+                       + make_interval(days => $7) END \
+     WHERE id = $1";
+
+pub async fn update_registry<S>(
     client: &impl GenericClient,
+    statement: &S,
     tenant: &str,
     record: &RegistryRecord,
-) -> Result<(), PostgresError> {
+) -> Result<(), PostgresError>
+where
+    S: ?Sized + ToStatement + Sync + Send,
+{
     let config = serde_json::to_value(&record.config).expect("config serializes");
     let retention = retention(record.retention_days)?;
     let updated = client
         .execute(
-            "UPDATE tenantctl.tenants SET \
-                 name = $2, status = $3, plan = $4, config = $5, protected = $6, \
-                 retention_days = $7, suspend_reason = $8, updated_at = now(), \
-                 activated_at = CASE WHEN $3 = 'active' AND status <> 'active' THEN now() ELSE activated_at END, \
-                 suspended_at = CASE WHEN $3 = 'suspended' AND status <> 'suspended' THEN now() \
-                                     WHEN $3 = 'suspended' THEN suspended_at END, \
-                 deleted_at = CASE WHEN $3 = 'deleted' AND status <> 'deleted' THEN now() \
-                                   WHEN $3 = 'deleted' THEN deleted_at END, \
-                 purge_after = CASE WHEN $3 = 'deleted' THEN \
-                                   coalesce(CASE WHEN status = 'deleted' THEN deleted_at END, now()) \
-                                   + make_interval(days => $7) END \
-             WHERE id = $1",
+            statement,
             &[
                 &tenant,
                 &record.name,
@@ -269,17 +283,25 @@ pub const CREATE_STARTED: &str = "create_started";
 /// `tenant` with `uid` is starting. If the create never commits (rolled back with a Chroma
 /// compensation that failed, or the process killed), this event is how a later plan knows
 /// that a collection carrying this uid was left by this registry, and may be adopted.
-pub async fn record_create_started(
+/// The statement of [`record_create_started`].
+pub const RECORD_CREATE_STARTED: &str =
+    "INSERT INTO tenantctl.events (run_id, actor, tenant_id, tenant_uid, action) \
+     VALUES ($1, $2, $3, $4, $5)";
+
+pub async fn record_create_started<S>(
     client: &impl GenericClient,
+    statement: &S,
     run_id: &Uuid,
     actor: &str,
     tenant: &str,
     uid: Uuid,
-) -> Result<(), PostgresError> {
+) -> Result<(), PostgresError>
+where
+    S: ?Sized + ToStatement + Sync + Send,
+{
     client
         .execute(
-            "INSERT INTO tenantctl.events (run_id, actor, tenant_id, tenant_uid, action) \
-             VALUES ($1, $2, $3, $4, $5)",
+            statement,
             &[run_id, &actor, &tenant, &uid, &CREATE_STARTED],
         )
         .await
