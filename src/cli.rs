@@ -288,14 +288,22 @@ pub struct ApplyArgs {
     /// needs no confirmation)
     #[arg(long)]
     pub auto_approve: bool,
+    /// No progress bar or progress lines (on standard error) while tenants are applied
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// How long to wait for another apply's lock, e.g. 30s, 5m
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     #[command(flatten)]
     pub secrets: SecretsArgs,
-    /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);
-    /// helps mass soft deletes and purges; creates are bound by Chroma's serialized writes
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic;
+    /// 4 was the fastest for 1,000 creates on 2 cores, 8 no faster)
+    #[arg(
+        long,
+        env = "TENANTCTL_PARALLELISM",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=32)
+    )]
     pub parallelism: u16,
     /// Output format of the result
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
@@ -389,9 +397,14 @@ pub struct WatchArgs {
     pub secrets: SecretsArgs,
     #[command(flatten)]
     pub bounds: BoundsArgs,
-    /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic);
-    /// helps mass soft deletes and purges; creates are bound by Chroma's serialized writes
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=32))]
+    /// Tenants applied at once, each on its own PostgreSQL session (each tenant stays atomic;
+    /// 4 was the fastest for 1,000 creates on 2 cores, 8 no faster)
+    #[arg(
+        long,
+        env = "TENANTCTL_PARALLELISM",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=32)
+    )]
     pub parallelism: u16,
     /// Serve /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9187
     #[arg(long, value_name = "ADDR")]

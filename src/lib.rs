@@ -41,6 +41,7 @@ pub mod backup;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod progress;
 pub mod reconcile;
 pub mod secrets;
 pub mod watch;

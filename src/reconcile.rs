@@ -7,7 +7,7 @@ use crate::backend::chroma::ChromaClient;
 use crate::backend::postgres::{registry, Postgres};
 use crate::observed::{LiveStatus, ObservedState};
 use crate::plan::{Action, DataAtRisk, Naming, Plan, PlanOptions};
-use crate::report::{ApplyReport, TenantResult};
+use crate::report::ApplyReport;
 use crate::spec::DesiredState;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap};
@@ -277,7 +277,7 @@ pub async fn locked_apply(
     request: LockedApply<'_>,
     check: impl FnOnce(&ObservedState, &Plan) -> anyhow::Result<()>,
     review: impl FnOnce(&Plan) -> anyhow::Result<()>,
-    progress: impl FnMut(&TenantResult),
+    progress: impl FnMut(apply::Update<'_>),
 ) -> Result<Applied, RunError> {
     postgres.lock(request.lock_timeout).await?;
     let result = async {

@@ -400,3 +400,41 @@ fn the_chroma_token_is_sent_but_never_shown() {
     assert!(watcher.wait_for("reconcile", std::time::Duration::from_secs(15)));
     assert!(!watcher.dump().contains(token));
 }
+
+#[test]
+fn progress_goes_to_standard_error_and_quiet_silences_it() {
+    let env = TestEnv::new("progress");
+    for n in 0..12 {
+        env.tenant(&format!("p{n:02}"), "pro", "");
+    }
+    // Without a terminal: a plain line every tenth of the work, on standard error only.
+    let out = env
+        .tenantctl(&["apply", "--auto-approve", "--format", "json"])
+        .expect_code(0);
+    let report: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("standard output is the JSON report alone");
+    assert_eq!(report["applied"], 12);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "{}", out.stderr);
+    assert!(
+        lines[0].contains(" of 12 tenants (") && lines[0].contains("/s, about "),
+        "{lines:?}"
+    );
+    // --quiet: none.
+    for n in 0..12 {
+        env.tenant(&format!("p{n:02}"), "trial", "");
+    }
+    let quiet = env
+        .tenantctl(&["apply", "--auto-approve", "--quiet"])
+        .expect_code(0);
+    assert!(!quiet.stderr.contains("progress:"), "{}", quiet.stderr);
+    assert!(
+        quiet.stdout.contains("Apply complete: 12 tenants applied."),
+        "{}",
+        quiet.stdout
+    );
+}

@@ -477,7 +477,15 @@ fn a_hung_chroma_stops_the_run_after_three_tenants() {
     let started = Instant::now();
     let out = env
         .tenantctl_with(
-            &["apply", "--auto-approve", "--chroma-timeout", "1s"],
+            // One worker, so the count of tenants tried before the stop is exact.
+            &[
+                "apply",
+                "--auto-approve",
+                "--chroma-timeout",
+                "1s",
+                "--parallelism",
+                "1",
+            ],
             &[("CHROMA_URL", &proxy.url)],
         )
         .expect_code(1);
@@ -525,7 +533,8 @@ fn a_dead_postgres_stops_the_run_in_one_line() {
     );
     let out = env
         .tenantctl_with(
-            &["apply", "--auto-approve"],
+            // One worker, so the tenants before the lost one are exactly the five committed.
+            &["apply", "--auto-approve", "--parallelism", "1"],
             &[("DATABASE_URL", through_proxy.as_str())],
         )
         .expect_code(1);

@@ -103,7 +103,10 @@ fn apply_report_in_text_and_json() {
     let env = TestEnv::new("snap_apply");
     mixed(&env);
     let settings = settings(&env);
-    let text = env.apply();
+    // One worker: with several, the result lines come in the order tenants finish.
+    let text = env
+        .tenantctl(&["apply", "--auto-approve", "--parallelism", "1"])
+        .expect_code(0);
     settings.bind(|| insta::assert_snapshot!("apply_text", text.stdout));
     env.tenant("globex", "pro", "config: { max_tokens: 9000 }\n");
     let json = env

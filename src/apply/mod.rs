@@ -140,6 +140,21 @@ impl RunContext {
     }
 }
 
+/// What a run tells its caller as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Update<'a> {
+    /// A tenant's change begins.
+    Started(&'a str),
+    /// A tenant's change ended.
+    Finished(&'a TenantResult),
+}
+
+/// A worker's news, in the order it happens.
+enum Message {
+    Started(usize),
+    Finished(usize, TenantOutcome),
+}
+
 /// Executes every tenant change of `plan` that has steps and no conflict.
 ///
 /// Up to `context.parallelism` tenants run at once, each on its own PostgreSQL session (the
@@ -155,7 +170,7 @@ pub async fn execute(
     plan: &Plan,
     observed: &ObservedState,
     context: &RunContext,
-    mut progress: impl FnMut(&TenantResult),
+    mut progress: impl FnMut(Update<'_>),
 ) -> ApplyReport {
     let mut report = ApplyReport {
         run_id: Some(context.run_id),
@@ -178,7 +193,7 @@ pub async fn execute(
                     reason: reasons.join("; "),
                 },
             };
-            progress(&result);
+            progress(Update::Finished(&result));
             finished.push((index, result));
         } else if !change.steps.is_empty() {
             queue.push(index);
@@ -228,7 +243,7 @@ pub async fn execute(
         streak: Mutex::new(None),
         done: AtomicBool::new(false),
     };
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(usize, TenantOutcome)>();
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Message>();
     let worker_futures: Vec<_> = all
         .iter_mut()
         .map(|session| worker(session, &shared, sender.clone()))
@@ -239,14 +254,21 @@ pub async fn execute(
         shared.done.store(true, Ordering::SeqCst);
     };
     let collect = async {
-        while let Some((index, outcome)) = receiver.recv().await {
+        while let Some(message) = receiver.recv().await {
+            let (index, outcome) = match message {
+                Message::Started(index) => {
+                    progress(Update::Started(&plan.changes[index].tenant));
+                    continue;
+                }
+                Message::Finished(index, outcome) => (index, outcome),
+            };
             let change = &plan.changes[index];
             let result = TenantResult {
                 tenant: change.tenant.clone(),
                 actions: change.actions.clone(),
                 outcome,
             };
-            progress(&result);
+            progress(Update::Finished(&result));
             finished.push((index, result));
         }
     };
@@ -348,7 +370,7 @@ impl Shared<'_> {
 async fn worker(
     session: &mut Postgres,
     shared: &Shared<'_>,
-    sender: tokio::sync::mpsc::UnboundedSender<(usize, TenantOutcome)>,
+    sender: tokio::sync::mpsc::UnboundedSender<Message>,
 ) {
     loop {
         if shared.stopping() {
@@ -359,6 +381,7 @@ async fn worker(
             break;
         };
         shared.started.fetch_add(1, Ordering::SeqCst);
+        let _ = sender.send(Message::Started(index));
         let (outcome, error) = steps::apply_change(
             session,
             shared.chroma,
@@ -369,7 +392,7 @@ async fn worker(
         )
         .await;
         shared.account(error.as_ref());
-        let _ = sender.send((index, outcome));
+        let _ = sender.send(Message::Finished(index, outcome));
         if session.is_closed() || error.as_ref().is_some_and(RunError::session_lost) {
             break;
         }
@@ -417,7 +440,7 @@ pub async fn run(
     observed: &ObservedState,
     context: &RunContext,
     saved_plan: Option<Uuid>,
-    progress: impl FnMut(&TenantResult),
+    progress: impl FnMut(Update<'_>),
 ) -> Result<ApplyReport, RunError> {
     let migrated = postgres.migrate().await?;
     if let Some(id) = saved_plan {

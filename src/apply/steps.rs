@@ -171,6 +171,7 @@ async fn run_steps(
         observed,
         context,
         batch: Vec::new(),
+        role_graph_locked: false,
         compensations,
         backup: None,
         statements: &statements,
@@ -284,6 +285,10 @@ async fn bounded<T>(
     }
 }
 
+/// Advisory lock key (transaction-scoped) taken before a change to memberships between roles
+/// ("tenc" in ASCII, next to the apply and leader locks).
+const ROLE_GRAPH_LOCK_KEY: i64 = 0x7465_6e63;
+
 /// The state of one tenant's steps inside its transaction.
 struct TenantWork<'a, 't> {
     transaction: &'a tokio_postgres::Transaction<'t>,
@@ -296,6 +301,8 @@ struct TenantWork<'a, 't> {
     context: &'a RunContext,
     /// DDL not sent yet: (SQL, step description).
     batch: Vec<(String, String)>,
+    /// Whether this transaction holds [`ROLE_GRAPH_LOCK_KEY`].
+    role_graph_locked: bool,
     compensations: &'a mut Vec<Compensation>,
     /// Folder name of the backup written by this change.
     backup: Option<String>,
@@ -320,14 +327,13 @@ struct Statements {
 
 impl Statements {
     async fn prepare(session: &Postgres) -> Result<Statements, PostgresError> {
-        let (insert_event, record_migrations, insert_registry, update_registry, create_started) =
-            futures_util::try_join!(
-                session.prepared(registry::INSERT_EVENT),
-                session.prepared(registry::RECORD_MIGRATIONS),
-                session.prepared(registry::INSERT_REGISTRY),
-                session.prepared(registry::UPDATE_REGISTRY),
-                session.prepared(registry::RECORD_CREATE_STARTED),
-            )?;
+        let (insert_event, record_migrations, insert_registry, update_registry, create_started) = futures_util::try_join!(
+            session.prepared(registry::INSERT_EVENT),
+            session.prepared(registry::RECORD_MIGRATIONS),
+            session.prepared(registry::INSERT_REGISTRY),
+            session.prepared(registry::UPDATE_REGISTRY),
+            session.prepared(registry::RECORD_CREATE_STARTED),
+        )?;
         Ok(Statements {
             insert_event,
             record_migrations,
@@ -508,6 +514,21 @@ impl TenantWork<'_, '_> {
             }),
         ));
         Ok(())
+    }
+
+    /// Queues, once per transaction, the lock that serializes changes to memberships between
+    /// roles. Two tenants' changes can touch the same membership (`bb` in `aa` is repaired
+    /// from both sides, and dropping a role removes its memberships): run at once, the second
+    /// fails with "tuple concurrently deleted". The lock is transaction-scoped, so it goes with
+    /// the commit or rollback, and the session's `lock_timeout` bounds the wait for it.
+    fn lock_role_graph(&mut self) {
+        if !self.role_graph_locked {
+            self.role_graph_locked = true;
+            self.batch.push((
+                format!("SELECT pg_advisory_xact_lock({ROLE_GRAPH_LOCK_KEY});"),
+                "wait for other changes to role memberships".to_string(),
+            ));
+        }
     }
 
     /// Queues the SQL of a DDL step.
@@ -696,6 +717,7 @@ impl TenantWork<'_, '_> {
                 self.ddl(step, ddl::reset_role_attributes(role))
             }
             Step::RevokeMembership { role, member } => {
+                self.lock_role_graph();
                 self.ddl(step, ddl::revoke_membership(role, member))
             }
             Step::ReassignOwned { role } => self.ddl(step, ddl::reassign_owned(role)),
@@ -728,7 +750,10 @@ impl TenantWork<'_, '_> {
             Step::RevokeGrant { on, grantee } => self.ddl(step, ddl::revoke_grant(on, grantee)),
             Step::SecurityInvoker { oid, .. } => self.ddl(step, ddl::security_invoker(*oid)),
             Step::DropSchema { schema } => self.ddl(step, ddl::drop_schema(schema)),
-            Step::DropRole { role } => self.ddl(step, ddl::drop_role(role)),
+            Step::DropRole { role } => {
+                self.lock_role_graph();
+                self.ddl(step, ddl::drop_role(role))
+            }
             Step::InsertRegistry { record } => {
                 self.flush().await?;
                 bounded(

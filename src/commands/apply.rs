@@ -5,6 +5,7 @@
 use crate::apply::RunContext;
 use crate::cli::{ApplyArgs, ReportFormat};
 use crate::error::{Exit, UserError};
+use crate::progress::{self, Progress};
 use crate::reconcile::{self, Applied, LockedApply};
 use crate::render::{self, Style};
 use crate::report::ApplyReport;
@@ -58,10 +59,39 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
         }
         Ok(())
     };
-    let progress = |result: &crate::report::TenantResult| {
-        if text {
-            print!("{}", render::text::tenant_result(result, style));
-            let _ = std::io::stdout().flush();
+    // Created once the plan says how many tenants will be applied.
+    let meter: std::cell::RefCell<Option<Progress>> = std::cell::RefCell::new(None);
+    let mode = progress::Mode::detect(args.quiet, std::io::stderr().is_terminal());
+    let review = |plan: &crate::plan::Plan| {
+        let total = plan
+            .changes
+            .iter()
+            .filter(|change| change.blocked || !change.steps.is_empty())
+            .count();
+        *meter.borrow_mut() = Some(Progress::new(mode, total, std::time::Duration::ZERO));
+        review(plan)
+    };
+    let progress = |update: crate::apply::Update<'_>| {
+        let mut meter = meter.borrow_mut();
+        let Some(meter) = meter.as_mut() else {
+            return;
+        };
+        match update {
+            crate::apply::Update::Started(tenant) => {
+                meter.record(progress::Event::Started { tenant });
+            }
+            crate::apply::Update::Finished(result) => {
+                if text {
+                    meter.suspend(|| {
+                        print!("{}", render::text::tenant_result(result, style));
+                        let _ = std::io::stdout().flush();
+                    });
+                }
+                meter.record(progress::Event::Finished {
+                    tenant: &result.tenant,
+                    failed: result.outcome != crate::report::TenantOutcome::Applied,
+                });
+            }
         }
     };
     let applied = reconcile::locked_apply(
@@ -85,7 +115,11 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
             error @ crate::backend::postgres::PostgresError::LockTimeout { .. },
         ) => anyhow::Error::new(error).context("another apply is running"),
         other => other.into(),
-    })?;
+    });
+    if let Some(meter) = meter.borrow_mut().as_mut() {
+        meter.finish();
+    }
+    let applied = applied?;
 
     match applied {
         Applied::Declined { error } => {

@@ -508,6 +508,18 @@ impl Watcher {
         context.migration_lock_timeout = self.options.migration_lock_timeout;
         context.secrets = self.options.secrets.clone();
         context.deadline = Some(tokio::time::Instant::now() + self.options.run_timeout);
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mode = if terminal {
+            crate::progress::Mode::Bar
+        } else {
+            // Without a terminal the log already says every tenant.
+            crate::progress::Mode::Off
+        };
+        let meter = std::cell::RefCell::new(crate::progress::Progress::new(
+            mode,
+            0,
+            Duration::from_secs(1),
+        ));
         let applied = reconcile::locked_apply(
             &mut connection.postgres,
             &connection.chroma,
@@ -520,10 +532,27 @@ impl Watcher {
                 saved_id: None,
             },
             |_, _| Ok(()),
-            |_| Ok(()),
-            |result| {
+            |plan| {
+                let total = plan
+                    .changes
+                    .iter()
+                    .filter(|change| change.blocked || !change.steps.is_empty())
+                    .count();
+                meter.borrow_mut().set_total(total);
+                Ok(())
+            },
+            |update| {
+                let mut meter = meter.borrow_mut();
+                // A bar only on a terminal, and only once the reconcile has lasted a second.
+                let result = match update {
+                    crate::apply::Update::Started(tenant) => {
+                        meter.record(crate::progress::Event::Started { tenant });
+                        return;
+                    }
+                    crate::apply::Update::Finished(result) => result,
+                };
                 let actions: Vec<&str> = result.actions.iter().map(|a| a.verb()).collect();
-                match &result.outcome {
+                meter.suspend(|| match &result.outcome {
                     TenantOutcome::Applied => {
                         info!(tenant = %result.tenant, actions = %actions.join(","), "applied")
                     }
@@ -533,10 +562,16 @@ impl Watcher {
                     TenantOutcome::Blocked { reason } => {
                         error!(tenant = %result.tenant, "not applied (conflict): {reason}")
                     }
-                }
+                });
+                meter.record(crate::progress::Event::Finished {
+                    tenant: &result.tenant,
+                    failed: result.outcome != TenantOutcome::Applied,
+                });
             },
         )
-        .await?;
+        .await;
+        meter.borrow_mut().finish();
+        let applied = applied?;
         let (summary, plan) = match applied {
             Applied::Refused { plan } => {
                 for refusal in &plan.refusals {

@@ -199,6 +199,7 @@ impl TestEnv {
             .env_remove("CHROMA_TOKEN")
             .env_remove("TENANTCTL_RETENTION_DAYS")
             .env_remove("TENANTCTL_MAX_DELETES")
+            .env_remove("TENANTCTL_PARALLELISM")
             .env_remove("TENANTCTL_SECRETS_DIR")
             .env_remove("TENANTCTL_SECRETS_COMMAND")
             .env_remove("NO_COLOR");

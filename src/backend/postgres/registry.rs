@@ -44,7 +44,9 @@ where
             ],
         )
         .await
-        .map_err(query_error(format!("insert the registry row of `{tenant}`")))?;
+        .map_err(query_error(format!(
+            "insert the registry row of `{tenant}`"
+        )))?;
     Ok(())
 }
 
@@ -101,7 +103,9 @@ where
             ],
         )
         .await
-        .map_err(query_error(format!("update the registry row of `{tenant}`")))?;
+        .map_err(query_error(format!(
+            "update the registry row of `{tenant}`"
+        )))?;
     if updated != 1 {
         return Err(PostgresError::Unexpected(format!(
             "the registry row of `{tenant}` disappeared during the apply"
@@ -300,10 +304,7 @@ where
     S: ?Sized + ToStatement + Sync + Send,
 {
     client
-        .execute(
-            statement,
-            &[run_id, &actor, &tenant, &uid, &CREATE_STARTED],
-        )
+        .execute(statement, &[run_id, &actor, &tenant, &uid, &CREATE_STARTED])
         .await
         .map_err(query_error(format!(
             "record the start of the create of `{tenant}`"

@@ -61,7 +61,7 @@ pub(crate) fn app_role_lines(change: &crate::plan::AppRoleChange) -> Vec<String>
     lines
 }
 
-pub(crate) fn thousands(value: u64) -> String {
+pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
