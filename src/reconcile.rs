@@ -35,7 +35,7 @@ pub async fn observe(
     let (observed, built) = tokio::join!(
         crate::backend::observe(postgres, chroma, naming, app_role),
         async {
-            let builder = postgres.another("plan").await.ok()?;
+            let builder = postgres.another().await.ok()?;
             Some(builder.build_reference(migrations).await)
         }
     );

@@ -1,19 +1,34 @@
-//! Reading the live state costs a fixed number of statements, whatever the number of tenants
-//! and with or without migrations: counted exactly with `pg_stat_statements` on a PostgreSQL
-//! of the test's own.
+//! Reading the live state costs a fixed number of statements and of Chroma requests, whatever
+//! the number of tenants and with or without migrations: statements counted exactly with
+//! `pg_stat_statements` on a PostgreSQL of the test's own, requests by a loopback relay in front
+//! of the real Chroma. (Chroma's collection list comes in pages of 500: past 500 tenants one
+//! request more per 500.)
 
 mod common;
 
+use common::fault_proxy::FaultProxy;
 use common::scratch_postgres::ScratchPostgres;
 use common::TestEnv;
 
-/// Statements a `tenantctl plan` sends, counted by the server.
-fn statements_of_a_plan(env: &TestEnv, url: &str, admin: &tokio_postgres::Client) -> i64 {
+/// What one no-change `tenantctl plan` costs the servers.
+#[derive(Debug, PartialEq)]
+struct Cost {
+    statements: i64,
+    chroma_requests: usize,
+}
+
+/// Statements a `tenantctl plan` sends, counted by the server, and its Chroma requests.
+fn cost_of_a_plan(env: &TestEnv, url: &str, admin: &tokio_postgres::Client) -> Cost {
     env.runtime
         .block_on(admin.execute("SELECT pg_stat_statements_reset()", &[]))
         .unwrap();
+    // A relay that never trips: it only counts.
+    let chroma = FaultProxy::start(&env.chroma_url, &[]);
     let plan = env
-        .tenantctl_with(&["plan"], &[("DATABASE_URL", url)])
+        .tenantctl_with(
+            &["plan"],
+            &[("DATABASE_URL", url), ("CHROMA_URL", &chroma.url)],
+        )
         .expect_code(0);
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
     let rows = env
@@ -28,7 +43,10 @@ fn statements_of_a_plan(env: &TestEnv, url: &str, admin: &tokio_postgres::Client
     for row in rows.iter().take(5) {
         eprintln!("  {:>5} {}", row.get::<_, i64>(0), row.get::<_, String>(1));
     }
-    rows.iter().map(|row| row.get::<_, i64>(0)).sum()
+    Cost {
+        statements: rows.iter().map(|row| row.get::<_, i64>(0)).sum(),
+        chroma_requests: chroma.requests(),
+    }
 }
 
 /// Ten migrations of the kinds applications write: tables, columns, indexes, a view, a
@@ -57,8 +75,8 @@ fn ten_migrations(env: &TestEnv) {
     }
 }
 
-/// Statements per no-change plan after applying 5 tenants, then 60.
-fn counts(migrations: bool) -> Vec<i64> {
+/// Cost of a no-change plan after applying 5 tenants, then 60.
+fn counts(migrations: bool) -> Vec<Cost> {
     let env = TestEnv::new("scale");
     if migrations {
         ten_migrations(&env);
@@ -86,29 +104,35 @@ fn counts(migrations: bool) -> Vec<i64> {
         }
         env.tenantctl_with(&["apply", "--auto-approve"], &[("DATABASE_URL", &url)])
             .expect_code(0);
-        counts.push(statements_of_a_plan(&env, &url, &admin));
+        counts.push(cost_of_a_plan(&env, &url, &admin));
     }
     counts
 }
 
 #[test]
-fn a_plan_sends_the_same_statements_for_5_and_60_tenants() {
+fn a_plan_sends_the_same_statements_and_chroma_requests_for_5_and_60_tenants() {
     let counts = counts(false);
-    eprintln!("statements per no-change plan: {counts:?}");
-    assert!(counts[0] > 0, "nothing counted: {counts:?}");
+    eprintln!("cost of a no-change plan: {counts:?}");
+    assert!(
+        counts[0].statements > 0 && counts[0].chroma_requests > 0,
+        "nothing counted: {counts:?}"
+    );
     assert_eq!(
         counts[0], counts[1],
-        "statements per no-change plan at 5 and at 60 tenants differ: {counts:?}"
+        "a no-change plan at 5 and at 60 tenants costs differently: {counts:?}"
     );
 }
 
 #[test]
-fn with_ten_migrations_a_plan_still_sends_the_same_statements_for_5_and_60_tenants() {
+fn with_ten_migrations_a_plan_still_costs_the_same_for_5_and_60_tenants() {
     let counts = counts(true);
-    eprintln!("statements per no-change plan with 10 migrations: {counts:?}");
-    assert!(counts[0] > 0, "nothing counted: {counts:?}");
+    eprintln!("cost of a no-change plan with 10 migrations: {counts:?}");
+    assert!(
+        counts[0].statements > 0 && counts[0].chroma_requests > 0,
+        "nothing counted: {counts:?}"
+    );
     assert_eq!(
         counts[0], counts[1],
-        "statements per no-change plan at 5 and at 60 tenants differ: {counts:?}"
+        "a no-change plan at 5 and at 60 tenants costs differently: {counts:?}"
     );
 }

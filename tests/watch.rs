@@ -153,6 +153,55 @@ fn drift_is_repaired_within_one_interval_without_file_changes() {
     );
 }
 
+/// The server processes of the watcher's sessions to this test's database, by pid.
+fn watcher_sessions(env: &TestEnv) -> Vec<i32> {
+    env.query(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'tenantctl watch%' \
+         ORDER BY pid",
+        &[],
+    )
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+#[test]
+fn reconciles_reuse_the_same_sessions() {
+    let env = TestEnv::new("watch_pool");
+    env.tenant("initech", "pro", "");
+    env.tenant("globex", "pro", "");
+    let watcher = Watcher::start(&env, "w", &["--apply", "--interval", "1s"], &[]);
+    let interval_reconciles = || {
+        watcher
+            .logs()
+            .iter()
+            .filter(|line| line["trigger"] == "interval")
+            .count()
+    };
+    assert!(
+        wait_until(SOON, || interval_reconciles() >= 2),
+        "{}",
+        watcher.dump()
+    );
+    let before = watcher_sessions(&env);
+    let seen = interval_reconciles();
+    assert!(
+        wait_until(SOON, || interval_reconciles() >= seen + 3),
+        "{}",
+        watcher.dump()
+    );
+    let after = watcher_sessions(&env);
+    // Its own session, the plan's reader and the reference builder: opened once, not per
+    // reconcile.
+    assert!(
+        (2..=3).contains(&before.len()),
+        "sessions: {before:?}\n{}",
+        watcher.dump()
+    );
+    assert_eq!(before, after, "three reconciles opened new sessions");
+}
+
 #[test]
 fn the_watcher_recovers_when_postgres_restarts() {
     let env = TestEnv::new("watch_restart");

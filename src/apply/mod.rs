@@ -206,7 +206,7 @@ pub async fn execute(
     let workers = context.parallelism.clamp(1, queue.len().max(1));
     let mut refused = Vec::new();
     for _ in 1..workers {
-        match postgres.another("apply").await {
+        match postgres.another().await {
             Ok(session) => sessions.push(session),
             Err(error) => refused.push(error.to_string()),
         }
@@ -219,7 +219,7 @@ pub async fn execute(
         ));
     }
     let mut all: Vec<&mut Postgres> = std::iter::once(postgres)
-        .chain(sessions.iter_mut())
+        .chain(sessions.iter_mut().map(|session| &mut **session))
         .collect();
     for session in &all {
         if let Err(error) = session.set_timeouts(context.timeouts).await {

@@ -282,6 +282,10 @@ impl Watcher {
     async fn reconcile(&mut self, trigger: Trigger) -> Option<Duration> {
         let started = Instant::now();
         let (summary, retry) = self.reconcile_inner(trigger).await;
+        if let Some(connection) = &self.connection {
+            // Workers of a reconcile stay open for the next; a burst of parallelism does not.
+            connection.postgres.close_idle(Duration::from_secs(300));
+        }
         let seconds = started.elapsed().as_secs_f64();
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -18,7 +18,19 @@ pub struct FaultProxy {
     hang: Arc<AtomicBool>,
     /// The first 1 MiB a client sent, for tests that check what went over the wire.
     sent: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// HTTP requests the clients sent (request lines seen), all connections together.
+    requests: Arc<AtomicUsize>,
 }
+
+/// What the client -> server direction records.
+#[derive(Clone)]
+struct Recorder {
+    sent: Arc<std::sync::Mutex<Vec<u8>>>,
+    requests: Arc<AtomicUsize>,
+}
+
+/// The end of an HTTP/1.1 request line; counted across reads of one connection.
+const REQUEST_LINE_END: &[u8] = b" HTTP/1.1\r\n";
 
 impl FaultProxy {
     /// Starts a relay to `upstream` (`http://host:port`) that hangs on `trigger`: from then on
@@ -41,8 +53,12 @@ impl FaultProxy {
         let hang = Arc::new(AtomicBool::new(false));
         let hang_flag = hang.clone();
         let sent: Arc<std::sync::Mutex<Vec<u8>>> = Arc::default();
+        let requests: Arc<AtomicUsize> = Arc::default();
         let tripped_flag = tripped.clone();
-        let record = sent.clone();
+        let record = Recorder {
+            sent: sent.clone(),
+            requests: requests.clone(),
+        };
         thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -83,6 +99,7 @@ impl FaultProxy {
             tripped,
             hang,
             sent,
+            requests,
         }
     }
 
@@ -94,6 +111,11 @@ impl FaultProxy {
     /// True when the clients sent `needle` (in the first MiB of traffic).
     pub fn client_sent(&self, needle: &str) -> bool {
         String::from_utf8_lossy(&self.sent.lock().unwrap()).contains(needle)
+    }
+
+    /// HTTP requests the clients sent so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 
     /// Cuts the network now: open connections drop at their next byte, new ones are refused.
@@ -122,10 +144,12 @@ fn relay(
     mut from: TcpStream,
     mut to: TcpStream,
     watch: Option<Watch>,
-    record: Option<Arc<std::sync::Mutex<Vec<u8>>>>,
+    record: Option<Recorder>,
     hang: Arc<AtomicBool>,
 ) {
     let mut buffer = [0u8; 64 * 1024];
+    // The last bytes of the previous read: a request line may be split between two reads.
+    let mut tail: Vec<u8> = Vec::new();
     loop {
         let read = match from.read(&mut buffer) {
             Ok(0) | Err(_) => break,
@@ -146,9 +170,17 @@ fn relay(
             }
         }
         if let Some(record) = &record {
-            let mut record = record.lock().unwrap();
-            if record.len() < 1 << 20 {
-                record.extend_from_slice(&buffer[..read]);
+            tail.extend_from_slice(&buffer[..read]);
+            let lines = tail
+                .windows(REQUEST_LINE_END.len())
+                .filter(|window| *window == REQUEST_LINE_END)
+                .count();
+            record.requests.fetch_add(lines, Ordering::SeqCst);
+            let keep = REQUEST_LINE_END.len() - 1;
+            tail.drain(..tail.len().saturating_sub(keep));
+            let mut sent = record.sent.lock().unwrap();
+            if sent.len() < 1 << 20 {
+                sent.extend_from_slice(&buffer[..read]);
             }
         }
         if to.write_all(&buffer[..read]).is_err() {

@@ -386,6 +386,47 @@ pub struct Postgres {
     given_up: std::sync::atomic::AtomicBool,
     /// Statements prepared on this session, by their text.
     prepared: std::sync::Mutex<std::collections::HashMap<&'static str, tokio_postgres::Statement>>,
+    /// The other sessions of this process (workers, the plan's reader): `None` in a session
+    /// that is itself one of them.
+    sessions: Option<deadpool::managed::Pool<SessionManager>>,
+}
+
+/// A session taken from the pool; back to the pool when dropped (closed ones are discarded).
+pub type Session = deadpool::managed::Object<SessionManager>;
+
+/// Most sessions a process opens besides its own: `--parallelism` (at most 32) and the plan's
+/// reader and reference builder.
+const POOL_SIZE: usize = 34;
+
+/// Opens the pooled sessions: same database, same credentials, same `application_name` as the
+/// session that owns the pool, so a lock holder is named the same whichever session holds it.
+/// No `Debug`: the connection string carries the password.
+pub struct SessionManager {
+    connection_string: String,
+    purpose: String,
+}
+
+impl deadpool::managed::Manager for SessionManager {
+    type Type = Postgres;
+    type Error = PostgresError;
+
+    async fn create(&self) -> Result<Postgres, PostgresError> {
+        Postgres::open(&self.connection_string, &self.purpose).await
+    }
+
+    async fn recycle(
+        &self,
+        session: &mut Postgres,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<PostgresError> {
+        // A session that lost its server, or was given up with a statement half-run, is never
+        // handed out again. Anything else is as a transaction left it: tokio-postgres rolls
+        // back a transaction dropped unfinished before the next statement runs.
+        if session.is_closed() {
+            return Err(deadpool::managed::RecycleError::message("session closed"));
+        }
+        Ok(())
+    }
 }
 
 impl Postgres {
@@ -395,6 +436,25 @@ impl Postgres {
     /// # Errors
     /// Invalid URL or connection failure (the message shows the URL without its password).
     pub async fn connect(url: &str, purpose: &str) -> Result<Self, PostgresError> {
+        let mut session = Postgres::open(url, purpose).await?;
+        let manager = SessionManager {
+            connection_string: url.to_string(),
+            purpose: purpose.to_string(),
+        };
+        // Waits are bounded: opening a session by the connect timeout (10 s) below, waiting
+        // for a free one by the pool's wait timeout.
+        let pool = deadpool::managed::Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(60)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|error| PostgresError::Unexpected(format!("session pool: {error}")))?;
+        session.sessions = Some(pool);
+        Ok(session)
+    }
+
+    /// Opens one session, without a pool of its own.
+    async fn open(url: &str, purpose: &str) -> Result<Self, PostgresError> {
         let target = Target::parse(url)?;
         let Target {
             mut config,
@@ -441,6 +501,7 @@ impl Postgres {
             tls,
             given_up: Default::default(),
             prepared: Default::default(),
+            sessions: None,
         })
     }
 
@@ -456,9 +517,33 @@ impl Postgres {
         }
     }
 
-    /// Opens another session to the same database (for parallel workers).
-    pub async fn another(&self, purpose: &str) -> Result<Postgres, PostgresError> {
-        Postgres::connect(&self.connection_string, purpose).await
+    /// Another session to the same database (a parallel worker, the plan's reader), from this
+    /// session's pool: opened the first time, reused afterwards (a `watch` reconciles every
+    /// minute without reconnecting its workers, and their prepared statements stay).
+    ///
+    /// # Errors
+    /// The session could not be opened, or none was free within a minute.
+    pub async fn another(&self) -> Result<Session, PostgresError> {
+        let Some(pool) = &self.sessions else {
+            return Err(PostgresError::Unexpected(
+                "a pooled session has no pool of its own".into(),
+            ));
+        };
+        pool.get().await.map_err(|error| match error {
+            deadpool::managed::PoolError::Backend(error) => error,
+            deadpool::managed::PoolError::Timeout(_) => PostgresError::Unexpected(format!(
+                "no PostgreSQL session came free within a minute (at most {POOL_SIZE} are open)"
+            )),
+            other => PostgresError::Unexpected(format!("session pool: {other}")),
+        })
+    }
+
+    /// Closes the pooled sessions idle for longer than `idle`; a long-running `watch` keeps
+    /// only what its reconciles use.
+    pub fn close_idle(&self, idle: Duration) {
+        if let Some(pool) = &self.sessions {
+            pool.retain(|_, metrics| metrics.last_used() < idle);
+        }
     }
 
     /// `sql` prepared once for this session: what a run writes for every tenant is parsed once,

@@ -57,7 +57,7 @@ impl Postgres {
         let role_prefix = naming.role_prefix.as_str();
         // The session that reads the shapes (below) opens while this one asks its first
         // question.
-        let (version, reader) = tokio::join!(self.control_schema_version(), self.another("plan"));
+        let (version, reader) = tokio::join!(self.control_schema_version(), self.another());
         let version = version?;
         let registry_query = async {
             if version.is_none() {
