@@ -155,8 +155,8 @@ pub async fn observe_and_plan(
 }
 
 /// Measures what each delete and purge of `plan` puts at risk: exact rows in the tenant's
-/// tables (one query for all of them), records in its collection (one request per collection
-/// at risk) and, for purges, the backups on disk. Only destructive changes pay for this.
+/// tables (one query per 500 tables), records in its collection (one request per collection
+/// at risk, both servers at once) and, for purges, the backups on disk. Only destructive changes pay for this.
 ///
 /// # Errors
 /// A server failed while counting; the plan itself is unchanged.
@@ -191,11 +191,6 @@ pub async fn measure_at_risk(
             }
         }
     }
-    let counts = registry::count_rows(&postgres.client, &tables).await?;
-    let mut rows: HashMap<usize, u64> = HashMap::new();
-    for (owner, count) in owners.iter().zip(&counts) {
-        *rows.entry(*owner).or_default() += u64::try_from(*count).unwrap_or(0);
-    }
     // Chroma has no batch count: one request per collection at risk, a few in flight at once.
     let collections: Vec<(usize, String)> = at_risk
         .iter()
@@ -206,13 +201,20 @@ pub async fn measure_at_risk(
                 .map(|collection| (index, collection.id.clone()))
         })
         .collect();
-    let records: HashMap<usize, u64> =
+    let records =
         futures_util::stream::iter(collections.into_iter().map(|(index, id)| async move {
             chroma.count_records(&id).await.map(|count| (index, count))
         }))
         .buffer_unordered(8)
-        .try_collect()
-        .await?;
+        .try_collect::<HashMap<usize, u64>>();
+    // The two servers count at the same time.
+    let (counts, records) =
+        futures_util::join!(registry::count_rows(&postgres.client, &tables), records);
+    let (counts, records) = (counts?, records?);
+    let mut rows: HashMap<usize, u64> = HashMap::new();
+    for (owner, count) in owners.iter().zip(&counts) {
+        *rows.entry(*owner).or_default() += u64::try_from(*count).unwrap_or(0);
+    }
     for &index in &at_risk {
         let change = &plan.changes[index];
         let mut risk = DataAtRisk::default();

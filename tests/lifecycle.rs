@@ -601,3 +601,50 @@ fn the_default_backup_folder_is_relative_to_the_working_directory() {
         "purged with the tenant"
     );
 }
+
+/// Purges run in parallel (a role without memberships is dropped without waiting for other
+/// tenants), but a purged role that another tenant's repair also touches still waits: here
+/// `bb` was made a member of `aa` by hand, so dropping `aa` and revoking the membership from
+/// `bb` delete the same catalog row, and both must succeed in one parallel run.
+#[test]
+fn a_purge_and_a_repair_of_the_same_membership_run_in_parallel() {
+    let env = TestEnv::new("purge_membership");
+    for id in ["aa", "bb", "cc", "dd"] {
+        env.tenant(id, "pro", "retention_days: 0\n");
+    }
+    apply(&env);
+    for id in ["aa", "cc", "dd"] {
+        env.tenant(id, "pro", "retention_days: 0\nstate: deleted\n");
+    }
+    run(&env, &["apply", "--auto-approve", "--max-deletes", "3"]).expect_code(0);
+    let (aa, bb) = (env.role("aa"), env.role("bb"));
+    env.execute(&format!("GRANT \"{aa}\" TO \"{bb}\""));
+
+    let purged = run(
+        &env,
+        &[
+            "apply",
+            "--auto-approve",
+            "--parallelism",
+            "4",
+            "--max-deletes",
+            "3",
+        ],
+    )
+    .expect_code(0);
+    for line in ["✓ aa", "✓ bb", "✓ cc", "✓ dd"] {
+        assert!(purged.stdout.contains(line), "{}", purged.stdout);
+    }
+    let left = env.query_one(
+        "SELECT (SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)), \
+                (SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member \
+                 WHERE r.rolname = $2)",
+        &[&env.role(""), &bb],
+    );
+    assert_eq!(
+        (left.get::<_, i64>(0), left.get::<_, i64>(1)),
+        (1, 0),
+        "only bb's role is left, a member of nothing"
+    );
+    assert!(plan(&env).stdout.contains("No changes."));
+}

@@ -136,3 +136,37 @@ fn with_ten_migrations_a_plan_still_costs_the_same_for_5_and_60_tenants() {
         "a no-change plan at 5 and at 60 tenants costs differently: {counts:?}"
     );
 }
+
+/// Rows at risk are counted for any number of tables: 12,000 (a purge of thousands of tenants)
+/// in one `UNION ALL` exceeded the server's stack depth; in statements of 500 the counts come
+/// back complete and each in its table's place.
+#[test]
+fn rows_at_risk_are_counted_for_any_number_of_tables() {
+    let env = TestEnv::new("count_rows");
+    env.execute(
+        "CREATE SCHEMA counted; \
+         CREATE TABLE counted.none (x int); \
+         CREATE TABLE counted.one (x int); INSERT INTO counted.one VALUES (1); \
+         CREATE TABLE counted.three (x int); INSERT INTO counted.three VALUES (1), (2), (3);",
+    );
+    let names = ["none", "one", "three"];
+    let tables: Vec<(String, String)> = (0..12_000)
+        .map(|i| ("counted".to_string(), names[(i * 7 / 3) % 3].to_string()))
+        .collect();
+    let counts = env
+        .runtime
+        .block_on(tenantctl::backend::postgres::registry::count_rows(
+            &env.client,
+            &tables,
+        ))
+        .expect("the rows are counted");
+    assert_eq!(counts.len(), tables.len());
+    for ((_, table), count) in tables.iter().zip(&counts) {
+        let expected = match table.as_str() {
+            "none" => 0,
+            "one" => 1,
+            _ => 3,
+        };
+        assert_eq!(*count, expected, "{table}");
+    }
+}

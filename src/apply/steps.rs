@@ -751,7 +751,16 @@ impl TenantWork<'_, '_> {
             Step::SecurityInvoker { oid, .. } => self.ddl(step, ddl::security_invoker(*oid)),
             Step::DropSchema { schema } => self.ddl(step, ddl::drop_schema(schema)),
             Step::DropRole { role } => {
-                self.lock_role_graph();
+                // Dropping a role deletes its memberships, which another tenant's change may
+                // be deleting too; a role with no membership (the rule: tenantctl never grants
+                // one) has nothing to collide on, and purges then run in parallel.
+                let current_user = self.observed.current_user.as_str();
+                if self.observed.roles.get(role).is_none_or(|live| {
+                    !live.member_of.is_empty()
+                        || live.members.iter().any(|member| member != current_user)
+                }) {
+                    self.lock_role_graph();
+                }
                 self.ddl(step, ddl::drop_role(role))
             }
             Step::InsertRegistry { record } => {

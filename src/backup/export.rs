@@ -309,45 +309,49 @@ struct RecordLine<'a> {
 }
 
 /// Pages through a collection into `path`; returns (records, bytes, sha256).
+///
+/// Every Chroma request that touches records costs several milliseconds of the server's time,
+/// and the server runs them one after the other: a soft delete of many tenants is bound by
+/// their number. Most collections fit in one page, read by one request; a count after it
+/// confirms nothing was added or removed meanwhile (two requests). A collection that fills the
+/// first page is read again from the start between two counts (the first page is not kept: a
+/// record removed between it and the first count would shift a later page past one record
+/// unnoticed).
 async fn export_records(
     chroma: &ChromaClient,
     name: &str,
     id: &str,
     path: &Path,
 ) -> Result<(u64, u64, String), BackupError> {
-    let before = chroma.count_records(id).await?;
+    let first = chroma.get_records(id, CHROMA_PAGE_SIZE, 0).await?;
     let mut writer = HashingWriter::create(path)?;
     let mut seen = BTreeSet::new();
-    let mut offset = 0;
-    loop {
-        let page = chroma.get_records(id, CHROMA_PAGE_SIZE, offset).await?;
-        let length = page.len();
-        for record in &page {
-            if !seen.insert(record.id.clone()) {
-                // The same id on two pages: records moved between pages while paging.
-                return Err(BackupError::RecordsChanged {
-                    collection: name.to_string(),
-                    written: u64::try_from(seen.len()).unwrap_or(u64::MAX),
-                    before,
-                    after: chroma.count_records(id).await?,
-                });
+    let before = if first.len() < CHROMA_PAGE_SIZE {
+        write_records(&mut writer, &mut seen, &first, chroma, name, id, None).await?;
+        u64::try_from(seen.len()).unwrap_or(u64::MAX)
+    } else {
+        drop(first);
+        let before = chroma.count_records(id).await?;
+        let mut offset = 0;
+        loop {
+            let page = chroma.get_records(id, CHROMA_PAGE_SIZE, offset).await?;
+            write_records(
+                &mut writer,
+                &mut seen,
+                &page,
+                chroma,
+                name,
+                id,
+                Some(before),
+            )
+            .await?;
+            if page.len() < CHROMA_PAGE_SIZE {
+                break;
             }
-            let line = RecordLine {
-                id: &record.id,
-                embedding: &record.embedding,
-                document: record.document.as_ref(),
-                metadata: record.metadata.as_ref(),
-                uri: record.uri.as_ref(),
-            };
-            let mut text = serde_json::to_vec(&line).expect("a record serializes");
-            text.push(b'\n');
-            writer.write(&text)?;
+            offset += page.len();
         }
-        if length < CHROMA_PAGE_SIZE {
-            break;
-        }
-        offset += length;
-    }
+        before
+    };
     let written = u64::try_from(seen.len()).unwrap_or(u64::MAX);
     let after = chroma.count_records(id).await?;
     if written != before || written != after {
@@ -360,6 +364,41 @@ async fn export_records(
     }
     let (bytes, sha256) = writer.finish()?;
     Ok((written, bytes, sha256))
+}
+
+/// Writes one page of records; the same id twice means records moved between pages while
+/// paging (`before`: the count taken before the first page, if one was).
+async fn write_records(
+    writer: &mut HashingWriter,
+    seen: &mut BTreeSet<String>,
+    page: &[crate::backend::chroma::Record],
+    chroma: &ChromaClient,
+    name: &str,
+    id: &str,
+    before: Option<u64>,
+) -> Result<(), BackupError> {
+    for record in page {
+        if !seen.insert(record.id.clone()) {
+            let written = u64::try_from(seen.len()).unwrap_or(u64::MAX);
+            return Err(BackupError::RecordsChanged {
+                collection: name.to_string(),
+                written,
+                before: before.unwrap_or(written),
+                after: chroma.count_records(id).await?,
+            });
+        }
+        let line = RecordLine {
+            id: &record.id,
+            embedding: &record.embedding,
+            document: record.document.as_ref(),
+            metadata: record.metadata.as_ref(),
+            uri: record.uri.as_ref(),
+        };
+        let mut text = serde_json::to_vec(&line).expect("a record serializes");
+        text.push(b'\n');
+        writer.write(&text)?;
+    }
+    Ok(())
 }
 
 /// A new 0600 file that hashes and counts what goes through it.
