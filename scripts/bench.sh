@@ -2,9 +2,14 @@
 # Benchmark of tenantctl against the local PostgreSQL and Chroma (scripts/servers.sh).
 #
 #   bash scripts/bench.sh
+#   bash scripts/bench.sh --tenants N     the scale benchmark instead: N generated tenants created,
+#                                         planned, updated, soft-deleted and purged, against the
+#                                         floor of the same statements and requests sent raw
+#                                         (scripts/bench-scale.sh, which documents its settings)
 #
-# Measures, each on a fresh PostgreSQL database and a fresh Chroma database (unique names, created
-# here and dropped on exit together with the roles, whose prefix is unique to the run):
+# Without arguments, measures, each on a fresh PostgreSQL database and a fresh Chroma database
+# (unique names, created here and dropped on exit together with the roles, whose prefix is unique
+# to the run):
 #   - the example directory tenants/: apply creating it, no-change plan, no-change apply;
 #   - generated directories of N tenants (BENCH_SIZES, default "100 1000"): apply creating them
 #     (tenants/s and ratio to the DDL floor of /work/shared/docs/POSTGRES.md), no-change plan,
@@ -24,6 +29,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+if [[ "${1:-}" == --tenants || "${1:-}" == --tenants=* ]]; then
+    exec bash "$ROOT/scripts/bench-scale.sh" "$@"
+fi
 PGBIN=/usr/lib/postgresql/15/bin
 PG_PORT="${TENANTCTL_PG_PORT:-5432}"
 CHROMA_PORT="${TENANTCTL_CHROMA_PORT:-8000}"
@@ -47,7 +55,7 @@ die() {
 # ---------------------------------------------------------------------------------------------
 # Arguments and environment
 # ---------------------------------------------------------------------------------------------
-[[ $# -eq 0 ]] || die "no arguments expected (configure with BENCH_SIZES, BENCH_RUNS, BENCH_MAX_SECONDS)"
+[[ $# -eq 0 ]] || die "no arguments expected but --tenants N (configure with BENCH_SIZES, BENCH_RUNS, BENCH_MAX_SECONDS)"
 for p in "$PG_PORT" "$CHROMA_PORT"; do
     if ! [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] || ((p > 65535)); then die "invalid port '$p'"; fi
 done
@@ -73,7 +81,8 @@ fi
 
 # Settings from the caller's environment that would change what is measured.
 unset TENANTCTL_DIR TENANTCTL_RETENTION_DAYS TENANTCTL_MAX_DELETES TENANTCTL_BACKUP_DIR \
-    TENANTCTL_ROLE_PREFIX DATABASE_URL CHROMA_URL CHROMA_DATABASE CHROMA_TENANT
+    TENANTCTL_ROLE_PREFIX DATABASE_URL CHROMA_URL CHROMA_DATABASE CHROMA_TENANT \
+    TENANTCTL_SECRETS_DIR TENANTCTL_SECRETS_COMMAND
 
 # ---------------------------------------------------------------------------------------------
 # Scratch folder, unique names and cleanup
@@ -86,6 +95,7 @@ CREATED_DBS=()     # PostgreSQL databases this run created
 CHROMA_DBS=()      # Chroma databases this run's applies may create
 ROLES_CREATED=0
 CHILD=""           # pid of the running `timeout tenantctl ...`, if any
+APP_ROLE_CREATED=0 # this run created the role example_app (dropped again on exit)
 
 # shellcheck source=scripts/bench-common.sh
 source "$ROOT/scripts/bench-common.sh"
@@ -100,6 +110,11 @@ cleanup() {
         wait "$CHILD" 2>/dev/null
     fi
     drop_bench_targets
+    if ((APP_ROLE_CREATED)); then
+        # Refused while another database still grants it something: then it stays.
+        psql_admin -d postgres -c "DROP ROLE IF EXISTS example_app" >/dev/null 2>&1 ||
+            say "left the role example_app (another database uses it now)"
+    fi
     rm -rf "$SCRATCH"
     exit "$rc"
 }
@@ -280,10 +295,28 @@ gen_dir() {
 declare -A R  # results: R[label:metric]
 LABELS=()
 
+ensure_app_role() {
+    # The application role tenants/settings.yaml names (`auth.app_role`), created as
+    # scripts/up.sh does when it is missing; roles are cluster-wide, so an existing one is used
+    # as it is and left alone.
+    if [[ "$(psql_admin -d postgres -c "SELECT count(*) FROM pg_roles WHERE rolname = 'example_app'")" == 0 ]]; then
+        psql_admin -d postgres -c "DO \$\$ BEGIN
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'example_app') THEN
+                CREATE ROLE example_app LOGIN;
+            END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$" >/dev/null
+        APP_ROLE_CREATED=1
+    fi
+}
+
 bench_examples() {
     local label=ex dir="$SCRATCH/examples" n
     check_deadline "tenants/"
     cp -R "$ROOT/tenants" "$dir"
+    # Acme's password and API keys need a secrets sink (scripts/up.sh uses .local/secrets/),
+    # and the Settings document an application role.
+    export TENANTCTL_SECRETS_DIR="$SCRATCH/secrets"
+    ensure_app_role
     n=$(grep -rlE '^kind:[[:space:]]*Tenant' "$dir" | wc -l)
     use_target "$label" "$dir"
     LABELS+=("$label")

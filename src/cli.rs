@@ -301,6 +301,7 @@ pub struct ApplyArgs {
     #[arg(
         long,
         env = "TENANTCTL_PARALLELISM",
+        hide_env_values = true,
         default_value_t = 4,
         value_parser = clap::value_parser!(u16).range(1..=32)
     )]
@@ -345,6 +346,31 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `--help` never shows what the environment holds: a variable may carry a password, and
+    /// help text ends up in CI logs and issue reports.
+    #[test]
+    fn help_never_shows_an_environment_value() {
+        fn walk(command: &clap::Command, checked: &mut usize) {
+            for arg in command.get_arguments() {
+                if arg.get_env().is_some() {
+                    *checked += 1;
+                    assert!(
+                        arg.is_hide_env_values_set(),
+                        "`{} --{}` shows its environment value in --help",
+                        command.get_name(),
+                        arg.get_id()
+                    );
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, checked);
+            }
+        }
+        let mut checked = 0;
+        walk(&Cli::command(), &mut checked);
+        assert!(checked > 20, "only {checked} options read the environment");
     }
 
     #[test]
@@ -402,6 +428,7 @@ pub struct WatchArgs {
     #[arg(
         long,
         env = "TENANTCTL_PARALLELISM",
+        hide_env_values = true,
         default_value_t = 4,
         value_parser = clap::value_parser!(u16).range(1..=32)
     )]
