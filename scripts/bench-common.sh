@@ -49,9 +49,10 @@ drop_bench_targets() {
             END LOOP; END \$\$" >/dev/null || say "could not drop the roles ${RUN_ID}_*"
     fi
     for db in "${CHROMA_DBS[@]}"; do
-        # 200 deleted (with its collections), 404 never created; retried: a busy server may fail
+        # 200 deleted (with its collections), 404 never created; retried: a busy server may fail.
+        # A database of 10,000 collections takes minutes, and a request cut short deletes nothing.
         for attempt in 1 2 3; do
-            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 -X DELETE \
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 900 -X DELETE \
                 "$CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db")
             if [[ "$code" == 200 || "$code" == 404 ]]; then break; fi
             if ((attempt == 3)); then

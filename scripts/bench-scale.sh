@@ -175,7 +175,7 @@ cleanup() {
                 break
             fi
             sleep 3
-            curl -s -o /dev/null --max-time 60 -X DELETE \
+            curl -s -o /dev/null --max-time 900 -X DELETE \
                 "$CHROMA_URL_LOCAL/api/v2/tenants/$CHROMA_TENANT_NAME/databases/$db"
         done
     done
@@ -476,12 +476,12 @@ report() {
     echo "  create the collection."
     echo "- update, per tenant: a transaction with the registry UPDATE and the event; no Chroma request."
     echo "- soft delete: the plan counts the rows of every table (one UNION ALL statement per 500 tables)"
-    echo "  and the records of every collection (8 requests in flight); per tenant a REPEATABLE READ"
+    echo "  (records are counted by the backup, not the plan); per tenant a REPEATABLE READ"
     echo "  transaction: REVOKE USAGE, registry UPDATE, the tables' columns, COPY ... TO STDOUT per table"
     echo "  into its file, the event; Chroma: get (a page of 500; more pages between two counts for a"
     echo "  bigger collection) and a count, into records.jsonl; files: manifest, fsync of every file and"
     echo "  folder, rename into place."
-    echo "- purge: the same plan counts; per tenant a transaction: DROP SCHEMA CASCADE + DROP ROLE (one"
+    echo "- purge: the plan counts rows, and records (8 requests in flight); per tenant a transaction: DROP SCHEMA CASCADE + DROP ROLE (one"
     echo "  batch), DELETE of the registry row, the event; Chroma: delete the collection; files: the size"
     echo "  of the backups (shown by the plan), then their removal."
     if [[ -n "$FAILURE" ]]; then

@@ -660,8 +660,10 @@ def chroma_part(ctx, phase, workers):
     if phase in ("delete", "purge"):
         if len(mine) != len(ctx.tenants):
             raise Failure("%d of %d collections found before the %s" % (len(mine), len(ctx.tenants), phase))
-        # The records at risk, shown by the plan: one count per collection, as many in flight
-        # as tenantctl has (the parallel floor) or one at a time.
+    if phase == "purge":
+        # The records at risk, shown by the plan of a purge (a soft delete's backup counts its
+        # own): one count per collection, as many in flight as tenantctl has (the parallel
+        # floor) or one at a time.
         run_all(COUNTS_AT_ONCE if workers > 1 else 1, lambda t: chroma.request(
             "GET", "%s/%s/count" % (chroma.collections, live["tenant_" + t.id][0])), mine)
     if phase != "plan":

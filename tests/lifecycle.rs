@@ -162,10 +162,12 @@ fn soft_delete_keeps_data_writes_a_backup_and_restore_brings_it_back() {
         "{}",
         planned.stdout
     );
+    // Rows are counted by the plan; records only by the backup (a soft delete keeps them, and
+    // counting every collection costs Chroma one request each).
     assert!(
         planned
             .stdout
-            .contains("final export of tables and collection (2 rows, 3 records)"),
+            .contains("final export of tables and collection (2 rows)\n"),
         "{}",
         planned.stdout
     );

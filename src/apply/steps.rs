@@ -718,7 +718,36 @@ impl TenantWork<'_, '_> {
             }
             Step::RevokeMembership { role, member } => {
                 self.lock_role_graph();
-                self.ddl(step, ddl::revoke_membership(role, member))
+                // Under the lock, a purge of this run may have dropped one of the two roles,
+                // and the membership with it: then nothing is left to revoke (REVOKE would
+                // fail on the missing role).
+                self.flush().await?;
+                let names = [
+                    crate::backend::postgres::quote_ident(role)?,
+                    crate::backend::postgres::quote_ident(member)?,
+                ];
+                let transaction = self.transaction;
+                let both = bounded(
+                    deadline,
+                    format!("look up the roles `{role}` and `{member}`"),
+                    async {
+                        transaction
+                            .query_one(
+                                "SELECT to_regrole($1) IS NOT NULL AND to_regrole($2) IS NOT NULL",
+                                &[&names[0], &names[1]],
+                            )
+                            .await
+                            .map_err(crate::backend::postgres::query_error(format!(
+                                "look up the roles `{role}` and `{member}`"
+                            )))
+                    },
+                )
+                .await?;
+                if both.get::<_, bool>(0) {
+                    self.ddl(step, ddl::revoke_membership(role, member))
+                } else {
+                    Ok(())
+                }
             }
             Step::ReassignOwned { role } => self.ddl(step, ddl::reassign_owned(role)),
             Step::RevokeSchemaFromPublic { schema } => {
