@@ -83,9 +83,7 @@ bash "$ROOT/scripts/servers.sh" start >/dev/null
 if [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]]; then
     [[ -x "$BIN" ]] || die "BENCH_SKIP_BUILD=1 but $BIN does not exist"
 else
-    say "cargo build --release --locked"
-    (cd "$ROOT" && timeout 900 cargo build --release --locked) >"$SCRATCH/build.log" 2>&1 ||
-        { tail -n 20 "$SCRATCH/build.log" >&2; die "cargo build --release --locked failed"; }
+    build_release
 fi
 
 # The tenants, two keys each, and the application role.

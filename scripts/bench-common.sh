@@ -2,12 +2,27 @@
 # Shared by scripts/bench.sh and scripts/bench-watch.sh (sourced, not run): removes what a
 # benchmark run created on the local servers.
 #
-# Expects: say, die, PGBIN, PG_PORT, RUN_ID, SCRATCH, CREATED_DBS, CHROMA_DBS, ROLES_CREATED,
+# Expects: say, die, ROOT, PGBIN, PG_PORT, RUN_ID, SCRATCH, CREATED_DBS, CHROMA_DBS, ROLES_CREATED,
 # CHROMA_URL_LOCAL, CHROMA_TENANT_NAME.
 
 psql_admin() {
     # Admin SQL on the loopback server; no ~/.psqlrc, stop at the first error.
     "$PGBIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 "$@"
+}
+
+build_release() {
+    # cargo build --release --locked, each try bounded to 15 minutes. The tree may be mid-edit:
+    # a failing build is tried again, up to 6 times, 20 s apart.
+    local attempt
+    for attempt in 1 2 3 4 5 6; do
+        say "cargo build --release --locked (attempt $attempt)"
+        if (cd "$ROOT" && timeout 900 cargo build --release --locked) >"$SCRATCH/build.log" 2>&1; then
+            return 0
+        fi
+        tail -n 5 "$SCRATCH/build.log" >&2
+        if ((attempt < 6)); then sleep 20; fi
+    done
+    die "cargo build --release --locked failed 6 times (last output above)"
 }
 
 # Wall clock in microseconds, without starting a process.

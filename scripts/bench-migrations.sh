@@ -133,9 +133,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]]; then
     [[ -x "$BIN" ]] || die "BENCH_SKIP_BUILD=1 but $BIN does not exist"
 else
     command -v cargo >/dev/null || die "cargo not found (or set BENCH_SKIP_BUILD=1)"
-    say "cargo build --release --locked"
-    (cd "$ROOT" && timeout 900 cargo build --release --locked) >"$SCRATCH/build.log" 2>&1 ||
-        { tail -n 20 "$SCRATCH/build.log" >&2; die "cargo build --release --locked failed"; }
+    build_release
 fi
 START=$SECONDS
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -215,18 +215,7 @@ if [[ -n "${BENCH_BIN:-}" ]]; then
     BIN_NOTE=" (binary: BENCH_BIN=$BENCH_BIN, not built by this run)"
 else
     command -v cargo >/dev/null || die "cargo not found (or set BENCH_BIN)"
-    # The tree may be mid-edit: retry a failing build a few times before giving up.
-    built=0
-    for attempt in 1 2 3 4 5 6; do
-        say "cargo build --release --locked (attempt $attempt)"
-        if (cd "$ROOT" && timeout 900 cargo build --release --locked) >"$SCRATCH/build.log" 2>&1; then
-            built=1
-            break
-        fi
-        tail -n 5 "$SCRATCH/build.log" >&2
-        if ((attempt < 6)); then sleep 20; fi
-    done
-    ((built)) || die "cargo build --release --locked failed 6 times (last output above)"
+    build_release
     SOURCE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tenantctl"
 fi
 # A copy: a rebuild in the working tree during the run must not change the binary measured.

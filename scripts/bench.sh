@@ -139,18 +139,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" == 1 ]]; then
     [[ -x "$BIN" ]] || die "BENCH_SKIP_BUILD=1 but $BIN does not exist"
 else
     command -v cargo >/dev/null || die "cargo not found (or set BENCH_SKIP_BUILD=1)"
-    # The tree may be mid-edit: retry a failing build a few times before giving up.
-    built=0
-    for attempt in 1 2 3 4 5 6; do
-        say "cargo build --release --locked (attempt $attempt)"
-        if (cd "$ROOT" && timeout 900 cargo build --release --locked) >"$SCRATCH/build.log" 2>&1; then
-            built=1
-            break
-        fi
-        tail -n 5 "$SCRATCH/build.log" >&2
-        if ((attempt < 6)); then sleep 20; fi
-    done
-    ((built)) || die "cargo build --release --locked failed 6 times (last output above)"
+    build_release
 fi
 START=$SECONDS  # the budget covers the measurements, not the build
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -170,3 +170,33 @@ fn rows_at_risk_are_counted_for_any_number_of_tables() {
         assert_eq!(*count, expected, "{table}");
     }
 }
+
+/// A table an application holds `ACCESS EXCLUSIVE` makes the count fail with the lock timeout
+/// (10 s), instead of stalling the plan; the session is usable again afterwards.
+#[test]
+fn counting_rows_under_a_held_lock_fails_instead_of_waiting() {
+    let env = TestEnv::new("count_locked");
+    env.execute("CREATE SCHEMA counted; CREATE TABLE counted.held (x int);");
+    let app = env.app_client();
+    env.runtime
+        .block_on(app.batch_execute("BEGIN; LOCK TABLE counted.held IN ACCESS EXCLUSIVE MODE"))
+        .unwrap();
+    let tables = vec![("counted".to_string(), "held".to_string())];
+    let count = |client| {
+        env.runtime
+            .block_on(tenantctl::backend::postgres::registry::count_rows(
+                client, &tables,
+            ))
+    };
+    let error = count(&env.client).expect_err("the count waits for the lock");
+    assert!(
+        error.to_string().contains("count the rows at risk")
+            && format!("{error:?}").contains("lock timeout"),
+        "{error:?}"
+    );
+    env.runtime.block_on(app.batch_execute("ROLLBACK")).unwrap();
+    assert_eq!(
+        count(&env.client).expect("counted once the lock is gone"),
+        vec![0]
+    );
+}

@@ -160,29 +160,20 @@ impl ChromaClient {
         body: Option<Value>,
         operation: &str,
     ) -> Result<(StatusCode, Value), ChromaError> {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request
             .send()
             .await
-            .map_err(|error| ChromaError::Unreachable {
-                url: self.shown.clone(),
-                reason: describe_reqwest_error(&error),
-            })?;
+            .map_err(|error| self.unreachable(&error))?;
         let status = response.status();
         // A dropped connection mid-body is a failure of the step, never a success.
         let text = response
             .text()
             .await
-            .map_err(|error| ChromaError::Unreachable {
-                url: self.shown.clone(),
-                reason: describe_reqwest_error(&error),
-            })?;
+            .map_err(|error| self.unreachable(&error))?;
         let value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -195,6 +186,23 @@ impl ChromaClient {
         Ok((status, value))
     }
 
+    /// A request to `path` with the token, if any.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// A failed or cut-off exchange: the server is shown without credentials.
+    fn unreachable(&self, error: &reqwest::Error) -> ChromaError {
+        ChromaError::Unreachable {
+            url: self.shown.clone(),
+            reason: describe_reqwest_error(error),
+        }
+    }
+
     /// A `GET` whose success is decoded straight into `T` (unknown fields skipped, no
     /// intermediate JSON tree).
     async fn get_typed<T: serde::de::DeserializeOwned>(
@@ -202,25 +210,16 @@ impl ChromaClient {
         path: &str,
         operation: &str,
     ) -> Result<T, ChromaError> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
+        let response = self
+            .request(Method::GET, path)
             .send()
             .await
-            .map_err(|error| ChromaError::Unreachable {
-                url: self.shown.clone(),
-                reason: describe_reqwest_error(&error),
-            })?;
+            .map_err(|error| self.unreachable(&error))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|error| ChromaError::Unreachable {
-                url: self.shown.clone(),
-                reason: describe_reqwest_error(&error),
-            })?;
+            .map_err(|error| self.unreachable(&error))?;
         if !status.is_success() {
             let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             return Err(self.status_error(operation, status, &value));

@@ -5,7 +5,8 @@ use super::{query_error, quote_ident, PostgresError};
 use crate::observed::LiveStatus;
 use crate::plan::RegistryRecord;
 use chrono::{DateTime, Utc};
-use tokio_postgres::{GenericClient, Statement, ToStatement};
+use std::time::Duration;
+use tokio_postgres::{Client, GenericClient, Statement, ToStatement};
 use uuid::Uuid;
 
 /// Inserts a registry row with the uid apply chose for this incarnation (chosen before the
@@ -172,12 +173,23 @@ pub async fn delete_registry(
 /// below it and still amortises the round trip.
 const COUNT_CHUNK: usize = 500;
 
+/// How long counting the rows at risk may wait for a table an application holds locked, and
+/// run in all: an `ACCESS EXCLUSIVE` lock on one tenant table must fail the plan with an
+/// error, not stall it.
+const COUNT_LOCK_TIMEOUT: &str = "10s";
+const COUNT_STATEMENT_TIMEOUT: &str = "5min";
+
 /// Exact row counts of tenant tables (`(schema, table)`), in the order given: one statement
-/// per [`COUNT_CHUNK`] tables, all sent at once (pipelined on the one session).
+/// per [`COUNT_CHUNK`] tables, all sent at once (pipelined on the one session), in a read-only
+/// transaction bounded by [`COUNT_LOCK_TIMEOUT`] and [`COUNT_STATEMENT_TIMEOUT`]; the client
+/// waits at most the statement bound and 5 s more (a stopped backend enforces nothing).
 pub async fn count_rows(
-    client: &impl GenericClient,
+    client: &Client,
     tables: &[(String, String)],
 ) -> Result<Vec<i64>, PostgresError> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut statements = Vec::new();
     for chunk in tables.chunks(COUNT_CHUNK) {
         let mut parts = Vec::with_capacity(chunk.len());
@@ -190,11 +202,39 @@ pub async fn count_rows(
         }
         statements.push(format!("{} ORDER BY i", parts.join(" UNION ALL ")));
     }
-    let answers = futures_util::future::try_join_all(
-        statements.iter().map(|sql| client.query(sql.as_str(), &[])),
-    )
-    .await
-    .map_err(query_error("count the rows at risk"))?;
+    let counted = async {
+        client
+            .batch_execute(&format!(
+                "BEGIN READ ONLY; SET LOCAL lock_timeout = '{COUNT_LOCK_TIMEOUT}'; \
+                 SET LOCAL statement_timeout = '{COUNT_STATEMENT_TIMEOUT}'"
+            ))
+            .await?;
+        let answers = futures_util::future::try_join_all(
+            statements.iter().map(|sql| client.query(sql.as_str(), &[])),
+        )
+        .await;
+        // Ends the transaction whatever the answers were.
+        let ended = client
+            .batch_execute(if answers.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            })
+            .await;
+        let answers = answers?;
+        ended?;
+        Ok(answers)
+    };
+    let waited = Duration::from_secs(5 * 60 + 5);
+    let answers = match tokio::time::timeout(waited, counted).await {
+        Ok(answers) => answers.map_err(query_error("count the rows at risk"))?,
+        Err(_) => {
+            return Err(PostgresError::Timeout {
+                operation: "count the rows at risk".to_string(),
+                waited,
+            })
+        }
+    };
     Ok(answers
         .iter()
         .flatten()
