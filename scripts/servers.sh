@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Local PostgreSQL 15 and Chroma servers for tenantctl development, tests and CI.
+# Local PostgreSQL 15, Chroma and S3-compatible servers for tenantctl development, tests and CI.
 #
 #   bash scripts/servers.sh [start|stop|status|reset]      (default: start)
 #
-# `reset` stops both servers and deletes their data (and the secrets up.sh delivered for them),
+# `reset` stops the servers and deletes their data (and the secrets up.sh delivered for them),
 # so that the next `start` begins empty.
 #
-# Ports: TENANTCTL_PG_PORT (default 5432), TENANTCTL_CHROMA_PORT (default 8000).
-# Both servers listen on 127.0.0.1 only. State lives in <repo>/.local/ (git-ignored).
+# The S3-compatible server is moto's (PyPI `moto[server]`), a stand-in for a real object store:
+# it keeps its objects in memory, so they are gone when it stops. It starts with the buckets
+# `tenantctl` (for your own tries) and `tenantctl-test` (the test suite's).
+#
+# Ports: TENANTCTL_PG_PORT (default 5432), TENANTCTL_CHROMA_PORT (default 8000),
+# TENANTCTL_S3_PORT (default 9000).
+# Every server listens on 127.0.0.1 only. State lives in <repo>/.local/ (git-ignored).
 # `start` is idempotent: a server already answering on its port is reused, not duplicated.
 set -euo pipefail
 
@@ -17,12 +22,20 @@ PGBIN=/usr/lib/postgresql/15/bin
 PG_PORT="${TENANTCTL_PG_PORT:-5432}"
 CHROMA_PORT="${TENANTCTL_CHROMA_PORT:-8000}"
 CHROMA_VERSION=1.5.9
+S3_PORT="${TENANTCTL_S3_PORT:-9000}"
+MOTO_VERSION=5.2.5
+S3_BUCKETS=(tenantctl tenantctl-test)
 DB_NAME=tenantctl
 
 VENV="$STATE/chroma-venv"
 CHROMA_DATA="$STATE/chroma-data"
 CHROMA_LOG="$STATE/chroma.log"
 CHROMA_PID="$STATE/chroma.pid"
+
+S3_VENV="$STATE/s3-venv"
+S3_LOG="$STATE/s3.log"
+S3_PID="$STATE/s3.pid"
+S3_URL_OUT="http://127.0.0.1:$S3_PORT"
 
 DATABASE_URL_OUT="postgres://postgres@127.0.0.1:$PG_PORT/$DB_NAME"
 CHROMA_URL_OUT="http://127.0.0.1:$CHROMA_PORT"
@@ -34,8 +47,8 @@ die() {
     exit 1
 }
 
-for p in "$PG_PORT" "$CHROMA_PORT"; do
-    if ! [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] || ((p > 65535)); then die "invalid port '$p' (TENANTCTL_PG_PORT / TENANTCTL_CHROMA_PORT)"; fi
+for p in "$PG_PORT" "$CHROMA_PORT" "$S3_PORT"; do
+    if ! [[ "$p" =~ ^[1-9][0-9]{0,4}$ ]] || ((p > 65535)); then die "invalid port '$p' (TENANTCTL_PG_PORT / TENANTCTL_CHROMA_PORT / TENANTCTL_S3_PORT)"; fi
 done
 
 IS_ROOT=0
@@ -442,6 +455,130 @@ status_chroma() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The S3-compatible object store (moto's server; see the header)
+# ---------------------------------------------------------------------------------------------
+http_code() {
+    # prints the HTTP status of a request ($1: method, $2: URL), 000 when nothing answers
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X "$1" "$2" 2>/dev/null || true
+}
+
+s3_answers() {
+    [[ "$(http_code GET "$S3_URL_OUT/")" == 200 ]]
+}
+
+s3_pid_ours() {
+    local pid
+    [[ -f "$S3_PID" ]] || return 1
+    pid="$(tr -dc 0-9 <"$S3_PID")"
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$S3_PID" || return 1
+    echo "$pid"
+}
+
+install_s3() {
+    if [[ -x "$S3_VENV/bin/moto_server" ]] && "$S3_VENV/bin/python" -c 'import moto.server' >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v python3 >/dev/null || die "python3 is required for the S3-compatible server"
+    say "s3: installing moto[server]==$MOTO_VERSION into $S3_VENV..."
+    local log="$STATE/s3-install.log"
+    if ! python3 -m venv --clear "$S3_VENV" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        die "python3 -m venv failed (on Debian: apt-get install python3-venv); log: $log"
+    fi
+    if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$S3_VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION" >>"$log" 2>&1 </dev/null; then
+        tail -n 20 "$log" >&2
+        die "pip install moto[server]==$MOTO_VERSION failed; log: $log"
+    fi
+}
+
+create_buckets() {
+    local bucket code
+    for bucket in "${S3_BUCKETS[@]}"; do
+        code="$(http_code PUT "$S3_URL_OUT/$bucket")"
+        [[ "$code" == 200 || "$code" == 409 ]] || die "s3: could not create bucket $bucket (HTTP $code)"
+    done
+}
+
+start_s3() {
+    mkdir -p "$STATE"
+    command -v curl >/dev/null || die "curl is required (apt-get install curl)"
+    if s3_answers; then
+        if ! s3_pid_ours >/dev/null; then
+            say "s3: something already answers on $S3_URL_OUT; using it (not started by this script)"
+        fi
+        create_buckets
+        return 0
+    fi
+    local pid
+    if pid="$(s3_pid_ours)"; then
+        die "the s3 server started by this script (pid $pid) is running but does not answer on $S3_URL_OUT; run 'bash scripts/servers.sh stop' first"
+    fi
+    install_s3
+    rm -f "$S3_PID"
+    printf '\n=== %s servers.sh start (port %s) ===\n' "$(date -Is)" "$S3_PORT" >>"$S3_LOG"
+    local logsize
+    logsize="$(stat -c %s "$S3_LOG")"
+    setsid nohup "$S3_VENV/bin/python" -c '
+import os, sys
+with open(sys.argv[1], "w") as f:
+    f.write("%d\n" % os.getpid())
+from moto.server import main
+main(["-H", "127.0.0.1", "-p", sys.argv[2]])
+' "$S3_PID" "$S3_PORT" >>"$S3_LOG" 2>&1 </dev/null 9>&- &
+    local deadline=$((SECONDS + 30))
+    while ! s3_answers; do
+        if [[ -f "$S3_PID" ]] && ! s3_pid_ours >/dev/null; then
+            tail -c +$((logsize + 1)) "$S3_LOG" | tail -n 20 >&2
+            die "the s3 server exited during startup (port $S3_PORT in use?); log: $S3_LOG"
+        fi
+        if ((SECONDS >= deadline)); then
+            tail -c +$((logsize + 1)) "$S3_LOG" | tail -n 20 >&2
+            die "the s3 server did not answer $S3_URL_OUT within 30 s; log: $S3_LOG"
+        fi
+        sleep 0.2
+    done
+    create_buckets
+    say "s3: started on $S3_URL_OUT (moto, in memory; buckets: ${S3_BUCKETS[*]})"
+}
+
+stop_s3() {
+    local pid
+    if ! pid="$(s3_pid_ours)"; then
+        rm -f "$S3_PID"
+        if s3_answers; then
+            say "s3: $S3_URL_OUT answers but was not started by this script; left alone"
+        else
+            say "s3: not running"
+        fi
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.5
+    fi
+    rm -f "$S3_PID"
+    say "s3: stopped"
+}
+
+status_s3() {
+    local pid who="not started by this script"
+    if pid="$(s3_pid_ours)"; then who="pid $pid"; fi
+    if s3_answers; then
+        echo "s3:       running   $S3_URL_OUT ($who)"
+    elif [[ -n "${pid:-}" ]]; then
+        echo "s3:       process $pid alive but $S3_URL_OUT does not answer"
+    else
+        echo "s3:       stopped   (port $S3_PORT)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
 ensure_gitignore() {
     local gi="$ROOT/.gitignore" line
     [[ -f "$gi" ]] || : >"$gi"
@@ -470,20 +607,25 @@ start)
     ensure_gitignore
     start_postgres
     start_chroma
+    start_s3
     echo "DATABASE_URL=$DATABASE_URL_OUT"
     echo "CHROMA_URL=$CHROMA_URL_OUT"
+    echo "AWS_ENDPOINT=$S3_URL_OUT"
     ;;
 stop)
     with_lock
+    stop_s3
     stop_chroma
     stop_postgres
     ;;
 status)
     status_postgres
     status_chroma
+    status_s3
     ;;
 reset)
     with_lock
+    stop_s3
     stop_chroma
     stop_postgres
     resolve_pg_home
@@ -496,7 +638,7 @@ reset)
     say "data deleted ($PGDATA_DIR, $CHROMA_DATA, $STATE/secrets); the next start begins empty"
     ;;
 -h | --help | help)
-    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     ;;
 *)
     die "unknown command '$cmd' (use start, stop, status or reset)"

@@ -3,7 +3,7 @@
 #
 #   bash scripts/test.sh [extra cargo test arguments]
 #
-# Starts PostgreSQL and Chroma with scripts/servers.sh (idempotent), then runs cargo fmt --check,
+# Starts PostgreSQL, Chroma and the S3-compatible server with scripts/servers.sh (idempotent), then runs cargo fmt --check,
 # cargo clippy -D warnings and cargo test against them. Ports: TENANTCTL_PG_PORT (5432),
 # TENANTCTL_CHROMA_PORT (8000).
 set -euo pipefail
@@ -38,6 +38,10 @@ bash "$ROOT/scripts/servers.sh" start
 # Admin URL: the tests create (and drop) one database per test.
 export TENANTCTL_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export TENANTCTL_TEST_CHROMA_URL="http://127.0.0.1:$CHROMAPORT"
+# The S3-compatible server (moto's) and the moto_server program, for the tests that start a
+# private one to stop it mid-upload.
+export TENANTCTL_TEST_S3_URL="http://127.0.0.1:${TENANTCTL_S3_PORT:-9000}"
+export TENANTCTL_TEST_MOTO_SERVER="$ROOT/.local/s3-venv/bin/moto_server"
 
 cd "$ROOT"
 

@@ -125,14 +125,32 @@ pub struct PlanningArgs {
     )]
     pub max_deletes: usize,
 
-    /// Where final backups of soft-deleted tenants are written (and deleted at purge)
+    /// Where final backups of soft-deleted tenants are written (and deleted at purge): a local
+    /// folder, or an object-store URL (s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix) with credentials from the provider's usual environment variables
     #[arg(
         long,
         env = "TENANTCTL_BACKUP_DIR",
         default_value = "backups",
+        value_name = "DIR|URL",
         hide_env_values = true
     )]
-    pub backup_dir: PathBuf,
+    pub backup_dir: String,
+
+    /// Longest one object-store request of a backup may take (a part of a few MiB, a listing,
+    /// a delete), e.g. 60s; each is retried twice
+    #[arg(long, env = "TENANTCTL_BACKUP_TIMEOUT", default_value = "60s", value_parser = parse_duration, hide_env_values = true)]
+    pub backup_timeout: Duration,
+}
+
+impl PlanningArgs {
+    /// Where backups go.
+    ///
+    /// # Errors
+    /// An empty value, or an object-store URL that cannot be used.
+    pub fn backup_store(&self) -> Result<crate::backup::BackupStore, crate::backup::BackupError> {
+        crate::backup::BackupStore::open(&self.backup_dir, self.backup_timeout)
+    }
 }
 
 /// `--tenant`: plan and apply only (a watcher reconciles the whole directory).

@@ -11,7 +11,6 @@ use crate::report::ApplyReport;
 use crate::spec::DesiredState;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use uuid::Uuid;
 
 /// Reads everything the planner compares: both servers ([`crate::backend::observe`]), the
@@ -25,7 +24,7 @@ pub async fn observe(
     postgres: &Postgres,
     chroma: &ChromaClient,
     naming: &Naming,
-    backup_root: &Path,
+    backups: &crate::backup::BackupStore,
     desired: &DesiredState,
 ) -> Result<ObservedState, RunError> {
     let migrations = &desired.migrations;
@@ -50,7 +49,7 @@ pub async fn observe(
         };
         observed.reference = Some(reference);
     }
-    observed.backups = crate::backup::inventory(backup_root)?;
+    observed.backups = backups.inventory().await?;
 
     // Collections marked as a tenant's whose uid no registry row holds: left by an
     // interrupted create of this registry, or someone else's.
@@ -138,9 +137,9 @@ pub async fn observe_and_plan(
     chroma: &ChromaClient,
     desired: &DesiredState,
     options: &PlanOptions,
-    backup_root: &Path,
+    backups: &crate::backup::BackupStore,
 ) -> Result<(ObservedState, Plan), RunError> {
-    let observed = observe(postgres, chroma, &options.naming, backup_root, desired).await?;
+    let observed = observe(postgres, chroma, &options.naming, backups, desired).await?;
     let mut plan = crate::plan::diff(desired, &observed, options);
     measure_at_risk(
         &mut plan,
@@ -148,7 +147,7 @@ pub async fn observe_and_plan(
         postgres,
         chroma,
         &options.naming,
-        backup_root,
+        backups,
     )
     .await?;
     Ok((observed, plan))
@@ -167,7 +166,7 @@ pub async fn measure_at_risk(
     postgres: &Postgres,
     chroma: &ChromaClient,
     naming: &Naming,
-    backup_root: &Path,
+    backups: &crate::backup::BackupStore,
 ) -> Result<(), RunError> {
     let at_risk: Vec<usize> = plan
         .changes
@@ -232,7 +231,7 @@ pub async fn measure_at_risk(
         risk.records = records.get(&index).copied();
         if change.actions.contains(&Action::Purge) {
             if let Some(uid) = change.uid {
-                let usage = crate::backup::usage(backup_root, &change.tenant, uid)?;
+                let usage = backups.usage(&change.tenant, uid).await?;
                 risk.backup_files = usage.files;
                 risk.backup_bytes = usage.bytes;
             }
@@ -259,7 +258,7 @@ pub enum Applied {
 pub struct LockedApply<'a> {
     pub desired: &'a DesiredState,
     pub options: &'a PlanOptions,
-    pub backup_root: &'a Path,
+    pub backups: &'a crate::backup::BackupStore,
     pub lock_timeout: std::time::Duration,
     pub context: &'a RunContext,
     /// Id of a saved plan being applied: refused if it was applied before, recorded before the
@@ -303,7 +302,7 @@ pub async fn locked_apply(
             chroma,
             request.desired,
             request.options,
-            request.backup_root,
+            request.backups,
         )
         .await?;
         if let Err(error) = check(&observed, &plan) {

@@ -125,7 +125,17 @@ fn taken_at(second: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, second).unwrap()
 }
 
-/// Runs `backup::export` inside a transaction of a fresh connection, committed on success.
+/// A backup written into a local folder.
+#[derive(Debug)]
+struct Written {
+    dir: PathBuf,
+    rows: u64,
+    records: u64,
+    bytes: u64,
+}
+
+/// Runs the local store's export inside a transaction of a fresh connection, committed on
+/// success.
 fn export(
     env: &TestEnv,
     root: &Path,
@@ -133,7 +143,7 @@ fn export(
     tables: &[String],
     collection: Option<(&str, &str)>,
     taken_at: DateTime<Utc>,
-) -> Result<backup::BackupWritten, BackupError> {
+) -> Result<Written, BackupError> {
     let chroma = chroma(env);
     env.runtime.block_on(async {
         let (mut client, connection) = tokio_postgres::connect(&env.database_url, NoTls)
@@ -144,7 +154,6 @@ fn export(
         });
         let transaction = client.transaction().await.unwrap();
         let request = ExportRequest {
-            root,
             tenant: "acme",
             uid,
             schema: SCHEMA,
@@ -153,11 +162,22 @@ fn export(
             migration_version: Some(1),
             taken_at,
         };
-        let written = backup::export(&transaction, &chroma, &request).await;
+        let store = backup::BackupStore::Local(root.to_path_buf());
+        let written = store.export(&transaction, &chroma, &request).await;
         if written.is_ok() {
             transaction.commit().await.unwrap();
         }
-        written
+        let written = written?;
+        let backup::BackupLocation::Local(dir) = written.location else {
+            panic!("a local store writes local folders: {written:?}");
+        };
+        assert_eq!(dir.file_name().unwrap().to_str().unwrap(), written.folder);
+        Ok(Written {
+            dir,
+            rows: written.rows,
+            records: written.records,
+            bytes: written.bytes,
+        })
     })
 }
 
@@ -382,7 +402,7 @@ fn usage_and_delete_all_account_for_every_file() {
     let other_uid = Uuid::new_v4();
 
     assert_eq!(
-        backup::usage(&root, "acme", uid).unwrap(),
+        backup::local::usage(&root, "acme", uid).unwrap(),
         BackupUsage::default()
     );
     let collection = Some((COLLECTION, collection_id.as_str()));
@@ -406,7 +426,7 @@ fn usage_and_delete_all_account_for_every_file() {
     )
     .unwrap();
 
-    let usage = backup::usage(&root, "acme", uid).unwrap();
+    let usage = backup::local::usage(&root, "acme", uid).unwrap();
     assert_eq!(
         usage,
         BackupUsage {
@@ -416,17 +436,17 @@ fn usage_and_delete_all_account_for_every_file() {
         }
     );
 
-    let deleted = backup::delete_all(&root, "acme", uid).unwrap();
+    let deleted = backup::local::delete_all(&root, "acme", uid).unwrap();
     assert_eq!(deleted, usage);
     assert!(!uid_dir.exists());
     // The other incarnation is untouched, so the tenant folder stays.
     assert!(other.dir.join(MANIFEST).is_file());
     assert_eq!(
-        backup::usage(&root, "acme", uid).unwrap(),
+        backup::local::usage(&root, "acme", uid).unwrap(),
         BackupUsage::default()
     );
 
-    let deleted = backup::delete_all(&root, "acme", other_uid).unwrap();
+    let deleted = backup::local::delete_all(&root, "acme", other_uid).unwrap();
     assert_eq!(
         deleted,
         BackupUsage {
@@ -442,7 +462,7 @@ fn usage_and_delete_all_account_for_every_file() {
     assert!(root.exists(), "the root stays");
     // Nothing left to delete is fine.
     assert_eq!(
-        backup::delete_all(&root, "acme", uid).unwrap(),
+        backup::local::delete_all(&root, "acme", uid).unwrap(),
         BackupUsage::default()
     );
 }
@@ -498,7 +518,7 @@ fn export_into_an_unwritable_root_fails_naming_the_path_and_leaves_nothing() {
     assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
 
     // A tenant name that could leave the root is refused before anything is created.
-    let error = backup::usage(&root, "../escape", uid).unwrap_err();
+    let error = backup::local::usage(&root, "../escape", uid).unwrap_err();
     assert!(matches!(error, BackupError::Name(_)), "{error}");
 }
 
@@ -520,7 +540,7 @@ fn export_of_a_tenant_without_a_collection_has_no_chroma_part() {
     assert!(!written.dir.join("chroma").exists());
     assert_eq!(files(&written.dir).len(), 3);
     assert_eq!(
-        backup::usage(&root, "acme", uid).unwrap(),
+        backup::local::usage(&root, "acme", uid).unwrap(),
         BackupUsage {
             backups: 1,
             files: 3,
@@ -538,12 +558,12 @@ fn remove_takes_back_one_backup_and_its_empty_parents() {
     let kept = export(&env, &root, uid, &tables(), None, taken_at(1)).unwrap();
     let compensated = export(&env, &root, uid, &tables(), None, taken_at(2)).unwrap();
 
-    backup::remove(&compensated.dir).unwrap();
+    backup::local::remove(&compensated.dir).unwrap();
     assert!(!compensated.dir.exists());
     assert!(kept.dir.join(MANIFEST).is_file());
-    backup::remove(&compensated.dir).unwrap(); // already gone: fine
+    backup::local::remove(&compensated.dir).unwrap(); // already gone: fine
 
-    backup::remove(&kept.dir).unwrap();
+    backup::local::remove(&kept.dir).unwrap();
     assert!(!root.join("acme").exists());
     assert!(root.exists());
 }
@@ -560,14 +580,14 @@ fn deleting_never_goes_through_a_symbolic_link() {
     let root = env.path("backups");
     std::fs::create_dir(&root).unwrap();
     std::os::unix::fs::symlink(outside.join("acme"), root.join("acme")).unwrap();
-    let error = backup::delete_all(&root, "acme", uid).unwrap_err();
+    let error = backup::local::delete_all(&root, "acme", uid).unwrap_err();
     assert!(matches!(error, BackupError::Symlink(_)), "{error}");
-    assert!(backup::usage(&root, "acme", uid).is_err());
+    assert!(backup::local::usage(&root, "acme", uid).is_err());
     let linked_dir = root
         .join("acme")
         .join(uid.to_string())
         .join(written.dir.file_name().unwrap());
-    let error = backup::remove(&linked_dir).unwrap_err();
+    let error = backup::local::remove(&linked_dir).unwrap_err();
     assert!(matches!(error, BackupError::Symlink(_)), "{error}");
     assert!(written.dir.join(MANIFEST).is_file());
 
@@ -576,7 +596,7 @@ fn deleting_never_goes_through_a_symbolic_link() {
     std::fs::create_dir_all(root2.join("acme")).unwrap();
     let link = root2.join("acme").join("20260304T050601Z");
     std::os::unix::fs::symlink(&written.dir, &link).unwrap();
-    let error = backup::remove(&link).unwrap_err();
+    let error = backup::local::remove(&link).unwrap_err();
     assert!(matches!(error, BackupError::Symlink(_)), "{error}");
     assert!(written.dir.join(MANIFEST).is_file());
     assert!(link.exists());

@@ -6,6 +6,7 @@ mod common;
 use common::fault_proxy::FaultProxy;
 use common::TestEnv;
 use serde_json::Value;
+use sha2::Digest;
 
 /// Runs `SELECT count(*)` on a tenant table as the tenant's role: `Ok(rows)` or the SQLSTATE.
 fn read_as(env: &TestEnv, role: &str, schema: &str) -> Result<i64, String> {
@@ -148,7 +149,15 @@ fn suspend_revokes_access_and_resume_restores_it() {
 
 #[test]
 fn soft_delete_keeps_data_writes_a_backup_and_restore_brings_it_back() {
-    let env = TestEnv::new("soft_delete");
+    soft_delete_and_restore(TestEnv::new("soft_delete"));
+}
+
+#[test]
+fn soft_delete_and_restore_with_backups_in_the_object_store() {
+    soft_delete_and_restore(TestEnv::with_bucket("soft_delete_s3"));
+}
+
+fn soft_delete_and_restore(env: TestEnv) {
     env.tenant("hooli", "pro", "retention_days: 5\n");
     apply(&env);
     seed_data(&env, "hooli", 2, 3);
@@ -197,14 +206,31 @@ fn soft_delete_keeps_data_writes_a_backup_and_restore_brings_it_back() {
     assert!(env.collection("tenant_hooli").is_some(), "collection kept");
 
     // the final backup: a manifest whose counts match, files next to it
-    let manifests: Vec<_> = walk(&backup_dir(&env))
-        .into_iter()
-        .filter(|path| path.ends_with("manifest.json"))
+    let files = env.backup_files();
+    let manifests: Vec<_> = files
+        .iter()
+        .filter(|(path, _)| path.ends_with("/manifest.json"))
         .collect();
-    assert_eq!(manifests.len(), 1, "{manifests:?}");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifests[0]).unwrap()).unwrap();
+    assert_eq!(manifests.len(), 1, "{:?}", files.keys());
+    let manifest: Value = serde_json::from_slice(manifests[0].1).unwrap();
     assert_eq!(manifest["tenant"], "hooli");
+    // Every file the manifest names is there, with its size and sha256.
+    let folder = manifests[0].0.trim_end_matches("manifest.json");
+    let described: Vec<&Value> = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(std::iter::once(&manifest["chroma"]))
+        .collect();
+    assert_eq!(files.len(), described.len() + 1, "{:?}", files.keys());
+    for file in described {
+        let content = &files[&format!("{folder}{}", file["file"].as_str().unwrap())];
+        assert_eq!(file["bytes"], content.len());
+        assert_eq!(
+            file["sha256"].as_str().unwrap(),
+            hex::encode(sha2::Sha256::digest(content))
+        );
+    }
     assert_eq!(manifest["tables"][0]["rows"], 2);
     assert_eq!(manifest["chroma"]["records"], 3);
     let event = events(&env, "hooli").pop().unwrap();
@@ -263,7 +289,15 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn retention_zero_purges_everything_at_the_next_apply_and_leaves_an_event() {
-    let env = TestEnv::new("purge");
+    purge_at_retention_zero(TestEnv::new("purge"));
+}
+
+#[test]
+fn a_purge_deletes_the_backups_in_the_object_store() {
+    purge_at_retention_zero(TestEnv::with_bucket("purge_s3"));
+}
+
+fn purge_at_retention_zero(env: TestEnv) {
     env.tenant("piedpiper", "pro", "retention_days: 0\n");
     apply(&env);
     seed_data(&env, "piedpiper", 4, 2);
@@ -274,7 +308,9 @@ fn retention_zero_purges_everything_at_the_next_apply_and_leaves_an_event() {
         "{}",
         first.stdout
     );
-    assert!(!walk(&backup_dir(&env)).is_empty());
+    let files = env.backup_files();
+    assert_eq!(files.len(), 3, "{:?}", files.keys());
+    let bytes: usize = files.values().map(Vec::len).sum();
 
     let planned = plan(&env);
     let text = &planned.stdout;
@@ -288,7 +324,16 @@ fn retention_zero_purges_everything_at_the_next_apply_and_leaves_an_event() {
         text.contains("- collection            tenant_piedpiper (2 records)"),
         "{text}"
     );
-    assert!(text.contains("- backups               3 files, "), "{text}");
+    // Measured where the backups are: the local folder, or the object store's listing.
+    let shown = if bytes < 1000 {
+        format!("{bytes} B")
+    } else {
+        format!("{:.1} kB", bytes as f64 / 1000.0)
+    };
+    assert!(
+        text.contains(&format!("- backups               3 files, {shown}")),
+        "{text}"
+    );
     assert!(text.contains("Plan: 1 to purge."), "{text}");
     apply(&env);
 
@@ -305,7 +350,7 @@ fn retention_zero_purges_everything_at_the_next_apply_and_leaves_an_event() {
         );
     }
     assert!(env.collection("tenant_piedpiper").is_none());
-    assert!(walk(&backup_dir(&env)).is_empty(), "backups deleted");
+    assert!(env.backup_files().is_empty(), "backups deleted");
     let log = events(&env, "piedpiper");
     assert_eq!(log.last().unwrap().0, "purge");
     assert_eq!(log.last().unwrap().1.as_deref(), Some("deleted"));

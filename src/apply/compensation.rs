@@ -17,7 +17,10 @@ pub(super) enum Compensation {
         previous: Map<String, Value>,
     },
     /// Remove a backup written by this run (its soft delete rolled back).
-    RemoveBackup { dir: std::path::PathBuf },
+    RemoveBackup {
+        store: crate::backup::BackupStore,
+        location: crate::backup::BackupLocation,
+    },
 }
 
 impl Compensation {
@@ -30,8 +33,11 @@ impl Compensation {
             Compensation::RestoreMetadata { name, .. } => {
                 format!("metadata of collection `{name}` restored")
             }
-            Compensation::RemoveBackup { dir } => {
-                format!("backup `{}` written by this run removed", dir.display())
+            Compensation::RemoveBackup { store, location } => {
+                format!(
+                    "backup `{}` written by this run removed",
+                    store.show(location)
+                )
             }
         }
     }
@@ -45,8 +51,11 @@ impl Compensation {
             Compensation::RestoreMetadata { name, .. } => {
                 format!("restore the metadata of collection `{name}`")
             }
-            Compensation::RemoveBackup { dir } => {
-                format!("remove backup `{}` written by this run", dir.display())
+            Compensation::RemoveBackup { store, location } => {
+                format!(
+                    "remove backup `{}` written by this run",
+                    store.show(location)
+                )
             }
         }
     }
@@ -69,8 +78,8 @@ impl Compensation {
                 chroma.update_metadata(id, previous).await?;
                 Ok(())
             }
-            Compensation::RemoveBackup { dir } => {
-                crate::backup::remove(dir)?;
+            Compensation::RemoveBackup { store, location } => {
+                store.remove(location).await?;
                 Ok(())
             }
         }

@@ -104,8 +104,8 @@ impl RunError {
 pub struct RunContext {
     pub run_id: Uuid,
     pub actor: String,
-    /// Root of the final backups written at soft delete and deleted at purge.
-    pub backup_root: std::path::PathBuf,
+    /// Where the final backups are written at soft delete and deleted at purge.
+    pub backups: crate::backup::BackupStore,
     /// Set by a signal handler: the tenants in progress finish (or are cancelled after
     /// [`STOP_GRACE`]), no further tenant starts.
     pub stop: Arc<AtomicBool>,
@@ -125,11 +125,11 @@ pub struct RunContext {
 
 impl RunContext {
     /// A new run by the current user.
-    pub fn new(backup_root: std::path::PathBuf) -> Self {
+    pub fn new(backups: crate::backup::BackupStore) -> Self {
         RunContext {
             run_id: Uuid::new_v4(),
             actor: crate::actor::actor(),
-            backup_root,
+            backups,
             stop: Default::default(),
             parallelism: 1,
             timeouts: Timeouts::default(),
@@ -464,7 +464,7 @@ pub async fn run(
         .iter()
         .filter(|leftover| leftover.partial)
     {
-        crate::backup::remove_partial(&context.backup_root, leftover)?;
+        context.backups.remove_partial(leftover).await?;
         cleaned.push(leftover.path.clone());
     }
     let mut report = execute(postgres, chroma, plan, observed, context, progress).await;

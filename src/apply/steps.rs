@@ -694,7 +694,6 @@ impl TenantWork<'_, '_> {
                 // Chroma requests have their own timeout.
                 let bound = deadline * u32::try_from(tables.len() + 2).unwrap_or(u32::MAX);
                 let request = crate::backup::ExportRequest {
-                    root: &self.context.backup_root,
                     tenant,
                     uid: *uid,
                     schema,
@@ -703,7 +702,10 @@ impl TenantWork<'_, '_> {
                     migration_version: *migration_version,
                     taken_at: self.observed.server_time,
                 };
-                let export = crate::backup::export(self.transaction, self.chroma, &request);
+                let export = self
+                    .context
+                    .backups
+                    .export(self.transaction, self.chroma, &request);
                 let written = match tokio::time::timeout(bound, export).await {
                     Ok(written) => written?,
                     Err(_) => {
@@ -714,17 +716,16 @@ impl TenantWork<'_, '_> {
                         .into())
                     }
                 };
-                self.backup = written
-                    .dir
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned());
-                self.compensations
-                    .push(Compensation::RemoveBackup { dir: written.dir });
+                self.backup = Some(written.folder);
+                self.compensations.push(Compensation::RemoveBackup {
+                    store: self.context.backups.clone(),
+                    location: written.location,
+                });
                 Ok(())
             }
             Step::DeleteBackups { uid } => {
                 self.flush().await?;
-                crate::backup::delete_all(&self.context.backup_root, tenant, *uid)?;
+                self.context.backups.delete_all(tenant, *uid).await?;
                 Ok(())
             }
             Step::CreateCollection { collection } => {

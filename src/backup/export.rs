@@ -1,61 +1,61 @@
 //! Writing a final backup: the tables with `COPY` in the tenant's transaction, the collection's
-//! records page by page, the manifest, all into a hidden folder renamed into place when
-//! complete.
+//! records page by page, every file read back and checked, then the manifest. Locally all of it
+//! goes into a hidden folder renamed into place when complete; in an object store straight into
+//! the final folder, where the manifest, written last, marks it complete.
 
 use super::files::{check_component, create_folders, incarnation_dir, make_folder, sync_folder};
+use super::object::{ObjectBackups, ObjectSink};
 use super::{
-    io_error, BackupError, BackupWritten, ChromaFile, Column, ExportRequest, Manifest, TableFile,
-    CHROMA_PAGE_SIZE, FILE_MODE, FORMAT_VERSION, MANIFEST, RECORDS_FILE, RESTORE_HINT,
-    TIMESTAMP_FORMAT,
+    io_error, BackupError, BackupLocation, BackupWritten, ChromaFile, Column, ExportRequest,
+    Manifest, TableFile, CHROMA_PAGE_SIZE, FILE_MODE, FORMAT_VERSION, MANIFEST, RECORDS_FILE,
+    RESTORE_HINT, TIMESTAMP_FORMAT,
 };
 use crate::backend::chroma::ChromaClient;
 use crate::backend::postgres::quote_ident;
 use crate::backend::postgres::PostgresError;
+use bytes::Bytes;
 use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-/// Writes a final backup of one tenant.
+/// Writes a final backup of one tenant into a local folder.
 ///
 /// The tables are read with `COPY` inside the caller's transaction, so the export includes the
-/// transaction's own changes and disappears with it logically (call [`remove`] when the
-/// transaction rolls back). Each `COPY` takes its own snapshot unless the transaction is
+/// transaction's own changes and disappears with it logically (call [`super::BackupStore::remove`]
+/// when the transaction rolls back). Each `COPY` takes its own snapshot unless the transaction is
 /// `REPEATABLE READ` or stricter; only then do all tables come from one snapshot.
 ///
 /// Chroma records are paged and checked against the collection's count before and after;
 /// duplicates or a different count are an error (the collection changed meanwhile).
 ///
 /// # Guarantees
-/// Everything is written into a hidden temporary folder next to the final one, fsynced, and
-/// renamed into place last: a folder named like a backup always holds a complete one. On error
-/// the temporary folder and any folder this call created are removed.
+/// Everything is written into a hidden temporary folder next to the final one, fsynced, read
+/// back and checked against its sizes and sha256, and renamed into place last: a folder named
+/// like a backup always holds a complete one. On error the temporary folder and any folder
+/// this call created are removed.
 ///
 /// # Errors
 /// An unsafe tenant name or identifier, an existing backup folder with the same timestamp,
 /// a symbolic link in the way, file system errors (naming the path), PostgreSQL and Chroma
-/// errors, and records changing during the export.
-pub async fn export(
+/// errors, a file that reads back differently, and records changing during the export.
+pub(super) async fn export_local(
+    root: &Path,
     transaction: &tokio_postgres::Transaction<'_>,
     chroma: &ChromaClient,
     request: &ExportRequest<'_>,
 ) -> Result<BackupWritten, BackupError> {
-    check_component(request.tenant)?;
-    // Refuse bad identifiers before anything is created.
-    quote_ident(request.schema)?;
-    for table in request.tables {
-        quote_ident(table)?;
-    }
-
+    check_request(request)?;
     let stamp = request.taken_at.format(TIMESTAMP_FORMAT).to_string();
-    let uid_dir = incarnation_dir(request.root, request.tenant, request.uid);
-    let created = create_folders(request.root, request.tenant, request.uid)?;
+    let uid_dir = incarnation_dir(root, request.tenant, request.uid);
+    let created = create_folders(root, request.tenant, request.uid)?;
     // A backup of the same second already there is what an interrupted run left (one that
     // renamed its folder but never committed): it is reported by the plan and kept, and this
     // one takes the next free name, `<timestamp>-2`, `-3`, ...
@@ -77,7 +77,20 @@ pub async fn export(
             return Err(BackupError::Exists(final_dir.clone()));
         }
         make_folder(&temporary)?;
-        let written = write_backup(transaction, chroma, request, &temporary).await?;
+        let destination = Destination::Local(&temporary);
+        let manifest = write_files(transaction, chroma, request, &destination).await?;
+        verify(&destination, &manifest).await?;
+        let text = manifest_text(&manifest);
+        let mut sink = destination.create(&[MANIFEST]).await?;
+        sink.write(Bytes::from(text)).await?;
+        let (manifest_bytes, _) = sink.finish().await?;
+        for subfolder in ["postgres", "chroma"] {
+            let path = temporary.join(subfolder);
+            if path.is_dir() {
+                sync_folder(&path)?;
+            }
+        }
+        sync_folder(&temporary)?;
         // Not found yet: a backup racing for the same second must not be replaced (rename
         // would replace an empty folder).
         if std::fs::symlink_metadata(&final_dir).is_ok() {
@@ -91,13 +104,17 @@ pub async fn export(
                 sync_folder(parent)?;
             }
         }
-        Ok(written)
+        Ok(totals(&manifest, manifest_bytes))
     }
     .await;
 
     match outcome {
         Ok((rows, records, bytes)) => Ok(BackupWritten {
-            dir: final_dir,
+            folder: final_dir
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            location: BackupLocation::Local(final_dir),
             rows,
             records,
             bytes,
@@ -117,23 +134,266 @@ pub async fn export(
     }
 }
 
-/// Writes the files and the manifest into `folder`; returns (rows, records, bytes).
-async fn write_backup(
+/// Writes a final backup of one tenant into an object store: the same files as
+/// [`export_local`], streamed to `<prefix>/<tenant>/<uid>/<timestamp>/` as they are read
+/// (tables in parts of a few MiB), read back and checked, and the manifest written last, so
+/// that a folder with a manifest holds a complete, verified backup. On error what was uploaded
+/// is deleted (best effort: a store that stopped answering keeps an unfinished folder, which
+/// the next plan reports and the next apply removes).
+///
+/// # Errors
+/// As [`export_local`], with the store's failures (each request bounded by its timeout)
+/// instead of the file system's.
+pub(super) async fn export_object(
+    store: &ObjectBackups,
     transaction: &tokio_postgres::Transaction<'_>,
     chroma: &ChromaClient,
     request: &ExportRequest<'_>,
-    folder: &Path,
-) -> Result<(u64, u64, u64), BackupError> {
+) -> Result<BackupWritten, BackupError> {
+    check_request(request)?;
+    let stamp = request.taken_at.format(TIMESTAMP_FORMAT).to_string();
+    let folder = store
+        .free_folder(request.tenant, request.uid, &stamp)
+        .await?;
+    let outcome = async {
+        let destination = Destination::Object(store, &folder);
+        let manifest = write_files(transaction, chroma, request, &destination).await?;
+        verify(&destination, &manifest).await?;
+        let text = Bytes::from(manifest_text(&manifest));
+        let location = folder.clone().join(MANIFEST);
+        store.put(&location, text.clone()).await?;
+        let (bytes, sha256) = store.read_back(&location).await?;
+        if bytes != text.len() as u64 || sha256 != hex::encode(Sha256::digest(&text)) {
+            return Err(BackupError::Verify {
+                location: store.show(&location),
+                reason: format!(
+                    "wrote {} bytes, read back {bytes} with another sha256",
+                    text.len()
+                ),
+            });
+        }
+        Ok(totals(&manifest, bytes))
+    }
+    .await;
+    match outcome {
+        Ok((rows, records, bytes)) => Ok(BackupWritten {
+            folder: folder.filename().unwrap_or_default().to_string(),
+            location: BackupLocation::Object(folder),
+            rows,
+            records,
+            bytes,
+        }),
+        Err(error) => {
+            store.discard(&folder).await;
+            Err(error)
+        }
+    }
+}
+
+/// Refuses bad names and identifiers before anything is created.
+fn check_request(request: &ExportRequest<'_>) -> Result<(), BackupError> {
+    check_component(request.tenant)?;
+    quote_ident(request.schema)?;
+    for table in request.tables {
+        quote_ident(table)?;
+    }
+    Ok(())
+}
+
+/// (rows, records, bytes) of a written backup, the manifest's own bytes included.
+fn totals(manifest: &Manifest, manifest_bytes: u64) -> (u64, u64, u64) {
+    let rows = manifest.tables.iter().map(|table| table.rows).sum();
+    let records = manifest.chroma.as_ref().map_or(0, |chroma| chroma.records);
+    let bytes = manifest.tables.iter().map(|table| table.bytes).sum::<u64>()
+        + manifest.chroma.as_ref().map_or(0, |chroma| chroma.bytes)
+        + manifest_bytes;
+    (rows, records, bytes)
+}
+
+fn manifest_text(manifest: &Manifest) -> Vec<u8> {
+    let mut text = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
+    text.push(b'\n');
+    text
+}
+
+/// Reads every data file of `manifest` back from `destination` and compares its size and
+/// sha256 with what was written.
+async fn verify(destination: &Destination<'_>, manifest: &Manifest) -> Result<(), BackupError> {
+    let files = manifest
+        .tables
+        .iter()
+        .map(|table| (&table.file, table.bytes, &table.sha256))
+        .chain(
+            manifest
+                .chroma
+                .iter()
+                .map(|chroma| (&chroma.file, chroma.bytes, &chroma.sha256)),
+        );
+    for (file, bytes, sha256) in files {
+        let parts: Vec<&str> = file.split('/').collect();
+        let (read, read_sha256) = destination.read_back(&parts).await?;
+        if read != bytes || &read_sha256 != sha256 {
+            return Err(BackupError::Verify {
+                location: destination.show(&parts),
+                reason: format!(
+                    "wrote {bytes} bytes (sha256 {sha256}), read back {read} (sha256 {read_sha256})"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where [`write_files`] puts the files: a local folder, or a folder of an object store.
+pub(super) enum Destination<'a> {
+    Local(&'a Path),
+    Object(&'a ObjectBackups, &'a ObjectPath),
+}
+
+impl Destination<'_> {
+    /// A new file at `parts` below the folder (its local subfolder is created when missing).
+    async fn create(&self, parts: &[&str]) -> Result<Sink, BackupError> {
+        match self {
+            Destination::Local(folder) => {
+                let mut path = folder.to_path_buf();
+                for (index, part) in parts.iter().enumerate() {
+                    path.push(part);
+                    if index + 1 < parts.len() && !path.is_dir() {
+                        make_folder(&path)?;
+                    }
+                }
+                Ok(Sink::Local(HashingWriter::create(&path)?))
+            }
+            Destination::Object(store, folder) => {
+                Ok(Sink::Object(store.create(object_path(folder, parts))))
+            }
+        }
+    }
+
+    /// (bytes, sha256) of the file at `parts`, read back.
+    async fn read_back(&self, parts: &[&str]) -> Result<(u64, String), BackupError> {
+        match self {
+            Destination::Local(folder) => {
+                let path = parts
+                    .iter()
+                    .fold(folder.to_path_buf(), |path, part| path.join(part));
+                let mut file = File::open(&path).map_err(io_error("read back", &path))?;
+                let mut hasher = Sha256::new();
+                let mut buffer = vec![0; 256 * 1024];
+                let mut bytes = 0u64;
+                loop {
+                    let read = file
+                        .read(&mut buffer)
+                        .map_err(io_error("read back", &path))?;
+                    if read == 0 {
+                        break;
+                    }
+                    hasher.update(&buffer[..read]);
+                    bytes += read as u64;
+                }
+                Ok((bytes, hex::encode(hasher.finalize())))
+            }
+            Destination::Object(store, folder) => {
+                store.read_back(&object_path(folder, parts)).await
+            }
+        }
+    }
+
+    fn show(&self, parts: &[&str]) -> String {
+        match self {
+            Destination::Local(folder) => parts
+                .iter()
+                .fold(folder.to_path_buf(), |path, part| path.join(part))
+                .display()
+                .to_string(),
+            Destination::Object(store, folder) => store.show(&object_path(folder, parts)),
+        }
+    }
+}
+
+fn object_path(folder: &ObjectPath, parts: &[&str]) -> ObjectPath {
+    parts
+        .iter()
+        .fold(folder.clone(), |path, part| path.join(*part))
+}
+
+/// A file being written: hashed and counted as it goes.
+pub(super) enum Sink {
+    Local(HashingWriter),
+    Object(ObjectSink),
+}
+
+impl Sink {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), BackupError> {
+        match self {
+            Sink::Local(writer) => writer.write(&chunk),
+            Sink::Object(sink) => sink.write(chunk).await,
+        }
+    }
+
+    /// Completes the file (fsync, or the end of the upload); returns (bytes, sha256 in hex).
+    async fn finish(self) -> Result<(u64, String), BackupError> {
+        match self {
+            Sink::Local(writer) => writer.finish(),
+            Sink::Object(sink) => sink.finish().await,
+        }
+    }
+
+    /// Gives the file up after an error (an upload in parts is cancelled at the store).
+    async fn abort(self) {
+        match self {
+            Sink::Local(_) => {}
+            Sink::Object(sink) => sink.abort().await,
+        }
+    }
+
+    /// Writes every chunk of `chunks` and finishes; on any error the file is given up.
+    async fn fill<S, E>(
+        mut self,
+        chunks: S,
+        mut on_chunk: impl FnMut(&Bytes),
+        map_error: impl Fn(E) -> BackupError,
+    ) -> Result<(u64, String), BackupError>
+    where
+        S: futures_util::Stream<Item = Result<Bytes, E>>,
+    {
+        futures_util::pin_mut!(chunks);
+        let written = async {
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(&map_error)?;
+                on_chunk(&chunk);
+                self.write(chunk).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match written {
+            Ok(()) => self.finish().await,
+            Err(error) => {
+                self.abort().await;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Writes the data files into `destination` and returns the manifest describing them (not
+/// written: the caller writes it once the files are verified).
+async fn write_files(
+    transaction: &tokio_postgres::Transaction<'_>,
+    chroma: &ChromaClient,
+    request: &ExportRequest<'_>,
+    destination: &Destination<'_>,
+) -> Result<Manifest, BackupError> {
     let mut columns = table_columns(transaction, request).await?;
     let mut tables = Vec::with_capacity(request.tables.len());
-    make_folder(&folder.join("postgres"))?;
     for table in request.tables {
-        let file = format!("postgres/{table}.csv");
-        let (rows, bytes, sha256) =
-            export_table(transaction, request.schema, table, &folder.join(&file)).await?;
+        let name = format!("{table}.csv");
+        let sink = destination.create(&["postgres", &name]).await?;
+        let (rows, bytes, sha256) = export_table(transaction, request.schema, table, sink).await?;
         tables.push(TableFile {
             name: table.clone(),
-            file,
+            file: format!("postgres/{name}"),
             columns: columns.remove(table).unwrap_or_default(),
             rows,
             bytes,
@@ -143,9 +403,8 @@ async fn write_backup(
 
     let chroma_file = match request.collection {
         Some((name, id)) => {
-            make_folder(&folder.join("chroma"))?;
-            let path = folder.join(RECORDS_FILE);
-            let (records, bytes, sha256) = export_records(chroma, name, id, &path).await?;
+            let sink = destination.create(&["chroma", "records.jsonl"]).await?;
+            let (records, bytes, sha256) = export_records(chroma, name, id, sink).await?;
             Some(ChromaFile {
                 collection: name.to_string(),
                 id: id.to_string(),
@@ -158,7 +417,7 @@ async fn write_backup(
         None => None,
     };
 
-    let manifest = Manifest {
+    Ok(Manifest {
         format_version: FORMAT_VERSION,
         tenant: request.tenant.to_string(),
         uid: request.uid,
@@ -168,28 +427,7 @@ async fn write_backup(
         tables,
         chroma: chroma_file,
         restore_hint: RESTORE_HINT.to_string(),
-    };
-    let mut text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-    text.push(b'\n');
-    let manifest_path = folder.join(MANIFEST);
-    let mut writer = HashingWriter::create(&manifest_path)?;
-    writer.write(&text)?;
-    let (manifest_bytes, _) = writer.finish()?;
-
-    for subfolder in ["postgres", "chroma"] {
-        let path = folder.join(subfolder);
-        if path.is_dir() {
-            sync_folder(&path)?;
-        }
-    }
-    sync_folder(folder)?;
-
-    let rows = manifest.tables.iter().map(|table| table.rows).sum();
-    let records = manifest.chroma.as_ref().map_or(0, |chroma| chroma.records);
-    let bytes = manifest.tables.iter().map(|table| table.bytes).sum::<u64>()
-        + manifest.chroma.as_ref().map_or(0, |chroma| chroma.bytes)
-        + manifest_bytes;
-    Ok((rows, records, bytes))
+    })
 }
 
 /// Column names and types of the requested tables, read in the same transaction.
@@ -223,12 +461,12 @@ async fn table_columns(
     Ok(columns)
 }
 
-/// Streams one table to `path`; returns (rows, bytes, sha256).
+/// Streams one table into `sink`; returns (rows, bytes, sha256).
 async fn export_table(
     transaction: &tokio_postgres::Transaction<'_>,
     schema: &str,
     table: &str,
-    path: &Path,
+    sink: Sink,
 ) -> Result<(u64, u64, String), BackupError> {
     let operation = || format!("export table `{schema}.{table}`");
     let sql = format!(
@@ -236,29 +474,34 @@ async fn export_table(
         quote_ident(schema)?,
         quote_ident(table)?
     );
-    let stream =
-        transaction
-            .copy_out(sql.as_str())
-            .await
-            .map_err(|error| PostgresError::Query {
+    let stream = match transaction.copy_out(sql.as_str()).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            sink.abort().await;
+            return Err(PostgresError::Query {
                 operation: operation(),
                 error,
-            })?;
-    futures_util::pin_mut!(stream);
-    let mut writer = HashingWriter::create(path)?;
+            }
+            .into());
+        }
+    };
     let mut counter = CsvRecordCounter::default();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|error| PostgresError::Query {
-            operation: operation(),
-            error,
-        })?;
-        counter.feed(&chunk);
-        writer.write(&chunk)?;
-    }
+    let (bytes, sha256) = sink
+        .fill(
+            stream,
+            |chunk| counter.feed(chunk),
+            |error| {
+                PostgresError::Query {
+                    operation: operation(),
+                    error,
+                }
+                .into()
+            },
+        )
+        .await?;
     let rows = counter.rows().ok_or_else(|| BackupError::TruncatedCsv {
         table: table.to_string(),
     })?;
-    let (bytes, sha256) = writer.finish()?;
     Ok((rows, bytes, sha256))
 }
 
@@ -321,55 +564,57 @@ async fn export_records(
     chroma: &ChromaClient,
     name: &str,
     id: &str,
-    path: &Path,
+    mut sink: Sink,
 ) -> Result<(u64, u64, String), BackupError> {
-    let first = chroma.get_records(id, CHROMA_PAGE_SIZE, 0).await?;
-    let mut writer = HashingWriter::create(path)?;
     let mut seen = BTreeSet::new();
-    let before = if first.len() < CHROMA_PAGE_SIZE {
-        write_records(&mut writer, &mut seen, &first, chroma, name, id, None).await?;
-        u64::try_from(seen.len()).unwrap_or(u64::MAX)
-    } else {
-        drop(first);
-        let before = chroma.count_records(id).await?;
-        let mut offset = 0;
-        loop {
-            let page = chroma.get_records(id, CHROMA_PAGE_SIZE, offset).await?;
-            write_records(
-                &mut writer,
-                &mut seen,
-                &page,
-                chroma,
-                name,
-                id,
-                Some(before),
-            )
-            .await?;
-            if page.len() < CHROMA_PAGE_SIZE {
-                break;
+    let written = async {
+        let first = chroma.get_records(id, CHROMA_PAGE_SIZE, 0).await?;
+        let before = if first.len() < CHROMA_PAGE_SIZE {
+            write_records(&mut sink, &mut seen, &first, chroma, name, id, None).await?;
+            u64::try_from(seen.len()).unwrap_or(u64::MAX)
+        } else {
+            drop(first);
+            let before = chroma.count_records(id).await?;
+            let mut offset = 0;
+            loop {
+                let page = chroma.get_records(id, CHROMA_PAGE_SIZE, offset).await?;
+                write_records(&mut sink, &mut seen, &page, chroma, name, id, Some(before)).await?;
+                if page.len() < CHROMA_PAGE_SIZE {
+                    break;
+                }
+                offset += page.len();
             }
-            offset += page.len();
+            before
+        };
+        let written = u64::try_from(seen.len()).unwrap_or(u64::MAX);
+        let after = chroma.count_records(id).await?;
+        if written != before || written != after {
+            return Err(BackupError::RecordsChanged {
+                collection: name.to_string(),
+                written,
+                before,
+                after,
+            });
         }
-        before
-    };
-    let written = u64::try_from(seen.len()).unwrap_or(u64::MAX);
-    let after = chroma.count_records(id).await?;
-    if written != before || written != after {
-        return Err(BackupError::RecordsChanged {
-            collection: name.to_string(),
-            written,
-            before,
-            after,
-        });
+        Ok(written)
     }
-    let (bytes, sha256) = writer.finish()?;
-    Ok((written, bytes, sha256))
+    .await;
+    match written {
+        Ok(written) => {
+            let (bytes, sha256) = sink.finish().await?;
+            Ok((written, bytes, sha256))
+        }
+        Err(error) => {
+            sink.abort().await;
+            Err(error)
+        }
+    }
 }
 
 /// Writes one page of records; the same id twice means records moved between pages while
 /// paging (`before`: the count taken before the first page, if one was).
 async fn write_records(
-    writer: &mut HashingWriter,
+    sink: &mut Sink,
     seen: &mut BTreeSet<String>,
     page: &[crate::backend::chroma::Record],
     chroma: &ChromaClient,
@@ -377,6 +622,8 @@ async fn write_records(
     id: &str,
     before: Option<u64>,
 ) -> Result<(), BackupError> {
+    // One chunk per page: an upload gets it in one piece.
+    let mut text = Vec::new();
     for record in page {
         if !seen.insert(record.id.clone()) {
             let written = u64::try_from(seen.len()).unwrap_or(u64::MAX);
@@ -394,15 +641,14 @@ async fn write_records(
             metadata: record.metadata.as_ref(),
             uri: record.uri.as_ref(),
         };
-        let mut text = serde_json::to_vec(&line).expect("a record serializes");
+        serde_json::to_writer(&mut text, &line).expect("a record serializes");
         text.push(b'\n');
-        writer.write(&text)?;
     }
-    Ok(())
+    sink.write(Bytes::from(text)).await
 }
 
 /// A new 0600 file that hashes and counts what goes through it.
-struct HashingWriter {
+pub(super) struct HashingWriter {
     path: PathBuf,
     writer: BufWriter<File>,
     hasher: Sha256,

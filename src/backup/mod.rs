@@ -14,20 +14,35 @@
 //! manifest included, is written and fsynced. Folders are 0700 and files 0600: they hold
 //! customer data. Deleting never follows a symbolic link.
 //!
-//! File writes use `std::fs` (tokio's `fs` feature is not enabled): they go to local disk
-//! through a buffer, between awaits on the network.
+//! The same layout lives under the prefix of an object-store URL (`s3://`, `gs://`, `az://`,
+//! see [`object`]), where the manifest is written last, after every data object has been read
+//! back and checked: a folder without a manifest is an unfinished export there.
+//!
+//! [`BackupStore`] is the one entry point: the planner and the executor ask it, never a path.
+//!
+//! Local file writes use `std::fs`: they go to local disk through a buffer, between awaits on
+//! the network.
 
 mod export;
 mod files;
+pub mod object;
 
-pub use export::export;
-pub use files::{delete_all, inventory, remove, remove_partial, usage};
+use object::ObjectBackups;
 
-use crate::backend::chroma::ChromaError;
+/// The local folder store's own operations, for callers (and tests) that hold a path rather
+/// than a [`BackupStore`].
+pub mod local {
+    pub use super::files::{delete_all, inventory, remove, remove_partial, usage};
+}
+
+use crate::backend::chroma::{ChromaClient, ChromaError};
 use crate::backend::postgres::PostgresError;
+use crate::observed::ObservedBackup;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Name of the manifest inside a backup folder; its presence marks the backup as complete.
@@ -78,6 +93,19 @@ pub enum BackupError {
     NotABackup(PathBuf),
     #[error("backup folder `{}` already exists", .0.display())]
     Exists(PathBuf),
+    /// A backup location that cannot be used. Shown without credentials.
+    #[error("backup location `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    /// A request to the object store failed (after its retries). Scrubbed of credentials.
+    #[error("cannot {action} `{location}`: {error}")]
+    Store {
+        action: &'static str,
+        location: String,
+        error: String,
+    },
+    /// A file read back from where it was written differs from what was written.
+    #[error("backup file `{location}` does not read back as written: {reason}")]
+    Verify { location: String, reason: String },
     #[error("postgres sent an incomplete CSV export of `{table}`")]
     TruncatedCsv { table: String },
     #[error(
@@ -100,10 +128,146 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
+/// Where backups are kept: a local folder (created 0700 when missing) or a prefix of a bucket.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum BackupStore {
+    Local(PathBuf),
+    Object(Arc<ObjectBackups>),
+}
+
+/// One written backup folder, for taking it back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackupLocation {
+    Local(PathBuf),
+    Object(object_store::path::Path),
+}
+
+impl BackupStore {
+    /// `--backup-dir`: an `s3://`, `gs://` or `az://` URL, or else a local path. Object-store
+    /// requests are bounded by `timeout` each.
+    ///
+    /// # Errors
+    /// An empty value, or a URL that cannot be used (see [`object::parse_url`]).
+    pub fn open(text: &str, timeout: Duration) -> Result<Self, BackupError> {
+        if text.trim().is_empty() {
+            return Err(BackupError::Url {
+                url: String::new(),
+                reason: "`--backup-dir` (`TENANTCTL_BACKUP_DIR`) is empty".to_string(),
+            });
+        }
+        if object::looks_like_url(text) {
+            Ok(BackupStore::Object(Arc::new(ObjectBackups::open(
+                text, timeout,
+            )?)))
+        } else {
+            Ok(BackupStore::Local(PathBuf::from(text)))
+        }
+    }
+
+    /// The path or `scheme://bucket/prefix`, as shown and saved with a plan.
+    pub fn display(&self) -> String {
+        match self {
+            BackupStore::Local(root) => root.display().to_string(),
+            BackupStore::Object(store) => store.url().to_string(),
+        }
+    }
+
+    /// How a written backup is named in messages.
+    pub fn show(&self, location: &BackupLocation) -> String {
+        match (self, location) {
+            (BackupStore::Object(store), BackupLocation::Object(folder)) => store.show(folder),
+            (_, BackupLocation::Local(dir)) => dir.display().to_string(),
+            (BackupStore::Local(_), BackupLocation::Object(folder)) => folder.to_string(),
+        }
+    }
+
+    /// Every backup folder, complete or not, for the plan to account for.
+    ///
+    /// # Errors
+    /// The folder or the store could not be read.
+    pub async fn inventory(&self) -> Result<Vec<ObservedBackup>, BackupError> {
+        match self {
+            BackupStore::Local(root) => files::inventory(root),
+            BackupStore::Object(store) => store.inventory().await,
+        }
+    }
+
+    /// What a purge of one tenant incarnation deletes.
+    ///
+    /// # Errors
+    /// An unsafe tenant name, a symbolic link in the way, or the store could not be read.
+    pub async fn usage(&self, tenant: &str, uid: Uuid) -> Result<BackupUsage, BackupError> {
+        match self {
+            BackupStore::Local(root) => files::usage(root, tenant, uid),
+            BackupStore::Object(store) => store.usage(tenant, uid).await,
+        }
+    }
+
+    /// Writes the final backup of one tenant: complete and read back before this returns.
+    ///
+    /// # Errors
+    /// See [`export::export_local`] and [`export::export_object`].
+    pub async fn export(
+        &self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        chroma: &ChromaClient,
+        request: &ExportRequest<'_>,
+    ) -> Result<BackupWritten, BackupError> {
+        match self {
+            BackupStore::Local(root) => {
+                export::export_local(root, transaction, chroma, request).await
+            }
+            BackupStore::Object(store) => {
+                export::export_object(store, transaction, chroma, request).await
+            }
+        }
+    }
+
+    /// Removes a backup this run wrote (its tenant rolled back).
+    ///
+    /// # Errors
+    /// The location is not a backup folder of this store, or deleting failed.
+    pub async fn remove(&self, location: &BackupLocation) -> Result<(), BackupError> {
+        match (self, location) {
+            (_, BackupLocation::Local(dir)) => files::remove(dir),
+            (BackupStore::Object(store), BackupLocation::Object(folder)) => {
+                store.remove(folder).await
+            }
+            (BackupStore::Local(_), BackupLocation::Object(folder)) => {
+                Err(BackupError::NotABackup(folder.to_string().into()))
+            }
+        }
+    }
+
+    /// Deletes every backup of one tenant incarnation (purge).
+    ///
+    /// # Errors
+    /// See [`files::delete_all`] and [`ObjectBackups::delete_all`].
+    pub async fn delete_all(&self, tenant: &str, uid: Uuid) -> Result<BackupUsage, BackupError> {
+        match self {
+            BackupStore::Local(root) => files::delete_all(root, tenant, uid),
+            BackupStore::Object(store) => store.delete_all(tenant, uid).await,
+        }
+    }
+
+    /// Removes an unfinished export the plan reported.
+    ///
+    /// # Errors
+    /// The name does not fit, or deleting failed.
+    pub async fn remove_partial(
+        &self,
+        leftover: &crate::plan::BackupLeftover,
+    ) -> Result<(), BackupError> {
+        match self {
+            BackupStore::Local(root) => files::remove_partial(root, leftover),
+            BackupStore::Object(store) => store.remove_partial(leftover).await,
+        }
+    }
+}
+
 /// What to export.
 pub struct ExportRequest<'a> {
-    /// The backup root; created (0700) when missing.
-    pub root: &'a Path,
     pub tenant: &'a str,
     pub uid: Uuid,
     pub schema: &'a str,
@@ -118,10 +282,12 @@ pub struct ExportRequest<'a> {
 }
 
 /// A written backup.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackupWritten {
     /// The final folder, `<root>/<tenant>/<uid>/<timestamp>`.
-    pub dir: PathBuf,
+    pub location: BackupLocation,
+    /// Its name, `<timestamp>` (or `<timestamp>-<n>`).
+    pub folder: String,
     /// Rows of all tables.
     pub rows: u64,
     /// Chroma records (0 without a collection).

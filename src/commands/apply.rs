@@ -23,10 +23,11 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
     let desired = super::load(&args.dir.dir)?;
     let options = super::plan_options(&args.connection, &args.planning, &args.targets.tenants)?;
     let my_options = super::saved_options(&options, &args.planning);
+    let backups = super::backup_store(&args.planning)?;
     let (mut postgres, chroma) = super::connect(&args.connection, "apply").await?;
     let plan_context = super::context(&args.dir.dir, &postgres, &chroma);
 
-    let mut context = RunContext::new(args.planning.backup_dir.clone());
+    let mut context = RunContext::new(backups.clone());
     context.parallelism = usize::from(args.parallelism);
     context.timeouts = args.bounds.timeouts();
     context.migration_lock_timeout = args.bounds.migration_lock_timeout;
@@ -100,7 +101,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
         LockedApply {
             desired: &desired,
             options: &options,
-            backup_root: &args.planning.backup_dir,
+            backups: &backups,
             lock_timeout: args.lock_timeout,
             context: &context,
             saved_id: saved.as_ref().map(|saved| saved.id),

@@ -56,6 +56,16 @@ pub fn plan_options(
     })
 }
 
+/// Where backups go (`--backup-dir`), checked before anything connects.
+///
+/// # Errors
+/// An empty value, or an object-store URL that cannot be used.
+pub fn backup_store(planning: &PlanningArgs) -> Result<crate::backup::BackupStore> {
+    planning
+        .backup_store()
+        .map_err(|error| UserError::new(error.to_string()).into())
+}
+
 /// The options a saved plan records and an applying side compares.
 pub fn saved_options(options: &PlanOptions, planning: &PlanningArgs) -> SavedOptions {
     SavedOptions {
@@ -64,7 +74,9 @@ pub fn saved_options(options: &PlanOptions, planning: &PlanningArgs) -> SavedOpt
         prune: options.prune,
         max_deletes: options.max_deletes,
         tenants: options.targets.clone(),
-        backup_dir: planning.backup_dir.display().to_string(),
+        backup_dir: planning
+            .backup_store()
+            .map_or_else(|_| planning.backup_dir.clone(), |store| store.display()),
     }
 }
 

@@ -12,16 +12,11 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
     // Validation comes first: an invalid directory never reaches a server.
     let desired = super::load(&args.dir.dir)?;
     let options = super::plan_options(&args.connection, &args.planning, &args.targets.tenants)?;
+    let backups = super::backup_store(&args.planning)?;
     let key = super::plan_key()?;
     let (postgres, chroma) = super::connect(&args.connection, "plan").await?;
-    let (observed, plan) = reconcile::observe_and_plan(
-        &postgres,
-        &chroma,
-        &desired,
-        &options,
-        &args.planning.backup_dir,
-    )
-    .await?;
+    let (observed, plan) =
+        reconcile::observe_and_plan(&postgres, &chroma, &desired, &options, &backups).await?;
     super::check_targets(&options, &desired, &observed)?;
     let context = super::context(&args.dir.dir, &postgres, &chroma);
 

@@ -18,7 +18,7 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
         database_url: args.connection.database_url.clone(),
         chroma,
         options,
-        backup_root: args.planning.backup_dir.clone(),
+        backups: super::backup_store(&args.planning)?,
         apply: args.apply,
         interval: args.interval,
         debounce: args.debounce,

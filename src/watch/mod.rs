@@ -37,7 +37,7 @@ pub struct WatchOptions {
     /// The Chroma client, with its scope, token and timeout.
     pub chroma: ChromaClient,
     pub options: PlanOptions,
-    pub backup_root: PathBuf,
+    pub backups: crate::backup::BackupStore,
     pub apply: bool,
     pub interval: Duration,
     pub debounce: Duration,
@@ -478,7 +478,7 @@ impl Watcher {
             &connection.chroma,
             desired,
             &self.options.options,
-            &self.options.backup_root,
+            &self.options.backups,
         )
         .await?;
         self.update_gauges(&plan).await;
@@ -505,7 +505,7 @@ impl Watcher {
         desired: &DesiredState,
     ) -> Result<ReconcileSummary, RunError> {
         let connection = self.connection.as_mut().expect("connected");
-        let mut context = RunContext::new(self.options.backup_root.clone());
+        let mut context = RunContext::new(self.options.backups.clone());
         context.stop = self.stop.clone();
         context.parallelism = self.options.parallelism;
         context.timeouts = self.options.timeouts;
@@ -530,7 +530,7 @@ impl Watcher {
             LockedApply {
                 desired,
                 options: &self.options.options,
-                backup_root: &self.options.backup_root,
+                backups: &self.options.backups,
                 lock_timeout: self.options.lock_timeout,
                 context: &context,
                 saved_id: None,

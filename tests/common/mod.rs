@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
+pub mod bucket;
 pub mod fault_proxy;
 pub mod scratch_postgres;
 pub mod watcher;
@@ -67,8 +68,11 @@ pub struct TestEnv {
     pub chroma_database: String,
     pub role_prefix: String,
     pub dir: tempfile::TempDir,
-    /// Where this test's final backups go (`TENANTCTL_BACKUP_DIR`).
+    /// Where this test's final backups go (`TENANTCTL_BACKUP_DIR`), unless `bucket` is set;
+    /// also a scratch folder for saved plans.
     pub backups: tempfile::TempDir,
+    /// With [`TestEnv::with_bucket`]: backups go to this prefix of the test bucket instead.
+    pub bucket: Option<bucket::TestBucket>,
     pub client: Client,
     http: reqwest::Client,
 }
@@ -131,11 +135,70 @@ impl TestEnv {
             role_prefix,
             dir: tempfile::tempdir().unwrap(),
             backups: tempfile::tempdir().unwrap(),
+            bucket: None,
             client,
             http,
         };
         env.write("plans.yaml", PLANS);
         env
+    }
+
+    /// Like [`TestEnv::new`], with the final backups in a prefix of its own of the test bucket
+    /// on the S3-compatible server.
+    pub fn with_bucket(label: &str) -> Self {
+        let mut env = Self::new(label);
+        env.bucket = Some(bucket::TestBucket::new(&env.database));
+        env
+    }
+
+    /// Every backup file with its content, by path relative to the backup root (local folder
+    /// or bucket prefix), whichever this environment uses.
+    pub fn backup_files(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        match &self.bucket {
+            Some(bucket) => bucket
+                .objects(&self.runtime)
+                .into_keys()
+                .map(|key| {
+                    let content = bucket.read(&self.runtime, &key);
+                    (key, content)
+                })
+                .collect(),
+            None => {
+                fn walk(
+                    root: &Path,
+                    dir: &Path,
+                    found: &mut std::collections::BTreeMap<String, Vec<u8>>,
+                ) {
+                    let Ok(entries) = std::fs::read_dir(dir) else {
+                        return;
+                    };
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        if entry.file_type().unwrap().is_dir() {
+                            walk(root, &path, found);
+                        } else {
+                            let relative = path.strip_prefix(root).unwrap().display().to_string();
+                            found.insert(relative, std::fs::read(&path).unwrap());
+                        }
+                    }
+                }
+                let mut found = std::collections::BTreeMap::new();
+                walk(self.backups.path(), self.backups.path(), &mut found);
+                found
+            }
+        }
+    }
+
+    /// Writes a file where backups go (as an interrupted run would leave one).
+    pub fn put_backup_file(&self, relative: &str, content: &[u8]) {
+        match &self.bucket {
+            Some(bucket) => bucket.put(&self.runtime, relative, content),
+            None => {
+                let path = self.backups.path().join(relative);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, content).unwrap();
+            }
+        }
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -202,7 +265,24 @@ impl TestEnv {
             .env_remove("TENANTCTL_PARALLELISM")
             .env_remove("TENANTCTL_SECRETS_DIR")
             .env_remove("TENANTCTL_SECRETS_COMMAND")
+            .env_remove("TENANTCTL_BACKUP_TIMEOUT")
             .env_remove("NO_COLOR");
+        for name in [
+            "AWS_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+            "AWS_ALLOW_HTTP",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            command.env_remove(name);
+        }
+        if let Some(bucket) = &self.bucket {
+            command.envs(bucket.env());
+        }
     }
 
     /// `apply --auto-approve`, expected to succeed.
