@@ -683,6 +683,20 @@ fn privilege_drift_is_planned_and_repaired() {
 #[test]
 fn backup_leftovers_are_reported_and_partial_ones_removed() {
     let env = TestEnv::new("backup_leftovers");
+    // A local partial export is a hidden folder never renamed into place.
+    backup_leftovers(env, ".20261130T010203Z.partial-0123abcd");
+}
+
+#[test]
+fn object_store_leftovers_are_reported_and_partial_ones_removed() {
+    let env = TestEnv::with_bucket("backup_leftovers_s3");
+    // In an object store a partial export is a folder without a manifest.
+    backup_leftovers(env, "20261130T010203Z");
+}
+
+/// A kill between the backup and the commit, and a partial export left beside it: the plan
+/// reports both, apply removes only the partial one.
+fn backup_leftovers(env: TestEnv, partial: &str) {
     env.tenant("hooli", "pro", "");
     env.apply();
     let uid: String = env
@@ -699,16 +713,18 @@ fn backup_leftovers_are_reported_and_partial_ones_removed() {
     );
     assert_ne!(killed.code, 0);
     // And a partial export, as a kill during the export leaves it.
-    let incarnation = env.backups.path().join("hooli").join(&uid);
-    let partial = incarnation.join(".20261130T010203Z.partial-0123abcd");
-    std::fs::create_dir_all(partial.join("postgres")).unwrap();
-    std::fs::write(partial.join("postgres/conversations.csv"), "id\n").unwrap();
+    env.put_backup_file(
+        &format!("hooli/{uid}/{partial}/postgres/conversations.csv"),
+        b"id\n",
+    );
+    let complete: Vec<String> = env.backup_files().into_keys().collect();
+    assert_eq!(complete.len(), 4, "{complete:?}");
 
     env.tenant("hooli", "pro", "");
     let plan = env.plan();
     assert!(
         plan.stdout.contains(&format!(
-            "hooli/{uid}/.20261130T010203Z.partial-0123abcd (1 file, 3 B): an export that was interrupted before it completed; removed by apply"
+            "hooli/{uid}/{partial} (1 file, 3 B): an export that was interrupted before it completed; removed by apply"
         )),
         "{}",
         plan.stdout
@@ -725,9 +741,16 @@ fn backup_leftovers_are_reported_and_partial_ones_removed() {
         "{}",
         applied.stdout
     );
-    assert!(!partial.exists());
-    let complete: Vec<_> = std::fs::read_dir(&incarnation).unwrap().collect();
-    assert_eq!(complete.len(), 1, "the complete one is left for a human");
+    let left: Vec<String> = env.backup_files().into_keys().collect();
+    assert_eq!(
+        left,
+        complete
+            .into_iter()
+            .filter(|path| !path.contains(partial))
+            .collect::<Vec<_>>(),
+        "the partial one is removed, the complete one is left for a human"
+    );
+    assert_eq!(left.len(), 3, "{left:?}");
 
     // Soft-deleted for real: every backup belongs to a soft-deleted tenant now.
     env.tenant("hooli", "pro", "state: deleted\n");

@@ -142,9 +142,7 @@ pub fn parse_url(text: &str) -> Result<(Provider, String, ObjectPath), BackupErr
             .decode_utf8()
             .map_err(|_| invalid("the prefix is not UTF-8"))?;
         ObjectPath::parse(decoded.as_ref()).map_err(|_| {
-            invalid(
-                "the prefix has an empty, `.` or `..` segment, or a character object paths refuse",
-            )
+            invalid("the prefix has an empty segment (`//`) or a character object paths refuse")
         })?
     };
     Ok((provider, bucket, prefix))
@@ -668,7 +666,7 @@ mod tests {
             ),
             ("ftp://host/x", "`ftp://` is not a backup location"),
             ("s3:///x", "bucket"),
-            ("s3://bucket/a/../b", "segment"),
+            ("s3://bucket/a//b", "segment"),
             ("s3://bucket:9000/x", "AWS_ENDPOINT"),
         ] {
             let error = parse_url(text).unwrap_err().to_string();
