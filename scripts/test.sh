@@ -32,6 +32,24 @@ if ! command -v openssl >/dev/null; then
     fi
 fi
 
+# The CI examples are checked with the GitHub Actions static analyser and the platforms' JSON
+# schemas (tests/examples.rs); both tools come from PyPI, pinned, into a venv of their own.
+CI_TOOLS="$ROOT/.local/ci-tools-venv"
+ZIZMOR_VERSION=1.32.0
+CHECK_JSONSCHEMA_VERSION=0.39.0
+if ! { [[ -x "$CI_TOOLS/bin/zizmor" && -x "$CI_TOOLS/bin/check-jsonschema" ]] &&
+    "$CI_TOOLS/bin/zizmor" --version | grep -qF " $ZIZMOR_VERSION" &&
+    "$CI_TOOLS/bin/check-jsonschema" --version | grep -qF " $CHECK_JSONSCHEMA_VERSION"; }; then
+    step "installing zizmor $ZIZMOR_VERSION and check-jsonschema $CHECK_JSONSCHEMA_VERSION (PyPI)"
+    mkdir -p "$ROOT/.local"
+    python3 -m venv --clear "$CI_TOOLS" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$CI_TOOLS/bin/pip" install --quiet \
+        "zizmor==$ZIZMOR_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" </dev/null ||
+        die "pip install zizmor check-jsonschema failed"
+fi
+export TENANTCTL_TEST_ZIZMOR="$CI_TOOLS/bin/zizmor"
+export TENANTCTL_TEST_CHECK_JSONSCHEMA="$CI_TOOLS/bin/check-jsonschema"
+
 step "servers (scripts/servers.sh start)"
 bash "$ROOT/scripts/servers.sh" start
 

@@ -447,37 +447,151 @@ fn github_workflow_has_the_structure_actions_needs() {
 }
 
 #[test]
-fn github_actions_are_pinned_to_version_tags() {
-    let workflow = load(GITHUB);
+fn github_actions_are_pinned_to_commit_hashes_with_their_version() {
+    let text = read(GITHUB);
     let mut used = BTreeSet::new();
-    for (job, definition) in entries(&workflow["jobs"]) {
-        for step in definition["steps"].as_vec().into_iter().flatten() {
-            let Some(uses) = step["uses"].as_str() else {
-                continue;
-            };
-            let (action, version) = uses
-                .split_once('@')
-                .unwrap_or_else(|| panic!("{job}: `{uses}` is not pinned"));
-            let version = version
-                .strip_prefix('v')
-                .unwrap_or_else(|| panic!("{job}: `{uses}` is not pinned to a version tag"));
-            assert!(
-                !version.is_empty()
-                    && version
-                        .split('.')
-                        .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit())),
-                "{job}: `{uses}` is not pinned to a version tag"
-            );
-            used.insert(action.to_string());
-        }
+    for line in text.lines() {
+        let Some(uses) = line
+            .trim()
+            .strip_prefix("uses:")
+            .or_else(|| line.trim().strip_prefix("- uses:"))
+        else {
+            continue;
+        };
+        let (reference, comment) = uses.split_once('#').unwrap_or((uses, ""));
+        let (action, hash) = reference
+            .trim()
+            .split_once('@')
+            .unwrap_or_else(|| panic!("`{line}` is not pinned"));
+        assert!(
+            hash.len() == 40
+                && hash
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "`{line}` is not pinned to a full commit hash"
+        );
+        let version = comment.trim().strip_prefix('v').unwrap_or_default();
+        assert!(
+            !version.is_empty()
+                && version
+                    .split('.')
+                    .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit())),
+            "`{line}` does not name its version in a comment (`# vX.Y.Z`)"
+        );
+        used.insert(action.to_string());
     }
     for action in [
         "actions/checkout",
         "actions/cache",
         "actions/upload-artifact",
+        "actions/download-artifact",
         "actions/github-script",
+        "aws-actions/configure-aws-credentials",
     ] {
         assert!(used.contains(action), "{action} is used");
+    }
+}
+
+#[test]
+fn github_jobs_get_least_privilege_and_no_expression_reaches_a_shell() {
+    let workflow = load(GITHUB);
+    // Nothing at the top: each job names what it needs.
+    assert!(
+        workflow["permissions"]
+            .as_hash()
+            .is_some_and(|map| map.is_empty()),
+        "top-level permissions: {{}}"
+    );
+    for (name, job) in entries(&workflow["jobs"]) {
+        let permissions = entries(&job["permissions"]);
+        assert!(!permissions.is_empty(), "{name}: names its permissions");
+        for (scope, level) in &permissions {
+            let writes = level.as_str() == Some("write");
+            assert!(
+                !writes || ["pull-requests", "id-token"].contains(&scope.as_str()),
+                "{name}: {scope}: write"
+            );
+        }
+        for step in job["steps"].as_vec().into_iter().flatten() {
+            if step["uses"]
+                .as_str()
+                .is_some_and(|uses| uses.starts_with("actions/checkout@"))
+            {
+                assert_eq!(
+                    step["with"]["persist-credentials"].as_bool(),
+                    Some(false),
+                    "{name}: a checkout keeps its token: {step:?}"
+                );
+            }
+            if let Some(script) = step["run"].as_str() {
+                assert!(
+                    !script.contains("${{"),
+                    "{name}: an expression is expanded into a shell script:\n{script}"
+                );
+            }
+        }
+    }
+    // The apply job runs only signed plans and keeps backups in the bucket.
+    let apply = &workflow["jobs"]["apply"];
+    for variable in ["TENANTCTL_PLAN_KEY", "TENANTCTL_BACKUP_DIR"] {
+        assert!(
+            apply["env"][variable].as_str().is_some(),
+            "apply: {variable} is set"
+        );
+    }
+    assert!(
+        !read(GITHUB).contains("path: backups/"),
+        "no backup as an artifact"
+    );
+}
+
+/// The example pipelines pass the GitHub Actions static analyser (zizmor, every persona,
+/// nothing at medium or above) and validate against GitHub's and GitLab's published schemas
+/// (check-jsonschema ships both). `scripts/test.sh` installs both tools from PyPI.
+#[test]
+fn example_pipelines_pass_zizmor_and_their_schemas() {
+    let tool = |variable: &str| {
+        std::env::var(variable).unwrap_or_else(|_| {
+            panic!("{variable} is not set: run the tests with `bash scripts/test.sh`, which installs the tool")
+        })
+    };
+    let zizmor = tool("TENANTCTL_TEST_ZIZMOR");
+    for persona in ["regular", "auditor"] {
+        let output = Command::new(&zizmor)
+            .args([
+                "--offline",
+                "--no-progress",
+                "--persona",
+                persona,
+                "--min-severity",
+                "medium",
+            ])
+            .arg(path(GITHUB))
+            .output()
+            .unwrap_or_else(|error| panic!("{zizmor}: {error}"));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("No findings to report"),
+            "zizmor ({persona}) found problems in {GITHUB}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let check = tool("TENANTCTL_TEST_CHECK_JSONSCHEMA");
+    for (schema, file) in [
+        ("vendor.github-workflows", GITHUB),
+        ("vendor.gitlab-ci", GITLAB),
+    ] {
+        let output = Command::new(&check)
+            .args(["--builtin-schema", schema])
+            .arg(path(file))
+            .output()
+            .unwrap_or_else(|error| panic!("{check}: {error}"));
+        assert!(
+            output.status.success(),
+            "{file} does not validate against {schema}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
