@@ -20,7 +20,7 @@
 //! | [`saved`] | saved plans: format, signature, comparison with the plan derived again at apply time | none |
 //! | [`backend`] | PostgreSQL (connection and its display, the session pool (deadpool) every worker and reader takes from, locks, control-schema migrations, batched introspection, schema shapes (`shape`), the reference built in a rolled-back transaction (`reference`), DDL text, registry rows and migration history, credentials and `tenantctl.authenticate` (`credentials`), ACL items (`acl`)) and Chroma (HTTP API v2, collections listed in pages decoded as they arrive) | network |
 //! | [`secrets`] | generated passwords (with their SCRAM verifiers) and API keys, a [`secrets::Secret`] that never prints, and the one sink they go to (`--secrets-dir` or `--secrets-command`) | files, processes |
-//! | [`backup`] | final backups at soft delete, their inventory, deletion at purge | files, network |
+//! | [`backup`] | final backups at soft delete (streamed, read back and checked, manifest last), their inventory, deletion at purge; one [`backup::BackupStore`] over a local folder or an object store (`backup::object`: S3, GCS, Azure through `object_store`) | files, network |
 //! | [`reconcile`] | the whole live state, the plan with what is at risk, and lock -> plan -> check -> apply -> unlock | network, files |
 //! | [`apply`] | runs a plan: the one step executor (`apply::steps`, migrations statement by statement included), per-tenant transaction, compensation, stop rules and bounds, crash failpoints in test builds | network, files |
 //! | [`watch`] | the reconciler loop: debounced file events, interval, leader lock, backoff, signals, metrics endpoint | files, network |

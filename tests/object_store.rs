@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::bucket::{TestBucket, ACCESS_KEY, BUCKET, SECRET_KEY};
+use common::bucket::{access_key, secret_key, TestBucket, BUCKET};
 use common::{Output, TestEnv};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -18,11 +18,11 @@ const BUILTIN_MIGRATION: &str =
 fn assert_no_credential(output: &Output, what: &str) {
     for text in [&output.stdout, &output.stderr] {
         assert!(
-            !text.contains(SECRET_KEY),
+            !text.contains(&secret_key()),
             "{what} printed the secret key:\n{text}"
         );
         assert!(
-            !text.contains(ACCESS_KEY),
+            !text.contains(&access_key()),
             "{what} printed the access key:\n{text}"
         );
     }
@@ -176,7 +176,7 @@ fn soft_delete_restore_soft_delete_purge_leaves_no_object_and_prints_no_credenti
     run(&["plan", "--out", saved.to_str().unwrap()], 0);
     let text = std::fs::read_to_string(&saved).unwrap();
     assert!(text.contains(&format!("s3://{BUCKET}/")), "{text}");
-    assert!(!text.contains(SECRET_KEY) && !text.contains(ACCESS_KEY));
+    assert!(!text.contains(&secret_key()) && !text.contains(&access_key()));
     run(&["apply", "--help"], 0);
     assert_eq!(outputs.borrow().len(), 9);
 }
@@ -187,11 +187,11 @@ fn unusable_backup_locations_are_refused_before_anything_changes() {
     env.tenant("hooli", "pro", "");
     for (location, expected) in [
         (
-            format!("s3://{ACCESS_KEY}:{SECRET_KEY}@{BUCKET}/x"),
+            format!("s3://{}:{}@{BUCKET}/x", access_key(), secret_key()),
             "credentials do not belong in the URL",
         ),
         (
-            format!("s3://{BUCKET}/x?X-Amz-Credential={SECRET_KEY}"),
+            format!("s3://{BUCKET}/x?X-Amz-Credential={}", secret_key()),
             "a query or fragment",
         ),
         (
@@ -381,7 +381,7 @@ fn an_upload_cut_off_half_way_rolls_the_tenant_back_and_the_next_run_cleans_up()
         "{stdout}\n{stderr}"
     );
     assert!(elapsed < Duration::from_secs(90), "{elapsed:?}");
-    assert!(!stdout.contains(SECRET_KEY) && !stderr.contains(SECRET_KEY));
+    assert!(!stdout.contains(&secret_key()) && !stderr.contains(&secret_key()));
 
     // Rolled back: still active, every row there, no delete recorded.
     let row = env.query_one(

@@ -13,9 +13,25 @@ use std::sync::Arc;
 /// The bucket `scripts/servers.sh` creates for the tests.
 pub const BUCKET: &str = "tenantctl-test";
 /// Credentials of the test server. moto accepts any; these are distinctive so that a test can
-/// search every output for them.
+/// search every output for them. A server that checks signatures gets its own key through
+/// `TENANTCTL_TEST_S3_ACCESS_KEY` and `TENANTCTL_TEST_S3_SECRET_KEY`.
 pub const ACCESS_KEY: &str = "AKIATCTTESTACCESSKEY";
 pub const SECRET_KEY: &str = "tct-secret-k3y-must-never-be-printed";
+
+/// The access key the tests use: the override, or [`ACCESS_KEY`].
+pub fn access_key() -> String {
+    std::env::var("TENANTCTL_TEST_S3_ACCESS_KEY").unwrap_or_else(|_| ACCESS_KEY.to_string())
+}
+
+/// The secret key the tests use: the override, or [`SECRET_KEY`].
+pub fn secret_key() -> String {
+    std::env::var("TENANTCTL_TEST_S3_SECRET_KEY").unwrap_or_else(|_| SECRET_KEY.to_string())
+}
+
+/// The region the server expects (moto takes any; Garage its configured `s3_region`).
+pub fn region() -> String {
+    std::env::var("TENANTCTL_TEST_S3_REGION").unwrap_or_else(|_| "us-east-1".to_string())
+}
 
 pub struct TestBucket {
     /// `http://127.0.0.1:<port>`.
@@ -42,9 +58,9 @@ impl TestBucket {
             .with_bucket_name(BUCKET)
             .with_endpoint(endpoint)
             .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
+            .with_region(region())
+            .with_access_key_id(access_key())
+            .with_secret_access_key(secret_key())
             .build()
             .expect("an S3 client for the test server");
         TestBucket {
@@ -65,9 +81,9 @@ impl TestBucket {
             ("TENANTCTL_BACKUP_DIR", self.url()),
             ("AWS_ENDPOINT", self.endpoint.clone()),
             ("AWS_ALLOW_HTTP", "true".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
+            ("AWS_REGION", region()),
+            ("AWS_ACCESS_KEY_ID", access_key()),
+            ("AWS_SECRET_ACCESS_KEY", secret_key()),
         ]
     }
 
@@ -110,5 +126,23 @@ impl TestBucket {
         runtime
             .block_on(self.store.put(&location, bytes.to_vec().into()))
             .unwrap_or_else(|error| panic!("put {relative}: {error}"));
+    }
+
+    /// Deletes every object under the prefix (best effort: a test's clean-up).
+    pub fn clear(&self, runtime: &tokio::runtime::Runtime) {
+        use futures_util::StreamExt;
+        let Ok(prefix) = ObjectPath::parse(&self.prefix) else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        runtime.block_on(async move {
+            let locations = store
+                .list(Some(&prefix))
+                .map(|meta| meta.map(|meta| meta.location));
+            let _ = store
+                .delete_stream(locations.boxed())
+                .collect::<Vec<_>>()
+                .await;
+        });
     }
 }

@@ -433,6 +433,9 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        if let Some(bucket) = &self.bucket {
+            bucket.clear(&self.runtime);
+        }
         let database = self.database.clone();
         let prefix = self.role_prefix.clone();
         let admin_url = self.admin_url.clone();
