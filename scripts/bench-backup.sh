@@ -132,7 +132,35 @@ local_files() {
     find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{ n++; b += $1 } END { printf "%d %d\n", n, b }'
 }
 
-declare -A DELETE_US PURGE_US BYTES
+declare -A DELETE_US PURGE_US BYTES FLOOR_US
+s3_floor() {
+    # s3_floor DIR LABEL: the files of a local backup folder uploaded to the object store and
+    # read back by boto3 (AWS's Python SDK, installed with moto), $PARALLELISM at a time: what
+    # moving those bytes costs without tenantctl. Prints nothing; sets FLOOR_US[LABEL].
+    local dir=$1 label=$2 t0
+    t0=$(now_us)
+    "$ROOT/.local/s3-venv/bin/python" - "$dir" "$S3_URL_LOCAL" "$S3_BUCKET" "$RUN_ID-floor-$label" "$PARALLELISM" <<'PY' ||
+import boto3, concurrent.futures, os, sys
+folder, endpoint, bucket, prefix, workers = sys.argv[1:6]
+client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="bench", aws_secret_access_key="bench")
+files = [os.path.relpath(os.path.join(root, name), folder)
+         for root, _, names in os.walk(folder) for name in names]
+def move(relative):
+    key = f"{prefix}/{relative}"
+    with open(os.path.join(folder, relative), "rb") as body:
+        client.put_object(Bucket=bucket, Key=key, Body=body)
+    client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return key
+with concurrent.futures.ThreadPoolExecutor(int(workers)) as pool:
+    keys = list(pool.map(move, files))
+for start in range(0, len(keys), 1000):
+    client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys[start:start + 1000]]})
+PY
+        die "$label: the boto3 floor failed"
+    FLOOR_US[$label]=$(($(now_us) - t0))
+}
+
 run_store() {
     # run_store STORE ROUND: create, fill, soft-delete (timed), purge (timed)
     local store=$1 round=$2 label="${1}${2}" dir t0 backup_dir count bytes
@@ -181,6 +209,9 @@ run_store() {
     # Three files per backup: the table, the (empty) collection's records, the manifest.
     [[ "$count" == $((TENANTS * 3)) ]] || die "$label: $count backup files, expected $((TENANTS * 3))"
     BYTES[$label]=$bytes
+    if [[ "$store" == local ]]; then
+        s3_floor "$backup_dir" "$round"
+    fi
 
     t0=$(now_us)
     timeout 1800 "$BIN" apply --auto-approve --parallelism "$PARALLELISM" --max-deletes "$TENANTS" \
@@ -207,13 +238,16 @@ echo "machine: nproc=$(nproc); shared and noisy: compare the figures of one run"
 echo "$TENANTS tenants x ~$MB MB of CSV each ($(awk -v b="${BYTES[local1]}" 'BEGIN { printf "%.0f", b / 1e6 }') MB of backups in all), soft-deleted by one apply --parallelism $PARALLELISM, then purged by another"
 echo "local: a folder on this machine's disk (fsync on); object store: moto's S3 server on 127.0.0.1:$S3_PORT (in memory)"
 echo
-printf '%-6s %18s %18s %10s %16s %16s %10s\n' round "soft delete local" "soft delete s3" ratio "purge local" "purge s3" ratio
+printf '%-6s %18s %18s %10s %16s %16s %10s %20s\n' round "soft delete local" "soft delete s3" ratio "purge local" "purge s3" ratio "floor: boto3 up+down"
 for ((round = 1; round <= ROUNDS; round++)); do
     l=${DELETE_US[local$round]} s=${DELETE_US[s3$round]} pl=${PURGE_US[local$round]} ps=${PURGE_US[s3$round]}
-    printf '%-6s %16s s %16s s %9sx %14s s %14s s %9sx\n' "$round" "$(seconds "$l")" "$(seconds "$s")" \
+    printf '%-6s %16s s %16s s %9sx %14s s %14s s %9sx %18s s\n' "$round" "$(seconds "$l")" "$(seconds "$s")" \
         "$(awk -v a="$l" -v b="$s" 'BEGIN { printf "%.2f", b / a }')" \
-        "$(seconds "$pl")" "$(seconds "$ps")" "$(awk -v a="$pl" -v b="$ps" 'BEGIN { printf "%.2f", b / a }')"
+        "$(seconds "$pl")" "$(seconds "$ps")" "$(awk -v a="$pl" -v b="$ps" 'BEGIN { printf "%.2f", b / a }')" \
+        "$(seconds "${FLOOR_US[$round]}")"
 done
 echo
 echo "per tenant, the soft delete exports the table with COPY, writes it (locally, fsynced; or up in"
-echo "parts of 8 MiB), reads it back and checks its sha256, then writes the manifest"
+echo "parts of 8 MiB), reads it back and checks its sha256, then writes the manifest; the floor"
+echo "moves the same files (the local round's backups) up and back down with boto3, $PARALLELISM at a"
+echo "time (delete included), with no database, no export and no checks"
