@@ -503,6 +503,8 @@ create_buckets() {
 start_s3() {
     mkdir -p "$STATE"
     command -v curl >/dev/null || die "curl is required (apt-get install curl)"
+    # Installed even when a server already answers: the tests start private ones to stop.
+    install_s3
     if s3_answers; then
         if ! s3_pid_ours >/dev/null; then
             say "s3: something already answers on $S3_URL_OUT; using it (not started by this script)"
@@ -514,7 +516,6 @@ start_s3() {
     if pid="$(s3_pid_ours)"; then
         die "the s3 server started by this script (pid $pid) is running but does not answer on $S3_URL_OUT; run 'bash scripts/servers.sh stop' first"
     fi
-    install_s3
     rm -f "$S3_PID"
     printf '\n=== %s servers.sh start (port %s) ===\n' "$(date -Is)" "$S3_PORT" >>"$S3_LOG"
     local logsize
