@@ -33,22 +33,27 @@ if ! command -v openssl >/dev/null; then
 fi
 
 # The CI examples are checked with the GitHub Actions static analyser and the platforms' JSON
-# schemas (tests/examples.rs); both tools come from PyPI, pinned, into a venv of their own.
+# schemas (tests/examples.rs), and the Markdown comments are rendered with GitHub's cmark-gfm
+# (tests/markdown_html.rs); the tools come from PyPI, pinned, into a venv of their own.
 CI_TOOLS="$ROOT/.local/ci-tools-venv"
 ZIZMOR_VERSION=1.32.0
 CHECK_JSONSCHEMA_VERSION=0.39.0
+CMARKGFM_VERSION=2025.10.22
 if ! { [[ -x "$CI_TOOLS/bin/zizmor" && -x "$CI_TOOLS/bin/check-jsonschema" ]] &&
     "$CI_TOOLS/bin/zizmor" --version | grep -qF " $ZIZMOR_VERSION" &&
-    "$CI_TOOLS/bin/check-jsonschema" --version | grep -qF " $CHECK_JSONSCHEMA_VERSION"; }; then
-    step "installing zizmor $ZIZMOR_VERSION and check-jsonschema $CHECK_JSONSCHEMA_VERSION (PyPI)"
+    "$CI_TOOLS/bin/check-jsonschema" --version | grep -qF " $CHECK_JSONSCHEMA_VERSION" &&
+    "$CI_TOOLS/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('cmarkgfm') != '$CMARKGFM_VERSION')" 2>/dev/null; }; then
+    step "installing zizmor $ZIZMOR_VERSION, check-jsonschema $CHECK_JSONSCHEMA_VERSION and cmarkgfm $CMARKGFM_VERSION (PyPI)"
     mkdir -p "$ROOT/.local"
     python3 -m venv --clear "$CI_TOOLS" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
     PIP_DISABLE_PIP_VERSION_CHECK=1 "$CI_TOOLS/bin/pip" install --quiet \
-        "zizmor==$ZIZMOR_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" </dev/null ||
-        die "pip install zizmor check-jsonschema failed"
+        "zizmor==$ZIZMOR_VERSION" "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" \
+        "cmarkgfm==$CMARKGFM_VERSION" </dev/null ||
+        die "pip install zizmor check-jsonschema cmarkgfm failed"
 fi
 export TENANTCTL_TEST_ZIZMOR="$CI_TOOLS/bin/zizmor"
 export TENANTCTL_TEST_CHECK_JSONSCHEMA="$CI_TOOLS/bin/check-jsonschema"
+export TENANTCTL_TEST_CI_PYTHON="$CI_TOOLS/bin/python"
 
 step "servers (scripts/servers.sh start)"
 bash "$ROOT/scripts/servers.sh" start

@@ -288,6 +288,52 @@ pub struct PlanArgs {
     /// is signed when TENANTCTL_PLAN_KEY is set
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub comment: CommentArgs,
+}
+
+/// The pull-request comment `--format markdown` writes: what a workflow puts around it and the
+/// size it must fit, so the workflow never has to cut it.
+#[derive(Debug, Args)]
+pub struct CommentArgs {
+    /// With --format markdown: first line(s) of the comment, e.g. the marker a workflow finds
+    /// its comment by (`<!-- tenantctl-plan -->`)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub comment_header: Option<String>,
+    /// With --format markdown: last line(s) of the comment, e.g. which commit and run made the
+    /// plan (it may start with `---`, a Markdown rule)
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
+    pub comment_footer: Option<String>,
+    /// With --format markdown: characters the whole comment may take, header and footer
+    /// included (GitHub's limit by default); the plan is laid out to fit, riskiest first
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(4_096..=1_048_576))]
+    pub max_chars: u32,
+}
+
+impl CommentArgs {
+    /// The options of the Markdown renderer.
+    ///
+    /// # Errors
+    /// One of the options with another format than Markdown: it would do nothing.
+    pub fn options(
+        &self,
+        format: PlanFormat,
+    ) -> Result<crate::render::markdown::CommentOptions<'_>, String> {
+        let given = self.comment_header.is_some()
+            || self.comment_footer.is_some()
+            || self.max_chars != 65_536;
+        if given && format != PlanFormat::Markdown {
+            return Err(
+                "`--comment-header`, `--comment-footer` and `--max-chars` shape the Markdown comment: add `--format markdown`"
+                    .to_string(),
+            );
+        }
+        Ok(crate::render::markdown::CommentOptions {
+            header: self.comment_header.as_deref().unwrap_or_default(),
+            footer: self.comment_footer.as_deref().unwrap_or_default(),
+            max_chars: self.max_chars as usize,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +387,8 @@ pub struct ShowArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    #[command(flatten)]
+    pub comment: CommentArgs,
 }
 
 /// Parses a duration with its unit (`500ms`, `30s`, `5m`, `1h`, `1h 30m`); a bare number is

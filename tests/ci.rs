@@ -438,3 +438,65 @@ fn progress_goes_to_standard_error_and_quiet_silences_it() {
         quiet.stdout
     );
 }
+
+/// The pull-request comment comes out whole: the workflow's marker first, its footer last,
+/// within `--max-chars`, so nothing after tenantctl has to cut it; the same from a saved plan.
+#[test]
+fn the_markdown_comment_carries_the_marker_and_footer_within_the_budget() {
+    let env = TestEnv::new("comment_budget");
+    for index in 0..120 {
+        env.tenant(&format!("customer_{index:03}"), "pro", "");
+    }
+    let footer = "---\nPlan of 1a2b3c4, [run 7](https://ci.example/run/7).";
+    let args = |command: &'static str, extra: Vec<String>| {
+        let mut args: Vec<String> = vec![command.to_string()];
+        args.extend(extra);
+        args.extend(
+            [
+                "--format",
+                "markdown",
+                "--comment-header",
+                "<!-- tenantctl-plan -->",
+                "--comment-footer",
+                footer,
+                "--max-chars",
+                "5000",
+            ]
+            .map(str::to_string),
+        );
+        args
+    };
+    let saved = env.backups.path().join("comment.plan");
+    let saved = saved.to_str().unwrap().to_string();
+    for run in [
+        args("plan", vec!["--out".to_string(), saved.clone()]),
+        args("show", vec![saved.clone()]),
+    ] {
+        let run: Vec<&str> = run.iter().map(String::as_str).collect();
+        let output = env.tenantctl(&run).expect_code(0);
+        let comment = &output.stdout;
+        assert!(comment.len() <= 5000, "{} bytes", comment.len());
+        assert!(
+            comment.starts_with("<!-- tenantctl-plan -->\n### tenantctl plan\n\nPlan: "),
+            "{comment}"
+        );
+        assert!(comment.ends_with(&format!("\n{footer}\n")), "{comment}");
+        assert!(
+            comment.contains("<details><summary>120 new tenants</summary>"),
+            "{comment}"
+        );
+        assert!(
+            comment.contains("more new tenants, not listed here"),
+            "{comment}"
+        );
+    }
+    // With another format the options would do nothing: an error, not a silent no-op.
+    let error = env
+        .tenantctl(&["plan", "--comment-header", "x"])
+        .expect_code(1);
+    assert!(
+        error.stderr.contains("add `--format markdown`"),
+        "{}",
+        error.stderr
+    );
+}

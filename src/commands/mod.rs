@@ -229,7 +229,12 @@ pub fn plan_exit(plan: &Plan, detailed: bool) -> Exit {
 }
 
 /// Prints a plan to stdout in the chosen format (colour only on a terminal).
-pub fn print_plan(format: PlanFormat, plan: &Plan, context: &PlanContext) {
+pub fn print_plan(
+    format: PlanFormat,
+    plan: &Plan,
+    context: &PlanContext,
+    comment: &render::markdown::CommentOptions,
+) {
     use std::io::IsTerminal;
     match format {
         PlanFormat::Text => {
@@ -237,7 +242,7 @@ pub fn print_plan(format: PlanFormat, plan: &Plan, context: &PlanContext) {
             print!("{}", render::text::plan(plan, context, style));
         }
         PlanFormat::Json => println!("{}", render::json::plan(plan)),
-        PlanFormat::Markdown => print!("{}", render::markdown::plan(plan, context)),
+        PlanFormat::Markdown => print!("{}", render::markdown::comment(plan, context, comment)),
     }
 }
 

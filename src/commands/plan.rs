@@ -10,6 +10,10 @@ use std::path::Path;
 
 pub async fn run(args: &PlanArgs) -> Result<Exit> {
     // Validation comes first: an invalid directory never reaches a server.
+    let comment = args
+        .comment
+        .options(args.format)
+        .map_err(crate::error::UserError::new)?;
     let desired = super::load(&args.dir.dir)?;
     let options = super::plan_options(&args.connection, &args.planning, &args.targets.tenants)?;
     let backups = super::backup_store(&args.planning)?;
@@ -53,7 +57,7 @@ pub async fn run(args: &PlanArgs) -> Result<Exit> {
         );
     }
 
-    super::print_plan(args.format, &plan, &context);
+    super::print_plan(args.format, &plan, &context, &comment);
     Ok(super::plan_exit(&plan, args.detailed_exitcode))
 }
 

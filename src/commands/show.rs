@@ -7,6 +7,7 @@ use crate::saved::SavedPlan;
 use anyhow::{Context, Result};
 
 pub fn run(args: &ShowArgs) -> Result<Exit> {
+    let comment = args.comment.options(args.format).map_err(UserError::new)?;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read `{}`", args.file.display()))?;
     // Showing needs no key: what is shown is what the file says, and apply checks it again.
@@ -17,6 +18,6 @@ pub fn run(args: &ShowArgs) -> Result<Exit> {
         database: saved.database.clone(),
         chroma: saved.chroma.clone(),
     };
-    super::print_plan(args.format, &saved.plan, &context);
+    super::print_plan(args.format, &saved.plan, &context, &comment);
     Ok(Exit::Success)
 }

@@ -383,6 +383,96 @@ pub fn lifecycle_plan() -> Plan {
     plan
 }
 
+/// The suspension reason a billing system writes: Markdown, HTML, a table pipe, an issue
+/// reference.
+pub const AWKWARD_REASON: &str = "invoice #4411 overdue > 60 days | see <billing> ticket_*urgent*";
+
+/// A large onboarding pull request that also changes existing customers: `creates` new tenants
+/// (with the billing plan `pro` declared, so their blocks leave its defaults out), and one each
+/// of purge (`hooli`, measured), soft delete (`initech`), suspension (`massive`, with
+/// [`AWKWARD_REASON`]) and update (`globex`: plan and `max_tokens`).
+pub fn onboarding_plan(creates: usize) -> Plan {
+    let mut observed = empty_observed();
+    let mut specs = Vec::new();
+    for index in 1..=creates {
+        let mut spec = tenant(&format!("customer_{index:04}"));
+        if index % 7 == 0 {
+            spec.config.model = "claude-sonnet".into();
+            spec.config.max_tokens = 16_000;
+        }
+        specs.push(spec);
+    }
+
+    let hooli = tenant("hooli");
+    provision(&mut observed, &hooli, LiveStatus::Active, 1);
+    mark_deleted(&mut observed, "hooli", -1);
+    let mut hooli = hooli.clone();
+    hooli.state = DesiredStatus::Deleted;
+    specs.push(hooli);
+
+    let initech = tenant("initech");
+    provision(&mut observed, &initech, LiveStatus::Active, 2);
+    let mut initech = initech.clone();
+    initech.state = DesiredStatus::Deleted;
+    specs.push(initech);
+
+    let massive = tenant("massive");
+    provision(&mut observed, &massive, LiveStatus::Active, 3);
+    let mut massive = massive.clone();
+    massive.state = DesiredStatus::Suspended;
+    massive.suspension_reason = Some(AWKWARD_REASON.into());
+    specs.push(massive);
+
+    let globex = tenant("globex");
+    provision(&mut observed, &globex, LiveStatus::Active, 4);
+    let mut globex = globex.clone();
+    globex.plan = "enterprise".into();
+    globex.config.max_tokens = 8000;
+    specs.push(globex);
+
+    let mut desired = desired(specs);
+    desired.plans.insert(
+        "pro".into(),
+        crate::spec::PlanSpec {
+            name: "pro".into(),
+            description: None,
+            config: crate::spec::PartialConfig {
+                model: Some("gpt-4o".into()),
+                max_tokens: Some(4000),
+                rate_limit_per_minute: Some(600),
+                features: BTreeMap::from([("basic_chat".into(), true), ("rag".into(), true)]),
+            },
+            auth: None,
+            location: Location {
+                file: "tenants/plans.yaml".into(),
+                line: 1,
+                column: 1,
+            },
+        },
+    );
+    let mut plan = diff(&desired, &observed, &PlanOptions::default());
+    for change in &mut plan.changes {
+        match change.tenant.as_str() {
+            "hooli" => {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(57),
+                    records: Some(1_204),
+                    backup_files: 3,
+                    backup_bytes: 18_200_000,
+                })
+            }
+            "initech" => {
+                change.at_risk = Some(DataAtRisk {
+                    rows: Some(12_345),
+                    ..DataAtRisk::default()
+                })
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
 pub fn no_change_plan() -> Plan {
     let mut observed = empty_observed();
     let acme = tenant("acme");

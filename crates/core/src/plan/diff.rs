@@ -1,6 +1,6 @@
 //! The planner: `diff(desired, observed, options) -> Plan`.
 
-use super::fields::record_fields;
+use super::fields::{inherited, record_fields};
 use super::lifecycle::{backup_leftovers, plan_orphans};
 use super::migrations::{fleet_refusals, grant_steps, pending};
 use super::{
@@ -77,6 +77,7 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
     {
         let mut planner = TenantPlanner {
             spec,
+            plan_defaults: desired.plans.get(&spec.plan).map(|plan| &plan.config),
             retention_days: spec.retention_days.unwrap_or(default_retention),
             observed,
             naming: &options.naming,
@@ -149,6 +150,8 @@ fn scope_warnings(observed: &ObservedState) -> Vec<String> {
 /// Plans one tenant file against the live state.
 pub(super) struct TenantPlanner<'a> {
     pub(super) spec: &'a TenantSpec,
+    /// The configuration of the tenant's billing plan, which a create does not repeat.
+    pub(super) plan_defaults: Option<&'a crate::spec::PartialConfig>,
     pub(super) retention_days: u32,
     pub(super) observed: &'a ObservedState,
     pub(super) naming: &'a Naming,
@@ -353,6 +356,7 @@ impl TenantPlanner<'_> {
         change.fields = record_fields(&record)
             .into_iter()
             .map(|(path, new)| FieldChange {
+                inherited: inherited(&path, &new, self.spec, self.plan_defaults),
                 path,
                 old: None,
                 new: Some(new),

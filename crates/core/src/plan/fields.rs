@@ -66,6 +66,33 @@ pub(super) fn row_fields(row: &RegistryRow) -> Vec<(String, Value)> {
     .paths()
 }
 
+/// True when the value a create gives `path` repeats a default rather than something the tenant
+/// file chose: `protected: false`, `status: active`, the default retention (no
+/// `retention_days` in the file), or the billing plan's own configuration.
+pub(super) fn inherited(
+    path: &str,
+    value: &Value,
+    spec: &crate::spec::TenantSpec,
+    plan_defaults: Option<&crate::spec::PartialConfig>,
+) -> bool {
+    let from_plan = |default: Option<Value>| default.is_some_and(|default| &default == value);
+    match path {
+        "protected" => value == &Value::Bool(false),
+        "status" => value == &Value::from(LiveStatus::Active.as_str()),
+        "retention_days" => spec.retention_days.is_none(),
+        "config.model" => from_plan(plan_defaults.and_then(|d| d.model.clone()).map(Value::from)),
+        "config.max_tokens" => from_plan(plan_defaults.and_then(|d| d.max_tokens).map(Value::from)),
+        "config.rate_limit_per_minute" => from_plan(
+            plan_defaults
+                .and_then(|d| d.rate_limit_per_minute)
+                .map(Value::from),
+        ),
+        _ => path.strip_prefix("config.features.").is_some_and(|flag| {
+            from_plan(plan_defaults.and_then(|d| d.features.get(flag).copied().map(Value::from)))
+        }),
+    }
+}
+
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
     match value {
         Value::Object(map) => {
@@ -105,6 +132,7 @@ pub(super) fn diff_fields(row: &RegistryRow, record: &RegistryRecord) -> Vec<Fie
                 path,
                 old: before.cloned(),
                 new: after.cloned(),
+                inherited: false,
             })
         })
         .collect()

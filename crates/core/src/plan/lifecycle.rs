@@ -316,6 +316,7 @@ pub(super) fn plan_orphans(
                         path: "status".to_string(),
                         old: Some(Value::from(row.status.as_str())),
                         new: Some(Value::from("deleted")),
+                        inherited: false,
                     });
                     orphan.pruned = true;
                 }

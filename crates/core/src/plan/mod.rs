@@ -229,11 +229,9 @@ impl Action {
     pub fn symbol(self) -> &'static str {
         match self {
             Action::Create | Action::Restore => "+",
-            Action::Update
-            | Action::Migrate
-            | Action::Repair
-            | Action::Suspend
-            | Action::Resume => "~",
+            Action::Update | Action::Migrate | Action::Repair | Action::Resume => "~",
+            // Not `~`: a suspension cuts a customer off, it must not read as a routine update.
+            Action::Suspend => "=",
             Action::Delete => "-",
             Action::Purge => "!",
         }
@@ -497,6 +495,11 @@ pub struct FieldChange {
     pub old: Option<serde_json::Value>,
     /// New value; `None` when the field goes away.
     pub new: Option<serde_json::Value>,
+    /// Only on a create: the value repeats a default (the billing plan's configuration, the
+    /// default retention, `protected: false`, `status: active`) rather than something the
+    /// tenant file chose. The pull-request comment leaves those out of a create.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inherited: bool,
 }
 
 /// A live resource that differs from what the tenant should have.

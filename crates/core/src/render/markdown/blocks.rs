@@ -1,24 +1,28 @@
 //! One collapsible block per tenant: a one-line summary, why apply leaves the tenant alone if
-//! it does, and its lines as a `diff` code block.
+//! it does, and its lines as a `diff` code block; the one-line form of a block that did not
+//! fit; and the compact table of new tenants.
 
-use super::escape::{html, markdown, rich};
+use super::escape::{cell, code, html, html_code, rich};
 use super::summary::hint;
 use super::Entry;
 use crate::plan::TenantChange;
 use crate::render::quote;
-use crate::render::view::{Line as ViewLine, Mark, TenantView};
+use crate::render::view::{Line as ViewLine, Mark, Note, TenantView};
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write;
 
-/// `- <code>~</code> acme update`: a block that did not fit.
+/// ``- `~` `acme` update``: a block that did not fit.
 pub(super) fn collapsed_line(entry: &Entry) -> String {
     let mut line = format!(
-        "- <code>{}</code> {} {}",
+        "- `{}` {} {}",
         entry.symbol(),
-        markdown(&entry.change.tenant),
+        code(&entry.change.tenant),
         verbs(entry.change)
     );
+    if let Some(Note::Reason(reason)) = TenantView::of(entry.change).and_then(|view| view.note) {
+        let _ = write!(line, " — reason: {}", code(&reason));
+    }
     if entry.change.blocked {
         line.push_str(" (blocked by a conflict)");
     } else if !entry.refusals.is_empty() {
@@ -48,8 +52,15 @@ pub(super) fn block(entry: &Entry) -> String {
             .map(|view| view.verbs.as_str())
             .unwrap_or_default()
     );
-    if let Some(note) = view.as_ref().and_then(|view| view.note.as_ref()) {
-        let _ = write!(headline, " — {}", html(&note.to_string()));
+    match view.as_ref().and_then(|view| view.note.as_ref()) {
+        // Free text in `<code>`: the only place GitHub links no `#12` and mentions no `@team`.
+        Some(Note::Reason(reason)) => {
+            let _ = write!(headline, " — reason: {}", html_code(reason));
+        }
+        Some(note) => {
+            let _ = write!(headline, " — {}", html(&note.to_string()));
+        }
+        None => {}
     }
     if change.blocked {
         headline.push_str(" — <b>blocked by a conflict</b>, left alone");
@@ -57,7 +68,10 @@ pub(super) fn block(entry: &Entry) -> String {
         headline.push_str(" — <b>refused</b>");
     }
 
-    let body = view.as_ref().map(diff_body).unwrap_or_default();
+    let body = view
+        .as_ref()
+        .map(|view| diff_body(view, entry.primary() == crate::plan::Action::Create))
+        .unwrap_or_default();
     if body.is_empty() && entry.conflicts.is_empty() && entry.refusals.is_empty() {
         // Nothing to unfold (a tenant that only migrates: the SQL is shown once, above).
         return format!("- {headline}\n");
@@ -133,10 +147,16 @@ impl Item {
 }
 
 /// The `+`/`-` lines of a tenant: each item diffed on its own so old and new values of a field
-/// stay next to each other, and lines of multi-line values diffed by `similar`.
-pub(super) fn diff_body(view: &TenantView) -> String {
+/// stay next to each other, and lines of multi-line values diffed by `similar`. A create leaves
+/// out the fields that only repeat a default (`protected: false`, the default retention, the
+/// billing plan's own configuration, `status: active`): what is left is what the file says.
+pub(super) fn diff_body(view: &TenantView, create: bool) -> String {
     let mut body = String::new();
-    for item in view.lines.iter().map(item) {
+    let lines = view
+        .lines
+        .iter()
+        .filter(|line| !(create && matches!(line, ViewLine::Field(field) if field.inherited)));
+    for item in lines.map(item) {
         let before = joined(&item.before);
         let after = joined(&item.after);
         let diff = TextDiff::from_lines(before.as_str(), after.as_str());
@@ -228,4 +248,28 @@ pub(super) fn code_line(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The header of the table of new tenants.
+pub(super) const NEW_TABLE_HEADER: &str =
+    "| tenant | plan | model | max_tokens | rate limit / min |\n|:--|:--|:--|--:|--:|\n";
+
+/// One row of the table of new tenants: id, plan, model, max_tokens and rate limit, each value
+/// in a code span (a model name is free text).
+pub(super) fn new_tenant_row(entry: &Entry) -> String {
+    let change = entry.change;
+    let Some(record) = change.record.as_ref() else {
+        return format!("| {} | | | | |\n", cell(&change.tenant));
+    };
+    let mut id = cell(&change.tenant);
+    if record.status != crate::observed::LiveStatus::Active {
+        let _ = write!(id, " ({})", record.status.as_str());
+    }
+    format!(
+        "| {id} | {} | {} | {} | {} |\n",
+        cell(&record.plan),
+        cell(&record.config.model),
+        crate::render::thousands(u64::from(record.config.max_tokens)),
+        crate::render::thousands(u64::from(record.config.rate_limit_per_minute)),
+    )
 }

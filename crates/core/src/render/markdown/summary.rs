@@ -1,12 +1,13 @@
-//! The summary of the comment, always whole: header, warnings about the live state, refusals
-//! and conflicts, the warning naming every tenant soft-deleted or purged with the data at risk,
-//! counts, orphans, scheduled purges and backup leftovers.
+//! The summary of the comment, always whole: the totals line, the header, warnings about the
+//! live state, refusals and conflicts, the warning naming every tenant that will be
+//! soft-deleted or purged with the data at risk, counts, orphans, scheduled purges and backup
+//! leftovers.
 
-use super::escape::{markdown, rich};
-use super::{Entry, COMMENT_LIMIT, LIST_LIMIT, PURGE_MEANS, SOFT_DELETE_MEANS, WARNING_NAME_LIMIT};
+use super::escape::{code, markdown, rich};
+use super::{Entry, LIST_LIMIT, PURGE_MEANS, RISK_ORDER, SOFT_DELETE_MEANS, WARNING_NAME_LIMIT};
 use crate::plan::{Action, Plan};
 use crate::render::view::{count, volume};
-use crate::render::{bytes, plural, text, PlanContext};
+use crate::render::{bytes, plural, text, thousands, PlanContext};
 use std::fmt::Write;
 
 /// How much of each destructive tenant the warning shows.
@@ -20,23 +21,25 @@ pub(super) enum Detail {
     Capped,
 }
 
-/// The summary, compacted until it leaves room for at least the footer.
+/// The summary, compacted until it leaves room for at least the closing sentences within
+/// `limit` bytes.
 pub(super) fn summary_within_limit(
     plan: &Plan,
     context: &PlanContext,
     entries: &[Entry],
+    limit: usize,
 ) -> String {
     let room = 1_000;
     let mut out = String::new();
     for detail in [Detail::Full, Detail::Names, Detail::Capped] {
         out = summary(plan, context, entries, detail);
-        if out.len() + room <= COMMENT_LIMIT {
+        if out.len() + room <= limit {
             return out;
         }
     }
-    // Only reachable with absurdly long names: cut at a line boundary rather than exceed the
-    // limit GitHub enforces.
-    let mut cut = COMMENT_LIMIT - room;
+    // Only reachable with absurdly long names or a tiny budget: cut at a line boundary rather
+    // than exceed the limit.
+    let mut cut = limit.saturating_sub(room).min(out.len());
     while !out.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -56,12 +59,14 @@ pub(super) fn summary(
 ) -> String {
     let mut out = String::new();
     out.push_str("### tenantctl plan\n\n");
+    let _ = writeln!(out, "{}\n", totals_line(plan));
+    // Code spans, not `<code>`: GitHub autolinks a URL in `<code>` written in Markdown.
     let _ = writeln!(
         out,
-        "<code>{}</code> against <code>{}</code> and chroma <code>{}</code>",
-        markdown(&context.dir),
-        markdown(&context.database),
-        markdown(&context.chroma)
+        "{} against {} and chroma {}",
+        code(&context.dir),
+        code(&context.database),
+        code(&context.chroma)
     );
 
     scope_warnings(&mut out, plan);
@@ -71,17 +76,17 @@ pub(super) fn summary(
 
     let summary = plan.summary();
     let has_changes = !(plan.is_empty() && plan.conflicts.is_empty() && plan.refusals.is_empty());
-    out.push('\n');
     if has_changes {
-        out.push_str("| | action | tenants |\n|:-:|:--|--:|\n");
-        for action in Action::ALL {
+        out.push_str("\n| | action | tenants |\n|:-:|:--|--:|\n");
+        for action in RISK_ORDER {
             let count = summary.count(action);
             if count > 0 {
                 let _ = writeln!(
                     out,
-                    "| `{}` | {} | {count} |",
+                    "| `{}` | {} | {} |",
                     action.symbol(),
-                    action.verb()
+                    label(action),
+                    thousands(count as u64)
                 );
             }
         }
@@ -91,11 +96,9 @@ pub(super) fn summary(
             ("`x`", "conflicts", summary.conflicts),
         ] {
             if count > 0 {
-                let _ = writeln!(out, "| {symbol} | {label} | {count} |");
+                let _ = writeln!(out, "| {symbol} | {label} | {} |", thousands(count as u64));
             }
         }
-    } else {
-        let _ = writeln!(out, "{}", markdown(&text::summary_line(plan)));
     }
 
     if !plan.control_schema.pending.is_empty() {
@@ -166,11 +169,82 @@ fn migrations(out: &mut String, plan: &Plan) {
         let fence = super::blocks::fence(&sql);
         let _ = write!(
             out,
-            "\n<details open><summary><code>{}</code>: {}</summary>\n\n{fence}sql\n{sql}{fence}\n\n</details>\n",
-            markdown(&name),
+            "\n<details open><summary>{}: {}</summary>\n\n{fence}sql\n{sql}{fence}\n\n</details>\n",
+            super::escape::html_code(&name),
             count_tenants(count)
         );
     }
+}
+
+/// The action as the totals line and the table name it: `soft-delete` for a soft delete.
+fn label(action: Action) -> &'static str {
+    match action {
+        Action::Delete => "soft-delete",
+        other => other.verb(),
+    }
+}
+
+/// `Plan: **1 to purge**, **1 to soft-delete**, 1 to suspend, 1 to update, 301 to create.`:
+/// what apply will do, the riskiest first and the destructive counts in bold (or the sentence
+/// saying there is nothing to do).
+pub(super) fn totals_line(plan: &Plan) -> String {
+    let summary = plan.summary();
+    if plan.is_empty() && plan.conflicts.is_empty() && plan.refusals.is_empty() {
+        return markdown(&text::summary_line(plan));
+    }
+    let mut parts: Vec<String> = RISK_ORDER
+        .iter()
+        .filter(|action| summary.count(**action) > 0)
+        .map(|action| {
+            let part = format!(
+                "{} to {}",
+                thousands(summary.count(*action) as u64),
+                label(*action)
+            );
+            if action.is_destructive() {
+                format!("**{part}**")
+            } else {
+                part
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        parts.push("no tenant changes".to_string());
+    }
+    let mut line = format!("Plan: {}", parts.join(", "));
+    if !plan.control_schema.pending.is_empty() {
+        line.push_str(", control schema migration");
+    }
+    let cleanup = plan
+        .backup_leftovers
+        .iter()
+        .filter(|leftover| leftover.removed_by_apply)
+        .count();
+    if cleanup > 0 {
+        let _ = write!(
+            line,
+            ", {} partial backup{} to remove",
+            thousands(cleanup as u64),
+            plural(cleanup)
+        );
+    }
+    if summary.conflicts > 0 {
+        let _ = write!(
+            line,
+            "; {} left alone by {} conflict{}",
+            count(
+                plan.changes.iter().filter(|change| change.blocked).count() as u64,
+                "tenant"
+            ),
+            thousands(summary.conflicts as u64),
+            plural(summary.conflicts)
+        );
+    }
+    line.push('.');
+    if !plan.refusals.is_empty() {
+        line.push_str(" **Refused: apply will change nothing.**");
+    }
+    line
 }
 
 fn count_tenants(count: usize) -> String {
@@ -202,8 +276,8 @@ pub(super) fn backup_leftovers(out: &mut String, plan: &Plan) {
         };
         let _ = writeln!(
             out,
-            "- <code>{}</code> ({}, {}): {}; {fate}",
-            markdown(&leftover.path),
+            "- {} ({}, {}): {}; {fate}",
+            code(&leftover.path),
             count(leftover.files, "file"),
             bytes(leftover.bytes),
             markdown(&leftover.reason)
@@ -222,7 +296,7 @@ pub(super) fn refusals(out: &mut String, plan: &Plan) {
         let who = refusal
             .tenant
             .as_deref()
-            .map(|tenant| format!("<code>{}</code>: ", markdown(tenant)))
+            .map(|tenant| format!("{}: ", code(tenant)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
@@ -241,15 +315,15 @@ pub(super) fn conflicts(out: &mut String, plan: &Plan) {
     }
     let _ = writeln!(
         out,
-        "\n> [!CAUTION]\n> **{} conflict{}: these tenants are left alone and apply fails**",
-        plan.conflicts.len(),
+        "\n> [!CAUTION]\n> **{} conflict{}: these tenants will be left alone and apply will fail**",
+        thousands(plan.conflicts.len() as u64),
         plural(plan.conflicts.len())
     );
     for conflict in plan.conflicts.iter().take(LIST_LIMIT) {
         let _ = writeln!(
             out,
-            "> - <code>{}</code>: {}{}",
-            markdown(&conflict.tenant),
+            "> - {}: {}{}",
+            code(&conflict.tenant),
             rich(&conflict.message),
             hint(conflict.hint.as_deref())
         );
@@ -268,13 +342,16 @@ pub(super) fn more(out: &mut String, prefix: &str, total: usize, noun: &str) {
         let rest = total - LIST_LIMIT;
         let _ = writeln!(
             out,
-            "{prefix}- … and {rest} more {noun}{} (run `tenantctl plan` to see them all)",
+            "{prefix}- … and {} more {noun}{} (run `tenantctl plan` to see them all)",
+            thousands(rest as u64),
             plural(rest)
         );
     }
 }
 
-/// The warning that names every tenant soft-deleted or purged, with what it puts at risk.
+/// The warning that names every tenant that will be soft-deleted or purged, with what it puts
+/// at risk: a `[!CAUTION]` as soon as one purge is in the plan (nothing undoes it), a
+/// `[!WARNING]` for soft deletes alone.
 pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
     // Blocked tenants are left alone; refused ones are named (and marked) because they are what
     // the pull request asks for.
@@ -290,12 +367,14 @@ pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
         .filter(|entry| entry.primary() == Action::Purge)
         .count();
     let deletes = destructive.len() - purges;
+    let tenants = |count: usize| format!("{} tenant{}", thousands(count as u64), plural(count));
     let headline = match (purges, deletes) {
-        (0, deletes) => format!("{deletes} tenant{} soft-deleted", plural(deletes)),
-        (purges, 0) => format!("{purges} tenant{} purged", plural(purges)),
+        (0, deletes) => format!("{} will be soft-deleted", tenants(deletes)),
+        (purges, 0) => format!("{} will be purged", tenants(purges)),
         (purges, deletes) => format!(
-            "{purges} tenant{} purged and {deletes} soft-deleted",
-            plural(purges)
+            "{} will be purged and {} soft-deleted",
+            tenants(purges),
+            thousands(deletes as u64)
         ),
     };
     let explanation = match (purges, deletes) {
@@ -303,7 +382,8 @@ pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
         (0, _) => SOFT_DELETE_MEANS.to_string(),
         _ => format!("{PURGE_MEANS} {SOFT_DELETE_MEANS}"),
     };
-    let _ = writeln!(out, "\n> [!WARNING]\n> **{headline}.** {explanation}");
+    let kind = if purges > 0 { "CAUTION" } else { "WARNING" };
+    let _ = writeln!(out, "\n> [!{kind}]\n> **{headline}.** {explanation}");
     match detail {
         Detail::Full => {
             for entry in &destructive {
@@ -311,7 +391,10 @@ pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
             }
         }
         Detail::Names | Detail::Capped => {
-            for (action, label) in [(Action::Purge, "purged"), (Action::Delete, "soft-deleted")] {
+            for (action, label) in [
+                (Action::Purge, "will be purged, for good"),
+                (Action::Delete, "will be soft-deleted"),
+            ] {
                 let names: Vec<String> = destructive
                     .iter()
                     .filter(|entry| entry.primary() == action)
@@ -321,7 +404,7 @@ pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
                         } else {
                             " (refused)"
                         };
-                        format!("<code>{}</code>{refused}", markdown(&entry.change.tenant))
+                        format!("{}{refused}", code(&entry.change.tenant))
                     })
                     .collect();
                 if names.is_empty() {
@@ -334,7 +417,11 @@ pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
                 };
                 let mut line = names[..limit.min(names.len())].join(", ");
                 if names.len() > limit {
-                    let _ = write!(line, " and {} more", names.len() - limit);
+                    let _ = write!(
+                        line,
+                        " and {} more",
+                        thousands((names.len() - limit) as u64)
+                    );
                 }
                 let _ = writeln!(out, "> - {label}: {line}");
             }
@@ -364,14 +451,10 @@ pub(super) fn warning(out: &mut String, entries: &[Entry], detail: Detail) {
     }
 }
 
-/// `purge <code>piedpiper</code>: 987,654 rows, 12 records, 3 backup files (18.2 MB), destroyed`.
+/// `will permanently destroy `piedpiper`: 987,654 rows, 12 records, 3 backup files (18.2 MB)`,
+/// or `will soft-delete `hooli`: 1,204 rows, 3,400 records, kept until the purge after …`.
 pub(super) fn at_risk_line(entry: &Entry) -> String {
     let change = entry.change;
-    let mut line = format!(
-        "{} <code>{}</code>: ",
-        entry.primary().verb(),
-        markdown(&change.tenant)
-    );
     let risk = change.at_risk.as_ref();
     let mut what = match risk {
         Some(risk) => volume(risk.rows, risk.records),
@@ -380,7 +463,7 @@ pub(super) fn at_risk_line(entry: &Entry) -> String {
     if what == "not measured" {
         what = "data not measured".to_string();
     }
-    if entry.primary() == Action::Purge {
+    let mut line = if entry.primary() == Action::Purge {
         if let Some(risk) = risk {
             let _ = write!(
                 what,
@@ -389,9 +472,9 @@ pub(super) fn at_risk_line(entry: &Entry) -> String {
                 bytes(risk.backup_bytes)
             );
         }
-        let _ = write!(line, "{what}, destroyed");
+        format!("will permanently destroy {}: {what}", code(&change.tenant))
     } else {
-        let _ = write!(line, "{what}, kept");
+        let mut line = format!("will soft-delete {}: {what}, kept", code(&change.tenant));
         if let Some(purge_after) = change.purge_after {
             let _ = write!(
                 line,
@@ -404,7 +487,8 @@ pub(super) fn at_risk_line(entry: &Entry) -> String {
                 let _ = write!(line, " ({})", markdown(reason));
             }
         }
-    }
+        line
+    };
     if !entry.refusals.is_empty() {
         line.push_str(" — **refused**");
     }
@@ -419,8 +503,8 @@ pub(super) fn orphans(out: &mut String, plan: &Plan) {
     for orphan in plan.orphans.iter().take(LIST_LIMIT) {
         let _ = writeln!(
             out,
-            "- `?` <code>{}</code>: {}; {}",
-            markdown(&orphan.tenant),
+            "- `?` {}: {}; {}",
+            code(&orphan.tenant),
             markdown(&orphan.resources.join(", ")),
             rich(orphan.disposition())
         );
@@ -440,8 +524,8 @@ pub(super) fn scheduled_purges(out: &mut String, plan: &Plan) {
             .unwrap_or_default();
         let _ = writeln!(
             out,
-            "- <code>{}</code>: purge after {}{deleted}",
-            markdown(&purge.tenant),
+            "- {}: purge after {}{deleted}",
+            code(&purge.tenant),
             purge.purge_after.format("%Y-%m-%d %H:%M UTC")
         );
     }
