@@ -88,7 +88,7 @@ fn suspend_revokes_access_and_resume_restores_it() {
     assert!(
         planned
             .stdout
-            .contains("~ initech                   suspend  (reason: \"invoice overdue\")"),
+            .contains("= initech                   suspend  (reason: \"invoice overdue\")"),
         "{}",
         planned.stdout
     );

@@ -1,6 +1,7 @@
 //! The pull-request comments as GitHub shows them: every Markdown snapshot of the renderer
 //! (`crates/core/src/render/markdown/snapshots/`, the mixed plan, the lifecycle plan, onboarding
-//! plans of 300 and 2,500 new tenants, hostile values, ...) is rendered with cmark-gfm, the
+//! plans of 300 and 2,500 new tenants, hostile values, ...) and the comment of a plan made
+//! against the real servers (`tests/snapshots/`) is rendered with cmark-gfm, the
 //! renderer GitHub uses (PyPI `cmarkgfm`, installed by `scripts/test.sh`), with GitHub's
 //! extensions (tables, autolinks, tag filter), and the HTML is checked:
 //!
@@ -91,6 +92,13 @@ fn every_markdown_snapshot_renders_as_github_shows_it() {
         })
         .map(|path| path.display().to_string())
         .collect();
+    // And the comment of a plan made against the real servers (tests/snapshots.rs).
+    snapshots.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots/snapshots__plan_markdown.snap")
+            .display()
+            .to_string(),
+    );
     snapshots.sort();
     for expected in [
         "markdown_plan_mixed",

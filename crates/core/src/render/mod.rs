@@ -44,7 +44,6 @@ mod tests;
 
 // Number and text formatting shared by the renderers.
 
-/// `1204` -> `1,204`.
 /// What happens to the application role of `tenantctl.authenticate`, a sentence each.
 pub(crate) fn app_role_lines(change: &crate::plan::AppRoleChange) -> Vec<String> {
     let mut lines = Vec::new();
@@ -61,6 +60,7 @@ pub(crate) fn app_role_lines(change: &crate::plan::AppRoleChange) -> Vec<String>
     lines
 }
 
+/// `1204` -> `1,204`.
 pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();

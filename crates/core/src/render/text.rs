@@ -226,7 +226,13 @@ pub fn summary_line(plan: &Plan) -> String {
     let parts: Vec<String> = Action::ALL
         .iter()
         .filter(|action| summary.count(**action) > 0)
-        .map(|action| format!("{} to {}", summary.count(*action), action.verb()))
+        .map(|action| {
+            format!(
+                "{} to {}",
+                super::thousands(summary.count(*action) as u64),
+                action.verb()
+            )
+        })
         .collect();
     let mut line = if parts.is_empty() {
         "Plan: no tenant changes".to_string()
