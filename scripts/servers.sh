@@ -417,14 +417,16 @@ c.cli(["chroma", "run", "--path", sys.argv[1], "--host", "127.0.0.1", "--port", 
     say "chroma: started on $CHROMA_URL_OUT (data $CHROMA_DATA)"
 }
 
-stop_chroma() {
-    local pid
-    if ! pid="$(chroma_pid_ours)"; then
-        rm -f "$CHROMA_PID"
-        if chroma_answers; then
-            say "chroma: $CHROMA_URL_OUT answers but was not started by this script; left alone"
+stop_daemon() {
+    # stop_daemon NAME PID_FN ANSWERS_FN URL PIDFILE: SIGTERM (SIGKILL after 10 s) the server
+    # this script started, found by its pid file; a server it did not start is left alone.
+    local name=$1 pid_fn=$2 answers_fn=$3 url=$4 pidfile=$5 pid
+    if ! pid="$("$pid_fn")"; then
+        rm -f "$pidfile"
+        if "$answers_fn"; then
+            say "$name: $url answers but was not started by this script; left alone"
         else
-            say "chroma: not running"
+            say "$name: not running"
         fi
         return 0
     fi
@@ -434,12 +436,16 @@ stop_chroma() {
         sleep 0.2
     done
     if kill -0 "$pid" 2>/dev/null; then
-        say "chroma: pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
+        say "$name: pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.5
     fi
-    rm -f "$CHROMA_PID"
-    say "chroma: stopped"
+    rm -f "$pidfile"
+    say "$name: stopped"
+}
+
+stop_chroma() {
+    stop_daemon chroma chroma_pid_ours chroma_answers "$CHROMA_URL_OUT" "$CHROMA_PID"
 }
 
 status_chroma() {
@@ -544,27 +550,7 @@ main(["-H", "127.0.0.1", "-p", sys.argv[2]])
 }
 
 stop_s3() {
-    local pid
-    if ! pid="$(s3_pid_ours)"; then
-        rm -f "$S3_PID"
-        if s3_answers; then
-            say "s3: $S3_URL_OUT answers but was not started by this script; left alone"
-        else
-            say "s3: not running"
-        fi
-        return 0
-    fi
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.5
-    fi
-    rm -f "$S3_PID"
-    say "s3: stopped"
+    stop_daemon s3 s3_pid_ours s3_answers "$S3_URL_OUT" "$S3_PID"
 }
 
 status_s3() {

@@ -192,46 +192,34 @@ impl ObjectBackups {
             format!("{}://{bucket}/{prefix}", scheme(provider))
         };
         let bucket_url = format!("{}://{bucket}", scheme(provider));
+        // The three builders share no trait: the same chain, written once.
+        macro_rules! build {
+            ($builder:ty, $key:ty) => {
+                <$builder>::from_env()
+                    .with_url(bucket_url)
+                    .with_retry(retry)
+                    .with_config(<$key>::Client(ClientConfigKey::Timeout), &timeout_text)
+                    .with_config(
+                        <$key>::Client(ClientConfigKey::ConnectTimeout),
+                        &connect_timeout,
+                    )
+                    .build()
+                    .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
+            };
+        }
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match provider {
-            Provider::S3 => {
-                use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as Key};
-                AmazonS3Builder::from_env()
-                    .with_url(bucket_url)
-                    .with_retry(retry)
-                    .with_config(Key::Client(ClientConfigKey::Timeout), &timeout_text)
-                    .with_config(
-                        Key::Client(ClientConfigKey::ConnectTimeout),
-                        &connect_timeout,
-                    )
-                    .build()
-                    .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
-            }
-            Provider::Gcs => {
-                use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey as Key};
-                GoogleCloudStorageBuilder::from_env()
-                    .with_url(bucket_url)
-                    .with_retry(retry)
-                    .with_config(Key::Client(ClientConfigKey::Timeout), &timeout_text)
-                    .with_config(
-                        Key::Client(ClientConfigKey::ConnectTimeout),
-                        &connect_timeout,
-                    )
-                    .build()
-                    .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
-            }
-            Provider::Azure => {
-                use object_store::azure::{AzureConfigKey as Key, MicrosoftAzureBuilder};
-                MicrosoftAzureBuilder::from_env()
-                    .with_url(bucket_url)
-                    .with_retry(retry)
-                    .with_config(Key::Client(ClientConfigKey::Timeout), &timeout_text)
-                    .with_config(
-                        Key::Client(ClientConfigKey::ConnectTimeout),
-                        &connect_timeout,
-                    )
-                    .build()
-                    .map(|store| Arc::new(store) as Arc<dyn ObjectStore>)
-            }
+            Provider::S3 => build!(
+                object_store::aws::AmazonS3Builder,
+                object_store::aws::AmazonS3ConfigKey
+            ),
+            Provider::Gcs => build!(
+                object_store::gcp::GoogleCloudStorageBuilder,
+                object_store::gcp::GoogleConfigKey
+            ),
+            Provider::Azure => build!(
+                object_store::azure::MicrosoftAzureBuilder,
+                object_store::azure::AzureConfigKey
+            ),
         };
         let store = built.map_err(|error| BackupError::Url {
             url: url.clone(),

@@ -205,6 +205,28 @@ fn problems<'a>(
 }
 
 /// `Plan: 2 to create, 1 to update, 1 to repair. 3 unchanged.` or the no-changes line.
+/// What a plan does besides tenants, for the totals lines of the text and Markdown plans:
+/// `control schema migration`, `2 partial backups to remove`.
+pub(crate) fn housekeeping(plan: &Plan) -> Vec<String> {
+    let mut extras = Vec::new();
+    if !plan.control_schema.pending.is_empty() {
+        extras.push("control schema migration".to_string());
+    }
+    let cleanup = plan
+        .backup_leftovers
+        .iter()
+        .filter(|leftover| leftover.removed_by_apply)
+        .count();
+    if cleanup > 0 {
+        extras.push(format!(
+            "{} partial backup{} to remove",
+            super::thousands(cleanup as u64),
+            plural(cleanup)
+        ));
+    }
+    extras
+}
+
 pub fn summary_line(plan: &Plan) -> String {
     let summary = plan.summary();
     if plan.is_empty() && plan.conflicts.is_empty() && plan.refusals.is_empty() {
@@ -239,20 +261,8 @@ pub fn summary_line(plan: &Plan) -> String {
     } else {
         format!("Plan: {}", parts.join(", "))
     };
-    if !plan.control_schema.pending.is_empty() {
-        line.push_str(", control schema migration");
-    }
-    let cleanup = plan
-        .backup_leftovers
-        .iter()
-        .filter(|leftover| leftover.removed_by_apply)
-        .count();
-    if cleanup > 0 {
-        let _ = write!(
-            line,
-            ", {cleanup} partial backup{} to remove",
-            plural(cleanup)
-        );
+    for extra in housekeeping(plan) {
+        let _ = write!(line, ", {extra}");
     }
     line.push('.');
     if summary.unchanged > 0 {

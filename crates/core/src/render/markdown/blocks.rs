@@ -103,17 +103,7 @@ pub(super) fn block(entry: &Entry) -> String {
 
 /// A fence longer than any run of backticks in `body`, so no value can close it.
 pub(super) fn fence(body: &str) -> String {
-    let mut longest = 0;
-    let mut run = 0;
-    for character in body.chars() {
-        if character == '`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
-    }
-    "`".repeat((longest + 1).max(3))
+    "`".repeat((super::escape::longest_backtick_run(body) + 1).max(3))
 }
 
 /// One thing that changes: its lines before and after. Absent on one side for a create or a

@@ -93,7 +93,8 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-fn longest_backtick_run(text: &str) -> usize {
+/// The longest run of backticks in `text`: a code span or fence must be longer.
+pub(super) fn longest_backtick_run(text: &str) -> usize {
     let (mut longest, mut run) = (0, 0);
     for character in text.chars() {
         if character == '`' {

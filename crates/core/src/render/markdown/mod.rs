@@ -557,6 +557,21 @@ mod tests {
         plain
     }
 
+    /// The `N` of the closing sentence that names existing tenants and counts the rest
+    /// (`… and N more (run `tenantctl plan` to see them all)`); 0 without one.
+    fn counted_after_names(output: &str) -> usize {
+        output
+            .lines()
+            .find_map(|line| {
+                let (_, rest) = line.rsplit_once(" and ")?;
+                rest.strip_suffix(" more (run `tenantctl plan` to see them all)")?
+                    .replace(',', "")
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// The `<b>id</b>` of every block, in order.
     fn block_order(output: &str) -> Vec<String> {
         output
@@ -883,16 +898,7 @@ mod tests {
                     .count()
             })
             .unwrap_or(0);
-        let and_more: usize = output
-            .lines()
-            .find_map(|line| {
-                let (_, rest) = line.rsplit_once(" and ")?;
-                rest.strip_suffix(" more (run `tenantctl plan` to see them all)")?
-                    .replace(',', "")
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0);
+        let and_more = counted_after_names(&output);
         assert_eq!(
             full + collapsed + named + and_more,
             1500,
@@ -940,16 +946,7 @@ mod tests {
                     || output.contains(&format!("`~` `tenant_{index:04}`"))
             })
             .count();
-        let and_more: usize = output
-            .lines()
-            .find_map(|line| {
-                let (_, rest) = line.rsplit_once(" and ")?;
-                rest.strip_suffix(" more (run `tenantctl plan` to see them all)")?
-                    .replace(',', "")
-                    .parse()
-                    .ok()
-            })
-            .unwrap_or(0);
+        let and_more = counted_after_names(&output);
         assert_eq!(
             named + and_more,
             1000,

@@ -212,21 +212,8 @@ pub(super) fn totals_line(plan: &Plan) -> String {
         parts.push("no tenant changes".to_string());
     }
     let mut line = format!("Plan: {}", parts.join(", "));
-    if !plan.control_schema.pending.is_empty() {
-        line.push_str(", control schema migration");
-    }
-    let cleanup = plan
-        .backup_leftovers
-        .iter()
-        .filter(|leftover| leftover.removed_by_apply)
-        .count();
-    if cleanup > 0 {
-        let _ = write!(
-            line,
-            ", {} partial backup{} to remove",
-            thousands(cleanup as u64),
-            plural(cleanup)
-        );
+    for extra in text::housekeeping(plan) {
+        let _ = write!(line, ", {extra}");
     }
     if summary.conflicts > 0 {
         let _ = write!(
