@@ -484,7 +484,7 @@ fn a_registry_made_before_migrations_is_adopted_without_touching_data() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("tenantctl, version 2 -> 5"),
+        plan.stdout.contains("tenantctl, version 2 -> 6"),
         "{}",
         plan.stdout
     );
@@ -669,4 +669,84 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// A tenant whose schema was altered by hand so that the migration "succeeds" (`IF NOT EXISTS`)
+/// but leaves another schema than the migrations make is verified before its commit, rolled
+/// back and reported with the differences; the others are recorded with the fingerprint of
+/// their verified schema, the same for every tenant.
+#[test]
+fn a_migration_that_succeeds_on_a_schema_altered_by_hand_is_rolled_back() {
+    let env = TestEnv::new("mig_verify");
+    with_migrations(&env);
+    for id in ["acme", "globex", "initech"] {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    // Made by hand in globex: the table the next migration creates, without `body`.
+    env.execute(
+        "CREATE TABLE tenant_globex.documents (id bigserial PRIMARY KEY, title text NOT NULL)",
+    );
+    env.write(
+        "migrations/0002_documents.sql",
+        "-- Documents of the tenant's knowledge base.\n\
+         CREATE TABLE IF NOT EXISTS documents (\n\
+             id bigserial PRIMARY KEY,\n\
+             title text NOT NULL,\n\
+             body text NOT NULL DEFAULT ''\n\
+         );\n\
+         CREATE INDEX IF NOT EXISTS documents_title ON documents (title);\n",
+    );
+    let out = env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    let failed = out
+        .stdout
+        .lines()
+        .find(|line| line.contains("x globex"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        failed.contains("the migrations ran, but schema `tenant_globex` is not what they make")
+            && failed.contains("column `documents.body` is missing"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("✓ acme") && out.stdout.contains("✓ initech"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(history(&env, "globex"), vec![1], "not recorded");
+    assert!(
+        !has_table(&env, "tenant_globex.documents_title"),
+        "the index the migration made is rolled back"
+    );
+    assert_eq!(history(&env, "acme"), vec![1, 2]);
+    // The verified schema's fingerprint, stored with the history: one value for the fleet.
+    let fingerprints: Vec<Option<String>> = env
+        .query(
+            "SELECT DISTINCT m.schema_fingerprint FROM tenantctl.tenant_migrations m \
+             JOIN tenantctl.tenants t ON t.uid = m.tenant_uid \
+             WHERE t.id IN ('acme', 'initech') AND m.version = 2",
+            &[],
+        )
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(fingerprints.len(), 1, "{fingerprints:?}");
+    let fingerprint = fingerprints[0].clone().expect("a fingerprint");
+    assert!(
+        fingerprint.len() == 64 && fingerprint.chars().all(|c| c.is_ascii_hexdigit()),
+        "{fingerprint}"
+    );
+    // Repaired by hand, globex migrates and gets the same fingerprint.
+    env.execute("DROP TABLE tenant_globex.documents");
+    env.apply();
+    let globex: Option<String> = env
+        .query_one(
+            "SELECT m.schema_fingerprint FROM tenantctl.tenant_migrations m \
+             JOIN tenantctl.tenants t ON t.uid = m.tenant_uid WHERE t.id = 'globex' AND m.version = 2",
+            &[],
+        )
+        .get(0);
+    assert_eq!(globex.as_deref(), Some(fingerprint.as_str()));
 }

@@ -49,6 +49,16 @@ pub enum RunError {
         line: usize,
         message: String,
     },
+    /// The migrations ran, but the schema they left is not the one they make (it was altered
+    /// by hand before): the tenant rolls back.
+    #[error(
+        "the migrations ran, but schema `{schema}` is not what they make, so nothing was kept: {}",
+        differences.join("; ")
+    )]
+    Unverified {
+        schema: String,
+        differences: Vec<String>,
+    },
     /// A secret could not be generated or delivered: the tenant rolls back.
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
@@ -83,6 +93,7 @@ impl RunError {
             RunError::Chroma(_) | RunError::Backup(BackupError::Chroma(_)) => Some(Server::Chroma),
             RunError::Backup(_)
             | RunError::Reference(_)
+            | RunError::Unverified { .. }
             | RunError::Secrets(_)
             | RunError::NoSecretsSink { .. } => None,
         }

@@ -413,6 +413,9 @@ impl TenantWork<'_, '_> {
             Step::RecordMigrations { versions } => {
                 self.flush().await?;
                 let adopted = self.named_migrations(versions)?;
+                // Adopted: the plan found the schema to be exactly what the first migration
+                // makes, so that is the shape recorded.
+                let fingerprint = self.reference()?.first.fingerprint();
                 bounded(
                     deadline,
                     format!("record the migrations of `{tenant}`"),
@@ -422,6 +425,7 @@ impl TenantWork<'_, '_> {
                         self.uid,
                         &adopted,
                         self.context.run_id,
+                        &fingerprint,
                     ),
                 )
                 .await

@@ -254,6 +254,15 @@ pub struct SchemaShape {
 }
 
 impl SchemaShape {
+    /// The sha256 (hex) of the shape: equal for equal schemas, stored with the migration
+    /// history of the schema it was read from.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        // BTreeMaps and sets: the JSON is in one order only.
+        let json = serde_json::to_vec(self).expect("a shape serializes");
+        hex::encode(Sha256::digest(json))
+    }
+
     /// Every difference of `self` (a tenant's schema) from `expected`, in words naming the
     /// object, sorted.
     pub fn differences(&self, expected: &SchemaShape) -> Vec<String> {

@@ -1,9 +1,10 @@
 //! Migrations inside a tenant's transaction: every statement pipelined in one round trip,
-//! a failure named by file and line.
+//! a failure named by file and line, the result verified against the reference schema before
+//! it is recorded.
 
-use super::TenantWork;
+use super::{bounded, TenantWork};
 use crate::apply::RunError;
-use crate::backend::postgres::{registry, PostgresError};
+use crate::backend::postgres::{registry, shape, PostgresError};
 use crate::spec::migrations::{Migration, MigrationStatement};
 
 impl TenantWork<'_, '_> {
@@ -22,10 +23,24 @@ impl TenantWork<'_, '_> {
             .collect()
     }
 
+    /// The schema the migrations make, built by the plan under the lock.
+    pub(super) fn reference(&self) -> Result<&crate::observed::Reference, RunError> {
+        self.observed.reference.as_ref().ok_or_else(|| {
+            PostgresError::Unexpected(
+                "the plan holds no reference schema to verify migrations against".to_string(),
+            )
+            .into()
+        })
+    }
+
     /// Runs migrations in the tenant's schema, inside its transaction: the schema as the only
     /// search path (unqualified names land there), the migration lock timeout (a tenant whose
     /// tables an application holds fails fast and is retried next run), each file as it is,
-    /// a failure named by file and line. Then records them.
+    /// a failure named by file and line. Then reads the schema back from the catalogs (by its
+    /// OID) and compares it with the reference the plan built from the migrations: a schema
+    /// that differs (the migrations "succeeded" on something altered by hand) fails the tenant,
+    /// which rolls back, with the differences named. Only a verified schema is recorded, with
+    /// its fingerprint.
     pub(super) async fn run_migrations(
         &mut self,
         schema: &str,
@@ -34,6 +49,7 @@ impl TenantWork<'_, '_> {
         let deadline = self.context.timeouts.client_deadline();
         let tenant = self.tenant;
         let migrations = self.named_migrations(versions)?;
+        let reference = self.reference()?;
         // Numbers of milliseconds and a validated identifier: no input in this statement.
         let enter = format!(
             "SET LOCAL search_path TO {}; SET LOCAL lock_timeout = '{}ms';",
@@ -54,8 +70,9 @@ impl TenantWork<'_, '_> {
             })
             .collect();
         // Everything is sent at once and the server runs it in order (one round trip instead
-        // of one per statement); the answers are then read in order, and the first failure is
-        // the one reported: after it, the transaction refuses everything anyway.
+        // of one per statement), the catalog reads of the verification included; the answers
+        // are then read in order, and the first failure is the one reported: after it, the
+        // transaction refuses everything anyway.
         let transaction = self.transaction;
         let pipeline = async {
             futures_util::join!(
@@ -66,20 +83,13 @@ impl TenantWork<'_, '_> {
                         .map(|(_, statement)| transaction.batch_execute(statement.text)),
                 ),
                 transaction.batch_execute(&leave),
-                registry::record_migrations(
-                    transaction,
-                    &self.statements.record_migrations,
-                    self.uid,
-                    &migrations,
-                    self.context.run_id,
-                ),
+                shape::read(transaction, shape::Schemas::Exactly(schema), true),
             )
         };
         // Each statement has the client deadline, as if sent one by one.
         let waited =
-            deadline.saturating_mul(u32::try_from(statements.len() + 3).unwrap_or(u32::MAX));
-        let Ok((entered, ran, left, recorded)) = tokio::time::timeout(waited, pipeline).await
-        else {
+            deadline.saturating_mul(u32::try_from(statements.len() + 8).unwrap_or(u32::MAX));
+        let Ok((entered, ran, left, read)) = tokio::time::timeout(waited, pipeline).await else {
             return Err(PostgresError::Timeout {
                 operation: format!("run the migrations of `{tenant}`"),
                 waited,
@@ -111,6 +121,28 @@ impl TenantWork<'_, '_> {
         left.map_err(crate::backend::postgres::query_error(format!(
             "leave the schema of `{tenant}`"
         )))?;
-        Ok(recorded?)
+        let live = shape::build(read?.remove(schema).unwrap_or_default());
+        let differences = live.differences(&reference.full);
+        if !differences.is_empty() {
+            return Err(RunError::Unverified {
+                schema: schema.to_string(),
+                differences,
+            });
+        }
+        let fingerprint = live.fingerprint();
+        bounded(
+            deadline,
+            format!("record the migrations of `{tenant}`"),
+            registry::record_migrations(
+                transaction,
+                &self.statements.record_migrations,
+                self.uid,
+                &migrations,
+                self.context.run_id,
+                &fingerprint,
+            ),
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -523,7 +523,7 @@ pub(crate) async fn fold<A>(
 /// Runs `sql` and maps each row as it arrives: the rows themselves are never all held (at
 /// 10,000 tenants they would be tens of MB), only what `map` keeps of them.
 pub(crate) async fn mapped<T>(
-    client: &tokio_postgres::Client,
+    client: &impl tokio_postgres::GenericClient,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     operation: &str,

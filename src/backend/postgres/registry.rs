@@ -406,13 +406,14 @@ pub async fn recorded_backups(
 }
 
 /// The statement of [`record_migrations`], prepared once per session.
-pub const RECORD_MIGRATIONS: &str =
-    "INSERT INTO tenantctl.tenant_migrations (tenant_uid, version, name, checksum, run_id) \
-     SELECT $1, version, name, checksum, $5 \
+pub const RECORD_MIGRATIONS: &str = "INSERT INTO tenantctl.tenant_migrations \
+         (tenant_uid, version, name, checksum, run_id, schema_fingerprint) \
+     SELECT $1, version, name, checksum, $5, $6 \
      FROM unnest($2::integer[], $3::text[], $4::text[]) AS m (version, name, checksum) \
      ON CONFLICT (tenant_uid, version) DO UPDATE \
      SET name = excluded.name, checksum = excluded.checksum, \
-         applied_at = now(), run_id = excluded.run_id";
+         applied_at = now(), run_id = excluded.run_id, \
+         schema_fingerprint = excluded.schema_fingerprint";
 
 /// Records migrations as applied to one tenant incarnation (run just now, or adopted). A
 /// schema created anew runs its migrations again: the rows of its earlier run are replaced.
@@ -422,6 +423,7 @@ pub async fn record_migrations(
     uid: Uuid,
     migrations: &[&crate::spec::migrations::Migration],
     run_id: Uuid,
+    schema_fingerprint: &str,
 ) -> Result<(), PostgresError> {
     let versions: Vec<i32> = migrations
         .iter()
@@ -433,7 +435,17 @@ pub async fn record_migrations(
     let names: Vec<&str> = migrations.iter().map(|m| m.name.as_str()).collect();
     let checksums: Vec<&str> = migrations.iter().map(|m| m.checksum.as_str()).collect();
     client
-        .execute(statement, &[&uid, &versions, &names, &checksums, &run_id])
+        .execute(
+            statement,
+            &[
+                &uid,
+                &versions,
+                &names,
+                &checksums,
+                &run_id,
+                &schema_fingerprint,
+            ],
+        )
         .await
         .map_err(query_error("record the migrations applied"))?;
     Ok(())

@@ -9,14 +9,14 @@
 use super::PostgresError;
 use crate::observed::{ObservedColumn, SchemaShape};
 use std::collections::BTreeMap;
-use tokio_postgres::Client;
+use tokio_postgres::GenericClient;
 
 /// Which schemas to read.
 #[derive(Debug, Clone, Copy)]
 pub enum Schemas<'a> {
     /// Every schema whose name starts with this prefix.
     Prefix(&'a str),
-    /// This one schema.
+    /// This one schema (its objects found by its OID).
     Exactly(&'a str),
 }
 
@@ -25,7 +25,8 @@ impl Schemas<'_> {
     fn condition(&self) -> &'static str {
         match self {
             Schemas::Prefix(_) => "starts_with(n.nspname::text, $1)",
-            Schemas::Exactly(_) => "n.nspname::text = $1",
+            // The name resolved to the schema's OID once; every join then goes by OID.
+            Schemas::Exactly(_) => "n.oid = to_regnamespace(quote_ident($1))",
         }
     }
 
@@ -153,7 +154,7 @@ pub fn build(items: Items) -> SchemaShape {
 /// # Errors
 /// A catalog query failed.
 pub async fn read(
-    client: &Client,
+    client: &impl GenericClient,
     schemas: Schemas<'_>,
     columns: bool,
 ) -> Result<BTreeMap<String, Items>, PostgresError> {
