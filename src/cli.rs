@@ -224,10 +224,16 @@ pub struct BoundsArgs {
     #[arg(long, env = "TENANTCTL_TENANT_LOCK_TIMEOUT", default_value = "10s", value_parser = parse_duration, hide_env_values = true)]
     pub tenant_lock_timeout: Duration,
 
-    /// Longest a tenant's migrations wait for a lock an application holds: the tenant fails,
-    /// rolls back and is retried next run, instead of stalling the fleet
+    /// Longest a tenant's migrations wait for a lock an application holds: the tenant rolls
+    /// back instead of stalling the fleet, and is tried again later in the run
+    /// (--migration-retries), then by the next run
     #[arg(long, env = "TENANTCTL_MIGRATION_LOCK_TIMEOUT", default_value = "5s", value_parser = parse_duration, hide_env_values = true)]
     pub migration_lock_timeout: Duration,
+
+    /// How many times a tenant whose migrations hit the lock timeout is tried again within the
+    /// run, after a jittered backoff (0.5 s doubling, at most 8 s)
+    #[arg(long, env = "TENANTCTL_MIGRATION_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10), hide_env_values = true)]
+    pub migration_retries: u32,
 
     /// Longest a whole apply may run: then no tenant starts and running statements are
     /// cancelled (their tenants roll back)

@@ -226,6 +226,13 @@ fn a_busy_tenant_gives_up_after_the_migration_lock_timeout() {
         .tenantctl(&["apply", "--auto-approve", "--migration-lock-timeout", "1s"])
         .expect_code(1);
     assert!(out.stdout.contains("lock timeout"), "{}", out.stdout);
+    // Tried again twice within the run (the default), then given up.
+    assert!(
+        out.stdout.contains("(after 2 retries on a lock timeout)")
+            && out.stdout.contains("2 retries after lock timeouts"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(history(&env, "globex"), vec![1, 2]);
     assert_eq!(history(&env, "acme"), vec![1]);
     env.runtime.block_on(app.batch_execute("COMMIT")).unwrap();
@@ -749,4 +756,75 @@ fn a_migration_that_succeeds_on_a_schema_altered_by_hand_is_rolled_back() {
         )
         .get(0);
     assert_eq!(globex.as_deref(), Some(fingerprint.as_str()));
+}
+
+/// A tenant whose table an application holds for a while: its migrations hit the lock
+/// timeout, it is tried again within the same run after a backoff, and applied once the lock
+/// is gone; the report counts the retries.
+#[test]
+fn a_lock_timeout_is_retried_and_applied_within_the_run() {
+    let env = TestEnv::new("mig_retry");
+    with_migrations(&env);
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    env.apply();
+    env.write(
+        "migrations/0002_notes.sql",
+        "ALTER TABLE conversations ADD COLUMN note text;\n",
+    );
+    // An application holds acme's table for 2.5 s, from another thread.
+    let url = env.database_url.clone();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute("BEGIN; LOCK TABLE tenant_acme.conversations IN ACCESS SHARE MODE")
+                .await
+                .unwrap();
+            locked.send(()).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+            client.batch_execute("COMMIT").await.unwrap();
+        });
+    });
+    is_locked.recv().unwrap();
+    let out = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--migration-lock-timeout",
+            "1s",
+            "--migration-retries",
+            "6",
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+    holder.join().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let acme = report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tenant| tenant["tenant"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(acme["result"], "applied", "{report:#}");
+    let retries = acme["retries"].as_u64().unwrap_or(0);
+    assert!(retries >= 1, "{report:#}");
+    assert_eq!(report["retries"].as_u64(), Some(retries), "{report:#}");
+    assert!(report["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|tenant| tenant["tenant"] == "globex" && tenant.get("retries").is_none()));
+    assert_eq!(history(&env, "acme"), vec![1, 2]);
+    assert_eq!(history(&env, "globex"), vec![1, 2]);
 }

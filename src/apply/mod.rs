@@ -48,6 +48,9 @@ pub enum RunError {
         file: String,
         line: usize,
         message: String,
+        /// It waited longer than the migration lock timeout for a lock an application held:
+        /// worth trying again in a moment.
+        lock_timeout: bool,
     },
     /// The migrations ran, but the schema they left is not the one they make (it was altered
     /// by hand before): the tenant rolls back.
@@ -87,16 +90,30 @@ enum Server {
 impl RunError {
     fn server(&self) -> Option<Server> {
         match self {
-            RunError::Postgres(_)
-            | RunError::Backup(BackupError::Postgres(_))
-            | RunError::Migration { .. } => Some(Server::Postgres),
+            RunError::Postgres(_) | RunError::Backup(BackupError::Postgres(_)) => {
+                Some(Server::Postgres)
+            }
             RunError::Chroma(_) | RunError::Backup(BackupError::Chroma(_)) => Some(Server::Chroma),
             RunError::Backup(_)
             | RunError::Reference(_)
             | RunError::Unverified { .. }
+            // A migration that fails is the migration's fault (or a busy table), not an
+            // outage: it does not count towards stopping the run.
+            | RunError::Migration { .. }
             | RunError::Secrets(_)
             | RunError::NoSecretsSink { .. } => None,
         }
+    }
+
+    /// A tenant's migrations hit the lock timeout: tried again within the run.
+    pub(crate) fn retryable(&self) -> bool {
+        matches!(
+            self,
+            RunError::Migration {
+                lock_timeout: true,
+                ..
+            }
+        )
     }
 
     /// The PostgreSQL session cannot be used any more.
@@ -124,9 +141,12 @@ pub struct RunContext {
     pub parallelism: usize,
     /// `statement_timeout` and `lock_timeout` of tenant work.
     pub timeouts: Timeouts,
-    /// `lock_timeout` of a tenant's migrations: one busy tenant fails (and is retried next run)
-    /// instead of stalling the fleet.
+    /// `lock_timeout` of a tenant's migrations: one busy tenant fails instead of stalling the
+    /// fleet, and is tried again later in the run (up to `migration_retries` times), then by
+    /// the next run.
     pub migration_lock_timeout: std::time::Duration,
+    /// How many times a tenant whose migrations hit the lock timeout is tried again in the run.
+    pub migration_retries: u32,
     /// The whole run ends by then, as after a stop signal.
     pub deadline: Option<tokio::time::Instant>,
     /// Where generated passwords and API keys go; a plan that generates any is refused
@@ -145,6 +165,7 @@ impl RunContext {
             parallelism: 1,
             timeouts: Timeouts::default(),
             migration_lock_timeout: std::time::Duration::from_secs(5),
+            migration_retries: 2,
             deadline: None,
             secrets: None,
         }
@@ -163,7 +184,27 @@ pub enum Update<'a> {
 /// A worker's news, in the order it happens.
 enum Message {
     Started(usize),
-    Finished(usize, TenantOutcome),
+    /// The tenant's outcome, and how many times it was retried before it.
+    Finished(usize, TenantOutcome, u32),
+}
+
+/// A tenant to try again after its migrations hit the lock timeout.
+struct Retry {
+    index: usize,
+    /// Retries so far, this one included.
+    retries: u32,
+    not_before: tokio::time::Instant,
+    /// What the last try ended with: reported if the run stops before the retry.
+    last: TenantOutcome,
+}
+
+/// How long to wait before retry number `retries` (1, 2, …): 500 ms doubling, at most 8 s,
+/// jittered by ±50 % so that tenants that timed out together do not come back together.
+fn backoff(retries: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(1 << retries.saturating_sub(1).min(4));
+    let base = base.min(Duration::from_secs(8));
+    let jitter = (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0 + 0.5;
+    base.mul_f64(jitter)
 }
 
 /// Executes every tenant change of `plan` that has steps and no conflict.
@@ -203,6 +244,7 @@ pub async fn execute(
                 outcome: TenantOutcome::Blocked {
                     reason: reasons.join("; "),
                 },
+                retries: 0,
             };
             progress(Update::Finished(&result));
             finished.push((index, result));
@@ -250,6 +292,8 @@ pub async fn execute(
         queue: &queue,
         next: AtomicUsize::new(0),
         started: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        retries: Mutex::new(Vec::new()),
         stopped: Mutex::new(None),
         streak: Mutex::new(None),
         done: AtomicBool::new(false),
@@ -266,18 +310,20 @@ pub async fn execute(
     };
     let collect = async {
         while let Some(message) = receiver.recv().await {
-            let (index, outcome) = match message {
+            let (index, outcome, retries) = match message {
                 Message::Started(index) => {
                     progress(Update::Started(&plan.changes[index].tenant));
                     continue;
                 }
-                Message::Finished(index, outcome) => (index, outcome),
+                Message::Finished(index, outcome, retries) => (index, outcome, retries),
             };
             let change = &plan.changes[index];
+            report.retries += retries;
             let result = TenantResult {
                 tenant: change.tenant.clone(),
                 actions: change.actions.clone(),
                 outcome,
+                retries,
             };
             progress(Update::Finished(&result));
             finished.push((index, result));
@@ -285,6 +331,24 @@ pub async fn execute(
     };
     tokio::join!(all_workers, collect, watchdog(&shared, &cancellers));
 
+    // Retries the run stopped before: their last try is their outcome.
+    for retry in shared
+        .retries
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+    {
+        let change = &plan.changes[retry.index];
+        let retries = retry.retries - 1;
+        report.retries += retries;
+        let result = TenantResult {
+            tenant: change.tenant.clone(),
+            actions: change.actions.clone(),
+            outcome: retry.last,
+            retries,
+        };
+        progress(Update::Finished(&result));
+        finished.push((retry.index, result));
+    }
     finished.sort_by_key(|(index, _)| *index);
     report.tenants = finished.into_iter().map(|(_, result)| result).collect();
     report.not_started = queue.len() - shared.started.load(Ordering::SeqCst);
@@ -307,6 +371,10 @@ struct Shared<'a> {
     next: AtomicUsize,
     /// Tenants taken so far (the rest is reported as not started after a stop).
     started: AtomicUsize,
+    /// Tenants being applied right now (one may come back as a retry).
+    in_flight: AtomicUsize,
+    /// Tenants to try again, each not before its time.
+    retries: Mutex<Vec<Retry>>,
     /// Why the run stopped early, once it has.
     stopped: Mutex<Option<String>>,
     /// The server that failed the last tenants, and how many in a row.
@@ -376,8 +444,48 @@ impl Shared<'_> {
     }
 }
 
-/// Takes tenants from the queue and applies them on `session` until the queue is empty, the
-/// run stops, or the session is lost.
+/// What a worker does next.
+enum Next {
+    /// Apply this tenant, retried this many times before.
+    Apply(usize, u32),
+    /// Nothing is due yet: a retry is waiting, or a tenant in progress may come back as one.
+    Wait(Duration),
+    /// Nothing is left.
+    Done,
+}
+
+impl Shared<'_> {
+    /// A retry whose time has come, else the next tenant of the queue, else how long to wait.
+    fn next(&self) -> Next {
+        let mut retries = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        if let Some(position) = retries.iter().position(|retry| retry.not_before <= now) {
+            let retry = retries.swap_remove(position);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            return Next::Apply(retry.index, retry.retries);
+        }
+        let position = self.next.fetch_add(1, Ordering::SeqCst);
+        if let Some(&index) = self.queue.get(position) {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            return Next::Apply(index, 0);
+        }
+        // Keep the counter from running past the end while workers wait.
+        self.next.fetch_sub(1, Ordering::SeqCst);
+        if let Some(soonest) = retries.iter().map(|retry| retry.not_before).min() {
+            return Next::Wait(soonest.saturating_duration_since(now));
+        }
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Next::Wait(Duration::from_millis(50));
+        }
+        Next::Done
+    }
+}
+
+/// Takes tenants from the queue (and retries whose time has come) and applies them on
+/// `session` until nothing is left, the run stops, or the session is lost. A tenant whose
+/// migrations hit the lock timeout goes back as a retry, after a jittered backoff, up to
+/// `migration_retries` times.
 async fn worker(
     session: &mut Postgres,
     shared: &Shared<'_>,
@@ -387,11 +495,17 @@ async fn worker(
         if shared.stopping() {
             break;
         }
-        let position = shared.next.fetch_add(1, Ordering::SeqCst);
-        let Some(&index) = shared.queue.get(position) else {
-            break;
+        let (index, retries) = match shared.next() {
+            Next::Apply(index, retries) => (index, retries),
+            Next::Wait(wait) => {
+                tokio::time::sleep(
+                    wait.clamp(Duration::from_millis(10), Duration::from_millis(100)),
+                )
+                .await;
+                continue;
+            }
+            Next::Done => break,
         };
-        shared.started.fetch_add(1, Ordering::SeqCst);
         let _ = sender.send(Message::Started(index));
         let (outcome, error) = steps::apply_change(
             session,
@@ -402,8 +516,24 @@ async fn worker(
             shared.context,
         )
         .await;
-        shared.account(error.as_ref());
-        let _ = sender.send(Message::Finished(index, outcome));
+        let again = error.as_ref().is_some_and(RunError::retryable)
+            && retries < shared.context.migration_retries;
+        if again {
+            shared
+                .retries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Retry {
+                    index,
+                    retries: retries + 1,
+                    not_before: tokio::time::Instant::now() + backoff(retries + 1),
+                    last: outcome,
+                });
+        } else {
+            shared.account(error.as_ref());
+            let _ = sender.send(Message::Finished(index, outcome, retries));
+        }
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if session.is_closed() || error.as_ref().is_some_and(RunError::session_lost) {
             break;
         }

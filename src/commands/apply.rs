@@ -31,6 +31,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
     context.parallelism = usize::from(args.parallelism);
     context.timeouts = args.bounds.timeouts();
     context.migration_lock_timeout = args.bounds.migration_lock_timeout;
+    context.migration_retries = args.bounds.migration_retries;
     context.deadline = Some(tokio::time::Instant::now() + args.bounds.run_timeout);
     context.stop = super::stop_on_signal()?;
     context.secrets = args.secrets.sink().map_err(UserError::new)?;

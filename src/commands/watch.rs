@@ -25,6 +25,7 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
         lock_timeout: args.lock_timeout,
         timeouts: args.bounds.timeouts(),
         migration_lock_timeout: args.bounds.migration_lock_timeout,
+        migration_retries: args.bounds.migration_retries,
         secrets: args.secrets.sink().map_err(crate::error::UserError::new)?,
         run_timeout: args.bounds.run_timeout,
         listen: args.listen,

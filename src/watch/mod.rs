@@ -46,6 +46,8 @@ pub struct WatchOptions {
     pub timeouts: Timeouts,
     /// Lock timeout of a tenant's migrations.
     pub migration_lock_timeout: Duration,
+    /// Retries within a reconcile of a tenant whose migrations hit the lock timeout.
+    pub migration_retries: u32,
     /// Longest one reconcile's apply may run.
     pub run_timeout: Duration,
     pub listen: Option<std::net::SocketAddr>,
@@ -510,6 +512,7 @@ impl Watcher {
         context.parallelism = self.options.parallelism;
         context.timeouts = self.options.timeouts;
         context.migration_lock_timeout = self.options.migration_lock_timeout;
+        context.migration_retries = self.options.migration_retries;
         context.secrets = self.options.secrets.clone();
         context.deadline = Some(tokio::time::Instant::now() + self.options.run_timeout);
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

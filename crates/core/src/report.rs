@@ -29,6 +29,14 @@ pub struct TenantResult {
     pub actions: Vec<Action>,
     #[serde(flatten)]
     pub outcome: TenantOutcome,
+    /// Times the tenant was tried again in this run after its migrations hit the lock timeout
+    /// (an application held one of its tables).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// What an apply did.
@@ -50,6 +58,9 @@ pub struct ApplyReport {
     /// Leftover partial backups removed before the tenants were applied.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleaned: Vec<String>,
+    /// Retries of tenants whose migrations hit the lock timeout, in all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
 }
 
 impl ApplyReport {

@@ -114,6 +114,8 @@ impl TenantWork<'_, '_> {
                         file: migration.file.clone(),
                         line: crate::backend::postgres::reference::error_line(statement, &error),
                         message: crate::backend::postgres::error_text(&error),
+                        lock_timeout: error.code()
+                            == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE),
                     })
                 }
             }

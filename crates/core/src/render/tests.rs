@@ -49,6 +49,7 @@ fn apply_report() -> ApplyReport {
                 tenant: "acme".into(),
                 actions: vec![Action::Create],
                 outcome: TenantOutcome::Applied,
+                retries: 1,
             },
             TenantResult {
                 tenant: "globex".into(),
@@ -60,6 +61,7 @@ fn apply_report() -> ApplyReport {
                         "could not restore the metadata of collection `tenant_globex_docs`: chroma at `http://chroma.internal:8000` answered 503 Service Unavailable to update collection metadata: overloaded; the next plan shows what is left".into(),
                     ],
                 },
+                retries: 0,
             },
             TenantResult {
                 tenant: "stark".into(),
@@ -68,8 +70,10 @@ fn apply_report() -> ApplyReport {
                     reason: "role `tenant_stark` already exists (tenantctl did not create it)"
                         .into(),
                 },
+                retries: 0,
             },
         ],
+        retries: 1,
         ..ApplyReport::default()
     }
 }
@@ -244,6 +248,7 @@ fn text_apply_summary_all_applied() {
             tenant: "acme".into(),
             actions: vec![Action::Create],
             outcome: TenantOutcome::Applied,
+            retries: 0,
         }],
         ..ApplyReport::default()
     };

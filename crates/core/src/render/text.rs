@@ -460,9 +460,10 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
         TenantOutcome::Applied => {
             let _ = writeln!(
                 out,
-                "  {} {}applied ({verbs})",
+                "  {} {}applied ({verbs}){}",
                 style.paint("32", "✓"),
-                pad(&result.tenant, TENANT_WIDTH)
+                pad(&result.tenant, TENANT_WIDTH),
+                retried(result.retries)
             );
         }
         TenantOutcome::RolledBack {
@@ -472,9 +473,10 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
         } => {
             let _ = writeln!(
                 out,
-                "  {} {}rolled back: {reason}",
+                "  {} {}rolled back: {reason}{}",
                 style.paint("31;1", "x"),
-                pad(&result.tenant, TENANT_WIDTH)
+                pad(&result.tenant, TENANT_WIDTH),
+                retried(result.retries)
             );
             for item in undone {
                 let _ = writeln!(out, "      undone: {item}");
@@ -493,6 +495,18 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
         }
     }
     out
+}
+
+/// ` (after 2 retries on a lock timeout)`, or nothing.
+fn retried(retries: u32) -> String {
+    if retries == 0 {
+        String::new()
+    } else {
+        format!(
+            " (after {retries} retr{} on a lock timeout)",
+            if retries == 1 { "y" } else { "ies" }
+        )
+    }
 }
 
 fn capitalized(text: &str) -> String {
@@ -524,6 +538,14 @@ pub fn report_summary(report: &ApplyReport) -> String {
     }
     if let Some(version) = report.migrated.last() {
         let _ = write!(line, ", control schema migrated to version {version}");
+    }
+    if report.retries > 0 {
+        let _ = write!(
+            line,
+            ", {} retr{} after lock timeouts",
+            report.retries,
+            if report.retries == 1 { "y" } else { "ies" }
+        );
     }
     line.push('.');
     if let Some(stopped) = &report.stopped {
