@@ -125,6 +125,17 @@ pub struct PlanningArgs {
     )]
     pub max_deletes: usize,
 
+    /// Refuse a run in which more existing tenants than this would run a migration that drops
+    /// or rewrites data (DROP TABLE or COLUMN, ALTER COLUMN ... TYPE, TRUNCATE, DELETE without
+    /// WHERE)
+    #[arg(
+        long,
+        env = "TENANTCTL_MAX_DESTRUCTIVE_MIGRATIONS",
+        default_value_t = 10,
+        hide_env_values = true
+    )]
+    pub max_destructive_migrations: usize,
+
     /// Where final backups of soft-deleted tenants are written (and deleted at purge): a local
     /// folder, or an object-store URL (s3://bucket/prefix, gs://bucket/prefix,
     /// az://container/prefix) with credentials from the provider's usual environment variables

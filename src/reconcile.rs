@@ -168,26 +168,36 @@ pub async fn measure_at_risk(
     naming: &Naming,
     backups: &crate::backup::BackupStore,
 ) -> Result<(), RunError> {
-    let at_risk: Vec<usize> = plan
+    // Soft deletes and purges put every table at risk; a migration that drops or rewrites
+    // data, the tables it names.
+    let at_risk: Vec<(usize, Option<Vec<String>>)> = plan
         .changes
         .iter()
         .enumerate()
-        .filter(|(_, change)| {
-            !change.blocked && change.actions.iter().any(|action| action.is_destructive())
+        .filter_map(|(index, change)| {
+            if change.blocked {
+                return None;
+            }
+            if change.actions.iter().any(|action| action.is_destructive()) {
+                return Some((index, None));
+            }
+            let tables = plan.destructive_tables(change);
+            (!tables.is_empty()).then_some((index, Some(tables)))
         })
-        .map(|(index, _)| index)
         .collect();
     if at_risk.is_empty() {
         return Ok(());
     }
     let mut tables = Vec::new();
     let mut owners = Vec::new();
-    for &index in &at_risk {
-        let schema = naming.schema(&plan.changes[index].tenant);
+    for (index, only) in &at_risk {
+        let schema = naming.schema(&plan.changes[*index].tenant);
         if let Some(live) = observed.schemas.get(&schema) {
             for table in live.tables.keys() {
-                tables.push((schema.clone(), table.clone()));
-                owners.push(index);
+                if only.as_ref().is_none_or(|only| only.contains(table)) {
+                    tables.push((schema.clone(), table.clone()));
+                    owners.push(*index);
+                }
             }
         }
     }
@@ -197,8 +207,9 @@ pub async fn measure_at_risk(
     // count them; a soft delete keeps them in its backup, which counts what it wrote.
     let collections: Vec<(usize, String)> = at_risk
         .iter()
-        .filter(|&&index| plan.changes[index].actions.contains(&Action::Purge))
-        .filter_map(|&index| {
+        .map(|(index, _)| *index)
+        .filter(|&index| plan.changes[index].actions.contains(&Action::Purge))
+        .filter_map(|index| {
             observed
                 .collections
                 .get(&naming.collection(&plan.changes[index].tenant))
@@ -219,7 +230,7 @@ pub async fn measure_at_risk(
     for (owner, count) in owners.iter().zip(&counts) {
         *rows.entry(*owner).or_default() += u64::try_from(*count).unwrap_or(0);
     }
-    for &index in &at_risk {
+    for &(index, _) in &at_risk {
         let change = &plan.changes[index];
         let mut risk = DataAtRisk::default();
         if observed

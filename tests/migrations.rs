@@ -828,3 +828,78 @@ fn a_lock_timeout_is_retried_and_applied_within_the_run() {
     assert_eq!(history(&env, "acme"), vec![1, 2]);
     assert_eq!(history(&env, "globex"), vec![1, 2]);
 }
+
+/// A migration that drops data is flagged in the plan with the rows at risk in each tenant
+/// (counted like a purge's), shown first in the comment, and limited by
+/// `--max-destructive-migrations` like deletes by `--max-deletes`.
+#[test]
+fn a_destructive_migration_is_flagged_with_the_rows_at_risk() {
+    let env = TestEnv::new("mig_destructive");
+    with_migrations(&env);
+    for id in ["acme", "globex"] {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    env.execute(
+        "INSERT INTO tenant_acme.conversations (id) SELECT gen_random_uuid() FROM generate_series(1, 3)",
+    );
+    env.write(
+        "migrations/0002_forget_messages.sql",
+        "-- Messages move to the archive service.\nALTER TABLE conversations DROP COLUMN messages;\n",
+    );
+    let plan = env.plan();
+    assert!(
+        plan.stdout.lines().any(|line| line.starts_with("  ! destroys data  ")
+            && line.ends_with("migrations/0002_forget_messages.sql:2 DROP COLUMN on conversations (2 tenants, 3 rows at risk)")),
+        "{}",
+        plan.stdout
+    );
+    let json = env.tenantctl(&["plan", "--format", "json"]).expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["destructive_migrations"][0]["kind"], "DROP COLUMN");
+    assert_eq!(json["destructive_migrations"][0]["tenants"], 2);
+    let rows = |tenant: &str| {
+        json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|change| change["tenant"] == tenant)
+            .unwrap()["at_risk"]["rows"]
+            .clone()
+    };
+    assert_eq!(rows("acme"), json!(3));
+    assert_eq!(rows("globex"), json!(0));
+    let markdown = env
+        .tenantctl(&["plan", "--format", "markdown"])
+        .expect_code(0);
+    assert!(
+        markdown
+            .stdout
+            .contains("> **Migrations that will drop or rewrite data in 2 tenants**"),
+        "{}",
+        markdown.stdout
+    );
+    // One tenant allowed: refused, nothing changed.
+    let refused = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--max-destructive-migrations",
+            "1",
+        ])
+        .expect_code(1);
+    assert!(
+        refused
+            .stdout
+            .contains("more than `--max-destructive-migrations 1` allows")
+            || refused
+                .stderr
+                .contains("more than `--max-destructive-migrations 1` allows"),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert_eq!(history(&env, "acme"), vec![1]);
+    env.apply();
+    assert_eq!(history(&env, "acme"), vec![1, 2]);
+}

@@ -52,6 +52,7 @@ pub fn plan_options(
         retention_days: planning.retention_days,
         prune: planning.prune,
         max_deletes: Some(planning.max_deletes),
+        max_destructive_migrations: Some(planning.max_destructive_migrations),
         targets: targets.iter().cloned().collect(),
     })
 }
@@ -73,6 +74,7 @@ pub fn saved_options(options: &PlanOptions, planning: &PlanningArgs) -> SavedOpt
         retention_days: options.retention_days,
         prune: options.prune,
         max_deletes: options.max_deletes,
+        max_destructive_migrations: options.max_destructive_migrations,
         tenants: options.targets.clone(),
         backup_dir: planning
             .backup_store()

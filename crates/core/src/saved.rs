@@ -66,6 +66,9 @@ pub struct SavedOptions {
     pub retention_days: Option<u32>,
     pub prune: bool,
     pub max_deletes: Option<usize>,
+    /// `--max-destructive-migrations`.
+    #[serde(default)]
+    pub max_destructive_migrations: Option<usize>,
     /// `--tenant` filter; empty for all.
     pub tenants: BTreeSet<String>,
     pub backup_dir: String,
@@ -105,6 +108,12 @@ impl SavedOptions {
             self.max_deletes == other.max_deletes,
             limit(self.max_deletes),
             limit(other.max_deletes),
+        );
+        check(
+            "--max-destructive-migrations",
+            self.max_destructive_migrations == other.max_destructive_migrations,
+            limit(self.max_destructive_migrations),
+            limit(other.max_destructive_migrations),
         );
         let tenants = |set: &BTreeSet<String>| {
             if set.is_empty() {
@@ -324,6 +333,7 @@ mod tests {
             retention_days: None,
             prune: false,
             max_deletes: Some(10),
+            max_destructive_migrations: Some(10),
             tenants: BTreeSet::new(),
             backup_dir: "backups".to_string(),
         }

@@ -552,6 +552,55 @@ pub fn migration_plan(tenants: usize) -> Plan {
     diff(&desired, &observed, &PlanOptions::default())
 }
 
+/// Existing tenants and a new one, and a migration that drops a column and empties a table:
+/// `destructive_plan(Some(limit))` with `--max-destructive-migrations limit`. Rows at risk are
+/// set as `measure_at_risk` would: 1,204 in `acme`, none in `globex`.
+pub fn destructive_plan(limit: Option<usize>) -> Plan {
+    let mut observed = empty_observed();
+    let mut specs = Vec::new();
+    for (index, id) in ["acme", "globex", "initech"].iter().enumerate() {
+        let spec = tenant(id);
+        provision(&mut observed, &spec, LiveStatus::Active, index as u128 + 1);
+        specs.push(spec);
+    }
+    specs.push(tenant("zeta_new"));
+    let mut full = conversations_shape();
+    full.tables
+        .get_mut("conversations")
+        .unwrap()
+        .remove("messages");
+    observed.reference = Some(crate::observed::Reference {
+        first: conversations_shape(),
+        full,
+    });
+    let mut desired = desired(specs);
+    desired.migrations.list.push(migration(
+        2,
+        "0002_forget_messages",
+        "-- Messages move to the archive service.\nALTER TABLE conversations DROP COLUMN messages;\nDELETE FROM conversations;\n",
+    ));
+    let mut plan = diff(
+        &desired,
+        &observed,
+        &PlanOptions {
+            max_destructive_migrations: limit,
+            ..PlanOptions::default()
+        },
+    );
+    for change in &mut plan.changes {
+        let rows = match change.tenant.as_str() {
+            "acme" => 1_204,
+            "globex" => 0,
+            _ => continue,
+        };
+        change.at_risk = Some(DataAtRisk {
+            rows: Some(rows),
+            ..DataAtRisk::default()
+        });
+    }
+    plan
+}
+
 /// Credentials: a new tenant with a login and keys, one whose `rotate` changed (a key past its
 /// rotation grace, one removed from the file), and one suspended with sessions open.
 pub fn credentials_plan() -> Plan {

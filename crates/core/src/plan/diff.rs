@@ -28,6 +28,9 @@ pub struct PlanOptions {
     pub prune: bool,
     /// Refuse the run when it would soft-delete or purge more tenants than this.
     pub max_deletes: Option<usize>,
+    /// Refuse the run when more existing tenants than this would run a migration that drops
+    /// or rewrites data.
+    pub max_destructive_migrations: Option<usize>,
     /// Only these tenants (`--tenant`); empty means all.
     pub targets: std::collections::BTreeSet<String>,
 }
@@ -60,6 +63,7 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         warnings: scope_warnings(observed),
         migrations: desired.migrations.clone(),
         app_role: None,
+        destructive_migrations: Vec::new(),
     };
     plan_app_role(&mut plan, desired, observed);
     plan.refusals.extend(fleet_refusals(
@@ -131,8 +135,64 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
             });
         }
     }
+    plan.destructive_migrations = destructive_migrations(&desired.migrations, &plan.changes);
+    if let Some(limit) = options.max_destructive_migrations {
+        let tenants = plan.destructive_migration_tenants();
+        if tenants > limit {
+            let names: std::collections::BTreeSet<&str> = plan
+                .destructive_migrations
+                .iter()
+                .map(|statement| statement.name.as_str())
+                .collect();
+            plan.refusals.push(Refusal {
+                tenant: None,
+                message: format!(
+                    "this plan would run migrations that drop or rewrite data ({}) on {tenants} tenants, more than `--max-destructive-migrations {limit}` allows",
+                    names.into_iter().map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+                ),
+                hint: Some(
+                    "read the rows at risk in the plan; if the change is intended, raise `--max-destructive-migrations` for this run".to_string(),
+                ),
+            });
+        }
+    }
     plan.changes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     plan
+}
+
+/// Every statement that drops or rewrites data in a migration some existing tenant will run,
+/// with how many will run it.
+fn destructive_migrations(
+    migrations: &Migrations,
+    changes: &[TenantChange],
+) -> Vec<crate::plan::DestructiveMigration> {
+    let mut tenants: std::collections::BTreeMap<u32, usize> = Default::default();
+    for change in changes
+        .iter()
+        .filter(|change| !change.blocked && change.actions.contains(&Action::Migrate))
+    {
+        for pending in change.migrations.iter().filter(|pending| !pending.adopted) {
+            *tenants.entry(pending.version).or_default() += 1;
+        }
+    }
+    let mut found = Vec::new();
+    for (version, count) in tenants {
+        let Some(migration) = migrations.get(version) else {
+            continue;
+        };
+        for (line, kind, tables) in migrations.destructive(version) {
+            found.push(crate::plan::DestructiveMigration {
+                version,
+                name: migration.name.clone(),
+                file: migration.file.clone(),
+                line,
+                kind: kind.to_string(),
+                tables,
+                tenants: count,
+            });
+        }
+    }
+    found
 }
 
 /// What the reviewer must read first about the live state itself.

@@ -69,6 +69,27 @@ pub struct Plan {
     /// something changes about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_role: Option<AppRoleChange>,
+    /// Statements of migrations existing tenants will run that drop or rewrite data; each
+    /// tenant's rows at risk are in its change's `at_risk`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destructive_migrations: Vec<DestructiveMigration>,
+}
+
+/// A statement of a migration that existing tenants will run and that drops or rewrites data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestructiveMigration {
+    pub version: u32,
+    /// The migration's name, e.g. `0003_drop_body`.
+    pub name: String,
+    /// Its file, and the line of the statement.
+    pub file: String,
+    pub line: usize,
+    /// `DROP TABLE`, `DROP COLUMN`, `ALTER COLUMN TYPE`, `TRUNCATE` or `DELETE without WHERE`.
+    pub kind: String,
+    /// The tables it drops or rewrites, as written (lower-cased).
+    pub tables: Vec<String>,
+    /// Existing tenants that will run it (new tenants run it on an empty schema).
+    pub tenants: usize,
 }
 
 /// A backup folder no soft-deleted tenant accounts for.
@@ -380,6 +401,46 @@ pub struct PendingMigration {
 }
 
 impl Plan {
+    /// The tables `change` will drop or rewrite through destructive migrations: none for a
+    /// create (its schema is new) or a blocked change.
+    pub fn destructive_tables(&self, change: &TenantChange) -> Vec<String> {
+        if change.blocked || !change.actions.contains(&Action::Migrate) {
+            return Vec::new();
+        }
+        let mut tables: Vec<String> = change
+            .migrations
+            .iter()
+            .filter(|pending| !pending.adopted)
+            .flat_map(|pending| {
+                self.destructive_migrations
+                    .iter()
+                    .filter(move |statement| statement.version == pending.version)
+                    .flat_map(|statement| statement.tables.iter().cloned())
+            })
+            .collect();
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+
+    /// Existing tenants that will run a migration that drops or rewrites data.
+    pub fn destructive_migration_tenants(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|change| {
+                !change.blocked
+                    && change.actions.contains(&Action::Migrate)
+                    && change.migrations.iter().any(|pending| {
+                        !pending.adopted
+                            && self
+                                .destructive_migrations
+                                .iter()
+                                .any(|statement| statement.version == pending.version)
+                    })
+            })
+            .count()
+    }
+
     /// Apply generates a password or an API key: it needs a secrets sink.
     pub fn generates_secrets(&self) -> bool {
         self.effective_changes().any(|change| {

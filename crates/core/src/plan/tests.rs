@@ -812,3 +812,58 @@ fn max_deletes_refuses_a_run_that_deletes_too_much() {
     let plan = diff(&desired(specs), &observed, &limited(3));
     assert!(plan.refusals.is_empty());
 }
+
+#[test]
+fn migrations_that_drop_or_rewrite_data_are_flagged_and_limited() {
+    let plan = destructive_plan(None);
+    let found: Vec<(u32, usize, &str, Vec<String>, usize)> = plan
+        .destructive_migrations
+        .iter()
+        .map(|statement| {
+            (
+                statement.version,
+                statement.line,
+                statement.kind.as_str(),
+                statement.tables.clone(),
+                statement.tenants,
+            )
+        })
+        .collect();
+    // The three existing tenants run it; the new one runs it on an empty schema.
+    assert_eq!(
+        found,
+        vec![
+            (2, 2, "DROP COLUMN", vec!["conversations".to_string()], 3),
+            (
+                2,
+                3,
+                "DELETE without WHERE",
+                vec!["conversations".to_string()],
+                3
+            ),
+        ]
+    );
+    assert_eq!(plan.destructive_migration_tenants(), 3);
+    let new = plan
+        .changes
+        .iter()
+        .find(|c| c.tenant == "zeta_new")
+        .unwrap();
+    assert!(plan.destructive_tables(new).is_empty());
+    let acme = plan.changes.iter().find(|c| c.tenant == "acme").unwrap();
+    assert_eq!(
+        plan.destructive_tables(acme),
+        vec!["conversations".to_string()]
+    );
+    assert!(plan.refusals.is_empty());
+    assert!(destructive_plan(Some(3)).refusals.is_empty());
+    let refused = destructive_plan(Some(2));
+    assert_eq!(refused.refusals.len(), 1);
+    assert!(
+        refused.refusals[0].message.contains(
+            "migrations that drop or rewrite data (`0002_forget_messages`) on 3 tenants, more than `--max-destructive-migrations 2`"
+        ),
+        "{:?}",
+        refused.refusals
+    );
+}

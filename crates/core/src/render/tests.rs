@@ -289,3 +289,15 @@ fn json_plan_credentials() {
     assert!(plan.generates_secrets());
     insta::assert_snapshot!(json::plan(&plan));
 }
+
+#[test]
+fn text_plan_destructive_migration() {
+    let output = text::plan(&destructive_plan(None), &plan_context(), Style::default());
+    assert!(
+        output.contains(
+            "  ! destroys data             tenants/migrations/0002_forget_messages.sql:2 DROP COLUMN on conversations (3 tenants, 1,204 rows at risk)\n"
+        ),
+        "{output}"
+    );
+    insta::assert_snapshot!(output);
+}

@@ -31,6 +31,34 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         out.push('\n');
     }
 
+    // Migrations that drop or rewrite data, before anything else that changes.
+    let destructions = super::view::destructions(plan);
+    for destruction in &destructions {
+        let statement = destruction.statement;
+        let rows = destruction
+            .rows
+            .map(|rows| format!(", {} at risk", super::view::count(rows, "row")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} {}{}:{} {} on {} ({}{rows})",
+            style.paint("31;1", "!"),
+            pad("destroys data", TENANT_WIDTH),
+            statement.file,
+            statement.line,
+            statement.kind,
+            if statement.tables.is_empty() {
+                "a table named in quotes".to_string()
+            } else {
+                statement.tables.join(", ")
+            },
+            super::view::count(statement.tenants as u64, "tenant")
+        );
+    }
+    if !destructions.is_empty() {
+        out.push('\n');
+    }
+
     if !plan.control_schema.pending.is_empty() {
         let target = plan.control_schema.pending.last().copied().unwrap_or(0);
         let what = match plan.control_schema.current_version {

@@ -512,3 +512,46 @@ pub(crate) fn volume(rows: Option<u64>, records: Option<u64>) -> String {
         parts.join(", ")
     }
 }
+
+/// One statement of a migration that drops or rewrites data, with what the tenants that run
+/// it put at risk: rows of the tables their destructive migrations name, in all and the
+/// tenants with the most first.
+pub struct Destruction<'a> {
+    pub statement: &'a crate::plan::DestructiveMigration,
+    /// `None` when no tenant's rows were measured.
+    pub rows: Option<u64>,
+    pub most: Vec<(&'a str, u64)>,
+}
+
+/// [`Destruction`]s of a plan, in the plan's order (by version, then line).
+pub fn destructions(plan: &crate::plan::Plan) -> Vec<Destruction<'_>> {
+    plan.destructive_migrations
+        .iter()
+        .map(|statement| {
+            let mut measured = false;
+            let mut most: Vec<(&str, u64)> =
+                plan.changes
+                    .iter()
+                    .filter(|change| {
+                        !change.blocked
+                            && change.actions.contains(&Action::Migrate)
+                            && change.migrations.iter().any(|pending| {
+                                !pending.adopted && pending.version == statement.version
+                            })
+                    })
+                    .filter_map(|change| {
+                        let rows = change.at_risk.as_ref()?.rows?;
+                        measured = true;
+                        Some((change.tenant.as_str(), rows))
+                    })
+                    .collect();
+            most.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let rows = measured.then(|| most.iter().map(|(_, rows)| rows).sum());
+            Destruction {
+                statement,
+                rows,
+                most,
+            }
+        })
+        .collect()
+}

@@ -110,6 +110,21 @@ impl Migrations {
         }
     }
 
+    /// The statements of `version` that drop or rewrite data: (line, what, tables).
+    pub fn destructive(&self, version: u32) -> Vec<(usize, &'static str, Vec<String>)> {
+        let Some(migration) = self.get(version) else {
+            return Vec::new();
+        };
+        super::sql::statements(&migration.sql)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|statement| {
+                super::sql::destructive(statement)
+                    .map(|(kind, tables)| (statement.line, kind, tables))
+            })
+            .collect()
+    }
+
     /// The highest version, if any.
     pub fn latest(&self) -> Option<u32> {
         self.list.last().map(|migration| migration.version)

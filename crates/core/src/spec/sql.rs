@@ -321,6 +321,79 @@ impl Position {
     }
 }
 
+/// What a statement that drops or rewrites data does, and the tables it does it to (as
+/// written, lower-cased; a quoted name is not a word and is left out): `DROP TABLE`,
+/// `DROP COLUMN`, `ALTER COLUMN TYPE`, `TRUNCATE`, `DELETE without WHERE`. `None` for every
+/// other statement.
+pub fn destructive(statement: &Statement) -> Option<(&'static str, Vec<String>)> {
+    let words: Vec<&str> = statement.words.iter().map(String::as_str).collect();
+    let name = |word: &str| word.to_lowercase();
+    // The words after `position` that name tables: `[IF EXISTS] [ONLY] a, b ...`, up to a
+    // keyword that ends the list.
+    let tables_after = |position: usize, stop: &[&str]| -> Vec<String> {
+        let mut rest = &words[position.min(words.len())..];
+        if rest.starts_with(&["IF", "EXISTS"]) {
+            rest = &rest[2..];
+        }
+        if rest.first() == Some(&"ONLY") {
+            rest = &rest[1..];
+        }
+        rest.iter()
+            .take_while(|word| !stop.contains(word))
+            .map(|word| name(word))
+            .collect()
+    };
+    match words.as_slice() {
+        ["DROP", "TABLE", ..] => Some(("DROP TABLE", tables_after(2, &["CASCADE", "RESTRICT"]))),
+        ["TRUNCATE", ..] => {
+            let start = if words.get(1) == Some(&"TABLE") { 2 } else { 1 };
+            Some((
+                "TRUNCATE",
+                tables_after(start, &["RESTART", "CONTINUE", "CASCADE", "RESTRICT"]),
+            ))
+        }
+        ["DELETE", "FROM", ..] if !words.contains(&"WHERE") => Some((
+            "DELETE without WHERE",
+            tables_after(2, &["AS", "USING", "RETURNING"])
+                .into_iter()
+                .take(1)
+                .collect(),
+        )),
+        ["ALTER", "TABLE", ..] => {
+            let table: Vec<String> = tables_after(2, &[]).into_iter().take(1).collect();
+            // `DROP [COLUMN] x`, not `DROP CONSTRAINT`, `DROP DEFAULT`, `DROP NOT NULL`, ...
+            let drops_column = words.windows(2).any(|pair| {
+                pair[0] == "DROP"
+                    && !matches!(
+                        pair[1],
+                        "CONSTRAINT" | "DEFAULT" | "NOT" | "IDENTITY" | "EXPRESSION"
+                    )
+            });
+            // `ALTER [COLUMN] x [SET DATA] TYPE t` (a column named `type` is not a retype).
+            let retypes = (2..words.len()).any(|index| {
+                if words[index] != "ALTER" {
+                    return false;
+                }
+                let column = if words.get(index + 1) == Some(&"COLUMN") {
+                    index + 2
+                } else {
+                    index + 1
+                };
+                let after = &words[(column + 1).min(words.len())..];
+                after.first() == Some(&"TYPE") || after.starts_with(&["SET", "DATA", "TYPE"])
+            });
+            if drops_column {
+                Some(("DROP COLUMN", table))
+            } else if retypes {
+                Some(("ALTER COLUMN TYPE", table))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Why a statement may not be part of a migration, with a hint; `None` when it may.
 pub fn refusal(statement: &Statement) -> Option<(String, &'static str)> {
     let words: Vec<&str> = statement.words.iter().map(String::as_str).collect();
@@ -447,6 +520,58 @@ pub fn refusal(statement: &Statement) -> Option<(String, &'static str)> {
 
 #[cfg(test)]
 mod tests {
+
+    fn destroys(sql: &str) -> Vec<(&'static str, Vec<String>)> {
+        statements(sql)
+            .unwrap()
+            .iter()
+            .filter_map(destructive)
+            .collect()
+    }
+
+    #[test]
+    fn statements_that_drop_or_rewrite_data_are_found() {
+        let found = destroys(
+            "DROP TABLE IF EXISTS old_notes, drafts CASCADE;\n\
+             ALTER TABLE documents DROP COLUMN body;\n\
+             ALTER TABLE ONLY documents DROP summary, ADD COLUMN x int;\n\
+             ALTER TABLE documents ALTER COLUMN title TYPE varchar(80);\n\
+             ALTER TABLE documents ALTER title SET DATA TYPE text USING title::text;\n\
+             TRUNCATE TABLE events, audit RESTART IDENTITY;\n\
+             DELETE FROM sessions;\n\
+             DELETE FROM sessions AS s USING users u;",
+        );
+        let expected: Vec<(&str, Vec<String>)> = vec![
+            ("DROP TABLE", vec!["old_notes".into(), "drafts".into()]),
+            ("DROP COLUMN", vec!["documents".into()]),
+            ("DROP COLUMN", vec!["documents".into()]),
+            ("ALTER COLUMN TYPE", vec!["documents".into()]),
+            ("ALTER COLUMN TYPE", vec!["documents".into()]),
+            ("TRUNCATE", vec!["events".into(), "audit".into()]),
+            ("DELETE without WHERE", vec!["sessions".into()]),
+            ("DELETE without WHERE", vec!["sessions".into()]),
+        ];
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn statements_that_keep_data_are_not_flagged() {
+        assert!(destroys(
+            "CREATE TABLE t (id int);\n\
+             ALTER TABLE t ADD COLUMN note text;\n\
+             ALTER TABLE t ALTER COLUMN note DROP DEFAULT;\n\
+             ALTER TABLE t ALTER COLUMN note DROP NOT NULL;\n\
+             ALTER TABLE t ALTER COLUMN type SET DEFAULT 'a';\n\
+             ALTER TABLE t DROP CONSTRAINT t_pkey;\n\
+             DELETE FROM t WHERE id = 1;\n\
+             DROP INDEX t_note;\n\
+             UPDATE t SET note = 'x' WHERE id = 2;\n\
+             INSERT INTO t VALUES (1);\n\
+             COMMENT ON TABLE t IS 'DROP TABLE t';"
+        )
+        .is_empty());
+    }
+
     use super::*;
 
     fn words(sql: &str) -> Vec<Vec<String>> {

@@ -62,6 +62,15 @@ pub(super) fn block(entry: &Entry) -> String {
         }
         None => {}
     }
+    if entry.destroys {
+        if let Some(rows) = change.at_risk.as_ref().and_then(|risk| risk.rows) {
+            let _ = write!(
+                headline,
+                " — <b>{} at risk</b> (a migration drops or rewrites data)",
+                crate::render::view::count(rows, "row")
+            );
+        }
+    }
     if change.blocked {
         headline.push_str(" — <b>blocked by a conflict</b>, left alone");
     } else if !entry.refusals.is_empty() {

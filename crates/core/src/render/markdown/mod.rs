@@ -346,6 +346,8 @@ struct Entry<'a> {
     change: &'a TenantChange,
     conflicts: Vec<&'a Conflict>,
     refusals: Vec<&'a Refusal>,
+    /// It runs a migration that drops or rewrites data.
+    destroys: bool,
 }
 
 impl Entry<'_> {
@@ -363,11 +365,15 @@ impl Entry<'_> {
         !self.held() && self.primary() == Action::Create
     }
 
-    /// Held tenants next to their conflict or refusal, then purges, soft deletes, suspensions,
-    /// updates and repairs, restores and resumes, and new tenants last.
+    /// Held tenants next to their conflict or refusal, then purges, soft deletes and
+    /// migrations that drop or rewrite data, suspensions, updates and repairs, restores and
+    /// resumes, and new tenants last.
     fn importance(&self) -> u8 {
         if self.held() {
             return 0;
+        }
+        if self.destroys {
+            return 2;
         }
         match self.primary() {
             Action::Purge => 1,
@@ -411,6 +417,7 @@ fn entries(plan: &Plan) -> Vec<Entry<'_>> {
                 .iter()
                 .filter(|refusal| refusal.tenant.as_deref() == Some(change.tenant.as_str()))
                 .collect(),
+            destroys: !plan.destructive_tables(change).is_empty(),
         })
         .collect();
     entries.sort_by(|a, b| {
@@ -910,6 +917,26 @@ mod tests {
             output.contains("**3 new tenants**, not listed here"),
             "{output}"
         );
+    }
+
+    #[test]
+    fn markdown_plan_destructive_migration() {
+        let output = super::plan(&destructive_plan(None), &plan_context());
+        structure(&output);
+        assert!(output.contains(
+            "Plan: 3 to migrate, 1 to create; **3 tenants will run migrations that drop or rewrite data**."
+        ), "{output}");
+        assert!(output.contains(
+            "> [!CAUTION]\n> **Migrations that will drop or rewrite data in 3 tenants**\n> - `0002_forget_messages` line 2: `DROP COLUMN` on `conversations`, in 3 tenants: 1,204 rows at risk\n>   most rows: `acme` 1,204\n"
+        ), "{output}");
+        // The tenants that lose data come first, with their rows at risk.
+        let changes = output.split("#### Changes").nth(1).unwrap();
+        let position = |needle: &str| changes.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(changes.contains(
+            "<b>acme</b> migrate — 0002_forget_messages — <b>1,204 rows at risk</b> (a migration drops or rewrites data)"
+        ), "{output}");
+        assert!(position("<b>acme</b>") < position("<b>zeta_new</b>"));
+        insta::assert_snapshot!(output);
     }
 
     #[test]

@@ -72,6 +72,7 @@ pub(super) fn summary(
     scope_warnings(&mut out, plan);
     refusals(&mut out, plan);
     conflicts(&mut out, plan);
+    destructive_migrations(&mut out, plan);
     warning(&mut out, entries, detail);
 
     let summary = plan.summary();
@@ -215,6 +216,14 @@ pub(super) fn totals_line(plan: &Plan) -> String {
     for extra in text::housekeeping(plan) {
         let _ = write!(line, ", {extra}");
     }
+    let destroying = plan.destructive_migration_tenants();
+    if destroying > 0 {
+        let _ = write!(
+            line,
+            "; **{} will run migrations that drop or rewrite data**",
+            count(destroying as u64, "tenant")
+        );
+    }
     if summary.conflicts > 0 {
         let _ = write!(
             line,
@@ -293,6 +302,59 @@ pub(super) fn refusals(out: &mut String, plan: &Plan) {
         );
     }
     more(out, "> ", plan.refusals.len(), "refusal");
+}
+
+/// Tenants tried most first under a destructive statement.
+const MOST_AT_RISK: usize = 10;
+
+/// Statements of migrations that drop or rewrite data in existing tenants: a caution, with
+/// the rows at risk in all and the tenants with the most.
+pub(super) fn destructive_migrations(out: &mut String, plan: &Plan) {
+    let destructions = crate::render::view::destructions(plan);
+    if destructions.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n> [!CAUTION]\n> **Migrations that will drop or rewrite data in {}**",
+        count(plan.destructive_migration_tenants() as u64, "tenant")
+    );
+    for destruction in destructions.iter().take(LIST_LIMIT) {
+        let statement = destruction.statement;
+        let tables = if statement.tables.is_empty() {
+            "a table named in quotes".to_string()
+        } else {
+            statement
+                .tables
+                .iter()
+                .map(|table| code(table))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let rows = destruction
+            .rows
+            .map(|rows| format!(": {} at risk", count(rows, "row")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "> - {} line {}: `{}` on {tables}, in {}{rows}",
+            code(&statement.name),
+            statement.line,
+            statement.kind,
+            count(statement.tenants as u64, "tenant")
+        );
+        let most: Vec<String> = destruction
+            .most
+            .iter()
+            .filter(|(_, rows)| *rows > 0)
+            .take(MOST_AT_RISK)
+            .map(|(tenant, rows)| format!("{} {}", code(tenant), thousands(*rows)))
+            .collect();
+        if !most.is_empty() {
+            let _ = writeln!(out, ">   most rows: {}", most.join(", "));
+        }
+    }
+    more(out, "> ", destructions.len(), "destructive statement");
 }
 
 /// Conflicts leave their tenants alone and make apply fail.
