@@ -136,6 +136,12 @@ pub struct PlanningArgs {
     )]
     pub max_destructive_migrations: usize,
 
+    /// Migrate this many tenants first, as a canary (those whose file says `canary: true`
+    /// first, then by id): the rest of the fleet starts only when all of them succeeded
+    /// (default: the Settings document's `canary`, else none)
+    #[arg(long, value_name = "N", env = "TENANTCTL_CANARY", hide_env_values = true, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub canary: Option<u32>,
+
     /// Where final backups of soft-deleted tenants are written (and deleted at purge): a local
     /// folder, or an object-store URL (s3://bucket/prefix, gs://bucket/prefix,
     /// az://container/prefix) with credentials from the provider's usual environment variables
@@ -246,6 +252,11 @@ pub struct BoundsArgs {
     #[arg(long, env = "TENANTCTL_MIGRATION_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10), hide_env_values = true)]
     pub migration_retries: u32,
 
+    /// After a tenant fails: `continue` with the others (the default), or `stop` starting new
+    /// ones (those in progress finish)
+    #[arg(long, value_enum, env = "TENANTCTL_ON_ERROR", default_value_t = OnError::Continue, hide_env_values = true)]
+    pub on_error: OnError,
+
     /// Longest a whole apply may run: then no tenant starts and running statements are
     /// cancelled (their tenants roll back)
     #[arg(long, env = "TENANTCTL_RUN_TIMEOUT", default_value = "2h", value_parser = parse_duration, hide_env_values = true)]
@@ -259,6 +270,15 @@ impl BoundsArgs {
             lock: self.tenant_lock_timeout,
         }
     }
+}
+
+/// What apply does after a tenant fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnError {
+    /// Go on with the other tenants.
+    Continue,
+    /// Start no further tenant.
+    Stop,
 }
 
 /// Formats of a plan.

@@ -903,3 +903,89 @@ fn a_destructive_migration_is_flagged_with_the_rows_at_risk() {
     env.apply();
     assert_eq!(history(&env, "acme"), vec![1, 2]);
 }
+
+/// `--canary 1`: a failure in the canary stops the run before the fleet is touched; a
+/// declared canary (`canary: true`) goes first; `--on-error stop` stops at the first failure
+/// after it.
+#[test]
+fn a_canary_failure_stops_the_run_with_the_fleet_untouched() {
+    let env = TestEnv::new("mig_canary");
+    with_migrations(&env);
+    for id in ["acme", "globex", "initech", "umbrella"] {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    // Two conversations at the same instant in acme only: the unique index fails there.
+    env.execute(
+        "INSERT INTO tenant_acme.conversations (id, created_at) \
+         VALUES (gen_random_uuid(), '2026-01-01'), (gen_random_uuid(), '2026-01-01')",
+    );
+    env.write(
+        "migrations/0002_unique_times.sql",
+        "CREATE UNIQUE INDEX conversations_created_at ON conversations (created_at);\n",
+    );
+    let plan = env.tenantctl(&["plan", "--canary", "1"]).expect_code(0);
+    assert!(
+        plan.stdout
+            .contains("~ canary                    acme (migrated first;"),
+        "{}",
+        plan.stdout
+    );
+    let out = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--canary",
+            "1",
+            "--format",
+            "json",
+        ])
+        .expect_code(1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["canary"], json!(["acme"]), "{report:#}");
+    assert_eq!(report["not_started"], 3, "{report:#}");
+    assert!(
+        report["stopped"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("canary tenant `acme` failed"),
+        "{report:#}"
+    );
+    for id in ["acme", "globex", "initech", "umbrella"] {
+        assert_eq!(history(&env, id), vec![1], "{id} untouched");
+    }
+
+    // umbrella declares itself the canary: it goes first and succeeds; with one worker and
+    // `--on-error stop`, acme fails next and nothing after it starts.
+    env.tenant("umbrella", "pro", "canary: true\n");
+    let out = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--canary",
+            "1",
+            "--parallelism",
+            "1",
+            "--on-error",
+            "stop",
+        ])
+        .expect_code(1);
+    assert!(
+        out.stdout
+            .contains("Stopped after the first failure (`--on-error stop`): `acme` failed"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(history(&env, "umbrella"), vec![1, 2]);
+    assert_eq!(history(&env, "acme"), vec![1]);
+    assert_eq!(
+        history(&env, "globex"),
+        vec![1],
+        "not started after the failure"
+    );
+
+    // Without `--on-error stop` the rest of the fleet goes on past acme.
+    env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
+    assert_eq!(history(&env, "globex"), vec![1, 2]);
+    assert_eq!(history(&env, "initech"), vec![1, 2]);
+}

@@ -147,6 +147,8 @@ pub struct RunContext {
     pub migration_lock_timeout: std::time::Duration,
     /// How many times a tenant whose migrations hit the lock timeout is tried again in the run.
     pub migration_retries: u32,
+    /// `--on-error stop`: the first tenant that fails stops the run (no new tenant starts).
+    pub stop_on_error: bool,
     /// The whole run ends by then, as after a stop signal.
     pub deadline: Option<tokio::time::Instant>,
     /// Where generated passwords and API keys go; a plan that generates any is refused
@@ -166,6 +168,7 @@ impl RunContext {
             timeouts: Timeouts::default(),
             migration_lock_timeout: std::time::Duration::from_secs(5),
             migration_retries: 2,
+            stop_on_error: false,
             deadline: None,
             secrets: None,
         }
@@ -252,6 +255,16 @@ pub async fn execute(
             queue.push(index);
         }
     }
+    // The canary goes first; the rest waits for it (see `Shared::next`).
+    queue.sort_by_key(|&index| !plan.canary.contains(&plan.changes[index].tenant));
+    let canary = queue
+        .iter()
+        .take_while(|&&index| plan.canary.contains(&plan.changes[index].tenant))
+        .count();
+    report.canary = queue[..canary]
+        .iter()
+        .map(|&index| plan.changes[index].tenant.clone())
+        .collect();
 
     // The other workers' sessions. One that cannot be opened (max_connections, say) is said in
     // the report; the run goes on with fewer.
@@ -294,6 +307,8 @@ pub async fn execute(
         started: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
         retries: Mutex::new(Vec::new()),
+        canary,
+        canary_pending: AtomicUsize::new(canary),
         stopped: Mutex::new(None),
         streak: Mutex::new(None),
         done: AtomicBool::new(false),
@@ -375,6 +390,11 @@ struct Shared<'a> {
     in_flight: AtomicUsize,
     /// Tenants to try again, each not before its time.
     retries: Mutex<Vec<Retry>>,
+    /// The first `canary` tenants of `queue` are the canary: no other starts before all of
+    /// them are done.
+    canary: usize,
+    /// Canary tenants not done yet.
+    canary_pending: AtomicUsize,
     /// Why the run stopped early, once it has.
     stopped: Mutex<Option<String>>,
     /// The server that failed the last tenants, and how many in a row.
@@ -408,6 +428,23 @@ impl Shared<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_some()
+    }
+
+    /// The canary and `--on-error stop` rules, once a tenant's final outcome is known.
+    fn settle(&self, index: usize, error: Option<&RunError>) {
+        let tenant = &self.plan.changes[index].tenant;
+        if self.plan.canary.contains(tenant) {
+            if let Some(error) = error {
+                self.stop(format!(
+                    "stopped: canary tenant `{tenant}` failed ({error}); the rest of the fleet was not started"
+                ));
+            }
+            self.canary_pending.fetch_sub(1, Ordering::SeqCst);
+        } else if let (Some(error), true) = (error, self.context.stop_on_error) {
+            self.stop(format!(
+                "stopped after the first failure (`--on-error stop`): `{tenant}` failed ({error})"
+            ));
+        }
     }
 
     /// Applies the stop rules to one tenant's outcome.
@@ -465,6 +502,11 @@ impl Shared<'_> {
             return Next::Apply(retry.index, retry.retries);
         }
         let position = self.next.fetch_add(1, Ordering::SeqCst);
+        if position >= self.canary && self.canary_pending.load(Ordering::SeqCst) > 0 {
+            // The fleet waits for the canary.
+            self.next.fetch_sub(1, Ordering::SeqCst);
+            return Next::Wait(Duration::from_millis(50));
+        }
         if let Some(&index) = self.queue.get(position) {
             self.started.fetch_add(1, Ordering::SeqCst);
             self.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -531,6 +573,7 @@ async fn worker(
                 });
         } else {
             shared.account(error.as_ref());
+            shared.settle(index, error.as_ref());
             let _ = sender.send(Message::Finished(index, outcome, retries));
         }
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);

@@ -32,6 +32,7 @@ pub async fn run(args: &ApplyArgs) -> Result<Exit> {
     context.timeouts = args.bounds.timeouts();
     context.migration_lock_timeout = args.bounds.migration_lock_timeout;
     context.migration_retries = args.bounds.migration_retries;
+    context.stop_on_error = args.bounds.on_error == crate::cli::OnError::Stop;
     context.deadline = Some(tokio::time::Instant::now() + args.bounds.run_timeout);
     context.stop = super::stop_on_signal()?;
     context.secrets = args.secrets.sink().map_err(UserError::new)?;

@@ -53,6 +53,7 @@ pub fn plan_options(
         prune: planning.prune,
         max_deletes: Some(planning.max_deletes),
         max_destructive_migrations: Some(planning.max_destructive_migrations),
+        canary: planning.canary.map(|count| count as usize),
         targets: targets.iter().cloned().collect(),
     })
 }
@@ -75,6 +76,7 @@ pub fn saved_options(options: &PlanOptions, planning: &PlanningArgs) -> SavedOpt
         prune: options.prune,
         max_deletes: options.max_deletes,
         max_destructive_migrations: options.max_destructive_migrations,
+        canary: options.canary,
         tenants: options.targets.clone(),
         backup_dir: planning
             .backup_store()

@@ -26,6 +26,7 @@ pub async fn run(args: &WatchArgs) -> Result<Exit> {
         timeouts: args.bounds.timeouts(),
         migration_lock_timeout: args.bounds.migration_lock_timeout,
         migration_retries: args.bounds.migration_retries,
+        stop_on_error: args.bounds.on_error == crate::cli::OnError::Stop,
         secrets: args.secrets.sink().map_err(crate::error::UserError::new)?,
         run_timeout: args.bounds.run_timeout,
         listen: args.listen,

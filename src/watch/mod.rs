@@ -48,6 +48,8 @@ pub struct WatchOptions {
     pub migration_lock_timeout: Duration,
     /// Retries within a reconcile of a tenant whose migrations hit the lock timeout.
     pub migration_retries: u32,
+    /// `--on-error stop` for each reconcile.
+    pub stop_on_error: bool,
     /// Longest one reconcile's apply may run.
     pub run_timeout: Duration,
     pub listen: Option<std::net::SocketAddr>,
@@ -513,6 +515,7 @@ impl Watcher {
         context.timeouts = self.options.timeouts;
         context.migration_lock_timeout = self.options.migration_lock_timeout;
         context.migration_retries = self.options.migration_retries;
+        context.stop_on_error = self.options.stop_on_error;
         context.secrets = self.options.secrets.clone();
         context.deadline = Some(tokio::time::Instant::now() + self.options.run_timeout);
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -61,6 +61,9 @@ pub struct ApplyReport {
     /// Retries of tenants whose migrations hit the lock timeout, in all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retries: u32,
+    /// The canary: tenants applied first, before any other started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<String>,
 }
 
 impl ApplyReport {

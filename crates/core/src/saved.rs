@@ -69,6 +69,9 @@ pub struct SavedOptions {
     /// `--max-destructive-migrations`.
     #[serde(default)]
     pub max_destructive_migrations: Option<usize>,
+    /// `--canary`.
+    #[serde(default)]
+    pub canary: Option<usize>,
     /// `--tenant` filter; empty for all.
     pub tenants: BTreeSet<String>,
     pub backup_dir: String,
@@ -114,6 +117,12 @@ impl SavedOptions {
             self.max_destructive_migrations == other.max_destructive_migrations,
             limit(self.max_destructive_migrations),
             limit(other.max_destructive_migrations),
+        );
+        check(
+            "--canary",
+            self.canary == other.canary,
+            limit(self.canary),
+            limit(other.canary),
         );
         let tenants = |set: &BTreeSet<String>| {
             if set.is_empty() {
@@ -334,6 +343,7 @@ mod tests {
             prune: false,
             max_deletes: Some(10),
             max_destructive_migrations: Some(10),
+            canary: None,
             tenants: BTreeSet::new(),
             backup_dir: "backups".to_string(),
         }

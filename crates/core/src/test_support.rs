@@ -30,6 +30,7 @@ pub fn tenant(id: &str) -> TenantSpec {
         suspension_reason: None,
         retention_days: None,
         protected: false,
+        canary: false,
         auth: None,
         location: Location {
             file: format!("tenants/{id}.yaml").into(),

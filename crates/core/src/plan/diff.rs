@@ -31,6 +31,8 @@ pub struct PlanOptions {
     /// Refuse the run when more existing tenants than this would run a migration that drops
     /// or rewrites data.
     pub max_destructive_migrations: Option<usize>,
+    /// `--canary N`: migrate this many tenants first (overrides the Settings document).
+    pub canary: Option<usize>,
     /// Only these tenants (`--tenant`); empty means all.
     pub targets: std::collections::BTreeSet<String>,
 }
@@ -64,6 +66,7 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         migrations: desired.migrations.clone(),
         app_role: None,
         destructive_migrations: Vec::new(),
+        canary: Vec::new(),
     };
     plan_app_role(&mut plan, desired, observed);
     plan.refusals.extend(fleet_refusals(
@@ -157,7 +160,34 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         }
     }
     plan.changes.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    let size = options.canary.or(desired.settings.canary).unwrap_or(0);
+    plan.canary = canary(&plan.changes, desired, size);
     plan
+}
+
+/// The canary of a run: `size` of the existing tenants that migrate, those whose file says
+/// `canary: true` first, then by id.
+fn canary(changes: &[TenantChange], desired: &DesiredState, size: usize) -> Vec<String> {
+    if size == 0 {
+        return Vec::new();
+    }
+    let mut migrating: Vec<(bool, &str)> = changes
+        .iter()
+        .filter(|change| !change.blocked && change.actions.contains(&Action::Migrate))
+        .map(|change| {
+            let declared = desired
+                .tenants
+                .get(&change.tenant)
+                .is_some_and(|spec| spec.canary);
+            (!declared, change.tenant.as_str())
+        })
+        .collect();
+    migrating.sort();
+    migrating
+        .into_iter()
+        .take(size)
+        .map(|(_, tenant)| tenant.to_string())
+        .collect()
 }
 
 /// Every statement that drops or rewrites data in a migration some existing tenant will run,

@@ -73,6 +73,10 @@ pub struct Plan {
     /// tenant's rows at risk are in its change's `at_risk`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destructive_migrations: Vec<DestructiveMigration>,
+    /// Tenants whose migrations run first, as a canary: the rest of the fleet starts only when
+    /// all of them succeeded. Declared ones (`canary: true`) first, then by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<String>,
 }
 
 /// A statement of a migration that existing tenants will run and that drops or rewrites data.

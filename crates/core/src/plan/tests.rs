@@ -867,3 +867,52 @@ fn migrations_that_drop_or_rewrite_data_are_flagged_and_limited() {
         refused.refusals
     );
 }
+
+#[test]
+fn the_canary_is_declared_tenants_first_then_by_id_and_only_existing_ones() {
+    let plan_with = |canary: Option<usize>, settings: Option<usize>, declared: &[&str]| {
+        let mut observed = empty_observed();
+        let mut specs = Vec::new();
+        for index in 1..=5 {
+            let mut spec = tenant(&format!("tenant_{index:04}"));
+            provision(&mut observed, &spec, LiveStatus::Active, index);
+            spec.canary = declared.contains(&spec.id.as_str());
+            specs.push(spec);
+        }
+        specs.push(tenant("aaa_new"));
+        let mut desired = desired(specs);
+        desired.settings.canary = settings;
+        desired
+            .migrations
+            .list
+            .push(migration(2, "0002_documents", DOCUMENTS_SQL));
+        let options = PlanOptions {
+            canary,
+            ..PlanOptions::default()
+        };
+        diff(&desired, &observed, &options).canary
+    };
+    assert!(
+        plan_with(None, None, &["tenant_0004"]).is_empty(),
+        "no size, no canary"
+    );
+    assert_eq!(
+        plan_with(Some(2), None, &["tenant_0004"]),
+        ["tenant_0004", "tenant_0001"]
+    );
+    assert_eq!(
+        plan_with(None, Some(1), &[]),
+        ["tenant_0001"],
+        "the Settings default"
+    );
+    assert_eq!(
+        plan_with(Some(3), Some(1), &[]),
+        ["tenant_0001", "tenant_0002", "tenant_0003"],
+        "the flag wins"
+    );
+    assert_eq!(
+        plan_with(Some(100), None, &[]).len(),
+        5,
+        "new tenants are no canary"
+    );
+}

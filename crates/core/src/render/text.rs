@@ -59,6 +59,17 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
         out.push('\n');
     }
 
+    if !plan.canary.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} {}{} (migrated first; the rest of the fleet starts when all of them succeeded)",
+            style.paint("33", "~"),
+            pad("canary", TENANT_WIDTH),
+            plan.canary.join(", ")
+        );
+        out.push('\n');
+    }
+
     if !plan.control_schema.pending.is_empty() {
         let target = plan.control_schema.pending.last().copied().unwrap_or(0);
         let what = match plan.control_schema.current_version {
@@ -566,6 +577,9 @@ pub fn report_summary(report: &ApplyReport) -> String {
     }
     if let Some(version) = report.migrated.last() {
         let _ = write!(line, ", control schema migrated to version {version}");
+    }
+    if !report.canary.is_empty() {
+        let _ = write!(line, ", canary {} first", report.canary.join(", "));
     }
     if report.retries > 0 {
         let _ = write!(

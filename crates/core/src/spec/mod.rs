@@ -137,6 +137,8 @@ pub struct TenantSpec {
     pub retention_days: Option<u32>,
     /// When set, the tenant is never soft-deleted or purged.
     pub protected: bool,
+    /// Migrated first when the run has a canary (`canary: true` in the file).
+    pub canary: bool,
     /// Credentials: the plan's `auth` defaults merged with the tenant's; `None` when neither
     /// declares any (the role cannot log in, there are no API keys).
     pub auth: Option<AuthSpec>,
@@ -250,6 +252,8 @@ pub struct PlanSpec {
 pub struct Settings {
     /// Default retention for tenants that set none.
     pub retention_days: Option<u32>,
+    /// Tenants migrated first, as a canary, when `--canary` is not given.
+    pub canary: Option<usize>,
     /// Authentication settings.
     pub auth: AuthSettings,
     /// Where the settings document is, if there is one.
@@ -605,6 +609,7 @@ pub fn parse_sources(dir: &Path, mut sources: Vec<SourceFile>) -> Result<Desired
                 suspension_reason: tenant.suspension_reason,
                 retention_days: tenant.retention_days,
                 protected: tenant.protected,
+                canary: tenant.canary,
                 auth: (tenant.auth.is_some() || plan.auth.is_some()).then(|| {
                     tenant
                         .auth

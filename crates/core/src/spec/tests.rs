@@ -94,6 +94,7 @@ fn a_valid_directory_loads_with_defaults_and_merged_config() {
             suspension_reason: None,
             retention_days: None,
             protected: false,
+            canary: false,
             auth: None,
             location: Location {
                 file: PathBuf::from("tenants/acme.yaml"),

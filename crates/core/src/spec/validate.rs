@@ -15,7 +15,7 @@ use super::{
 };
 
 const KINDS: [&str; 3] = ["Tenant", "Plan", "Settings"];
-const TENANT_FIELDS: [&str; 11] = [
+const TENANT_FIELDS: [&str; 12] = [
     "apiVersion",
     "kind",
     "id",
@@ -26,6 +26,7 @@ const TENANT_FIELDS: [&str; 11] = [
     "suspension",
     "retention_days",
     "protected",
+    "canary",
     "auth",
 ];
 const PLAN_FIELDS: [&str; 6] = [
@@ -36,7 +37,9 @@ const PLAN_FIELDS: [&str; 6] = [
     "config",
     "auth",
 ];
-const SETTINGS_FIELDS: [&str; 4] = ["apiVersion", "kind", "retention_days", "auth"];
+const SETTINGS_FIELDS: [&str; 5] = ["apiVersion", "kind", "retention_days", "canary", "auth"];
+/// Tenants a canary may hold.
+const CANARY: (u32, u32) = (0, 1_000);
 const AUTH_FIELDS: [&str; 4] = ["login", "connection_limit", "api_keys", "rotate"];
 const API_KEY_FIELDS: [&str; 2] = ["name", "expires"];
 const AUTH_SETTINGS_FIELDS: [&str; 2] = ["app_role", "rotation_grace"];
@@ -133,6 +136,7 @@ pub(super) struct RawTenant {
     pub(super) suspension_reason: Option<String>,
     pub(super) retention_days: Option<u32>,
     pub(super) protected: bool,
+    pub(super) canary: bool,
     pub(super) auth: Option<PartialAuth>,
     pub(super) location: Location,
     /// No error was found in the document.
@@ -739,6 +743,10 @@ impl Context<'_> {
             .value("protected")
             .and_then(|node| self.boolean(node, "protected"))
             .unwrap_or(false);
+        let canary = fields
+            .value("canary")
+            .and_then(|node| self.boolean(node, "canary"))
+            .unwrap_or(false);
         let auth = fields.value("auth").map(|node| self.auth(node));
 
         Some(RawTenant {
@@ -752,6 +760,7 @@ impl Context<'_> {
             suspension_reason,
             retention_days,
             protected,
+            canary,
             auth,
             location,
             // Set by the caller, which sees every error of the document.
@@ -835,12 +844,17 @@ impl Context<'_> {
         let retention_days = fields
             .value("retention_days")
             .and_then(|node| self.integer(node, "retention_days", RETENTION_DAYS));
+        let canary = fields
+            .value("canary")
+            .and_then(|node| self.integer(node, "canary", CANARY))
+            .map(|count| count as usize);
         let auth = fields
             .value("auth")
             .map(|node| self.auth_settings(node))
             .unwrap_or_default();
         Some(Settings {
             retention_days,
+            canary,
             auth,
             location: Some(location),
         })

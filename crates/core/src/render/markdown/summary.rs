@@ -128,6 +128,18 @@ pub(super) fn summary(
         }
     }
 
+    if !plan.canary.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n**Canary:** {} migrate{} first; the rest of the fleet starts only when all of them succeeded.",
+            plan.canary
+                .iter()
+                .map(|tenant| code(tenant))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if plan.canary.len() == 1 { "s" } else { "" }
+        );
+    }
     migrations(&mut out, plan);
     orphans(&mut out, plan);
     scheduled_purges(&mut out, plan);
