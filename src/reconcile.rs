@@ -50,6 +50,9 @@ pub async fn observe(
         observed.reference = Some(reference);
     }
     observed.backups = backups.inventory().await?;
+    if observed.control_schema_version.unwrap_or(0) >= 7 {
+        observed.last_migration_run = registry::last_migration_run(&postgres.client).await?;
+    }
 
     // Collections marked as a tenant's whose uid no registry row holds: left by an
     // interrupted create of this registry, or someone else's.

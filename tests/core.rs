@@ -445,7 +445,10 @@ fn json_plan_lists_changes_and_steps() {
     assert_eq!(plan["format_version"], 1);
     assert_eq!(plan["has_changes"], true);
     assert_eq!(plan["summary"]["create"], 1);
-    assert_eq!(plan["control_schema"]["pending"], json!([1, 2, 3, 4, 5, 6]));
+    assert_eq!(
+        plan["control_schema"]["pending"],
+        json!([1, 2, 3, 4, 5, 6, 7])
+    );
     let change = &plan["changes"][0];
     assert_eq!(change["tenant"], "acme");
     assert_eq!(change["actions"], json!(["create"]));

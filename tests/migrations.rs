@@ -491,7 +491,7 @@ fn a_registry_made_before_migrations_is_adopted_without_touching_data() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("tenantctl, version 2 -> 6"),
+        plan.stdout.contains("tenantctl, version 2 -> 7"),
         "{}",
         plan.stdout
     );
@@ -988,4 +988,92 @@ fn a_canary_failure_stops_the_run_with_the_fleet_untouched() {
     env.tenantctl(&["apply", "--auto-approve"]).expect_code(1);
     assert_eq!(history(&env, "globex"), vec![1, 2]);
     assert_eq!(history(&env, "initech"), vec![1, 2]);
+}
+
+/// The state of each tenant in a migrating run is recorded: a run killed in the middle is
+/// reported exactly by the next plan (applied, never finished, by name) and resumed by the next
+/// apply; the JSON report names the tenants a stopped run did not start.
+#[test]
+fn an_interrupted_fleet_run_is_reported_exactly_and_resumed() {
+    let env = TestEnv::new("mig_runs");
+    with_migrations(&env);
+    let tenants = ["acme", "globex", "initech", "umbrella"];
+    for id in tenants {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    // One worker, killed (kill -9) just before initech's commit: acme and globex applied,
+    // initech rolled back with the process, umbrella never started.
+    let killed = env.tenantctl_with(
+        &["apply", "--auto-approve", "--parallelism", "1"],
+        &[("TENANTCTL_FAILPOINT", "initech:before:commit")],
+    );
+    assert_ne!(killed.code, 0);
+    assert_eq!(history(&env, "globex"), vec![1, 2]);
+    assert_eq!(history(&env, "initech"), vec![1]);
+    let states: Vec<(String, String)> = env
+        .query(
+            "SELECT tenant_id, status FROM tenantctl.migration_runs ORDER BY tenant_id",
+            &[],
+        )
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("acme", "applied"),
+            ("globex", "applied"),
+            ("initech", "pending"),
+            ("umbrella", "pending")
+        ]
+        .map(|(tenant, status)| (tenant.to_string(), status.to_string()))
+    );
+    let plan = env.plan();
+    assert!(
+        plan.stdout.contains("did not finish: 2 applied, 0 failed, 2 never finished (`initech`, `umbrella`); their migrations are still pending, and apply resumes them"),
+        "{}",
+        plan.stdout
+    );
+    // Resumed: the rest migrate, and the new run finished, so no more warning.
+    env.apply();
+    for id in tenants {
+        assert_eq!(history(&env, id), vec![1, 2], "{id}");
+    }
+    let plan = env.plan();
+    assert!(!plan.stdout.contains("did not finish"), "{}", plan.stdout);
+
+    // A run stopped by `--on-error stop` names what it did not start.
+    env.write(
+        "migrations/0003_unique_titles.sql",
+        "CREATE UNIQUE INDEX documents_unique_title ON documents (title);\n",
+    );
+    env.execute("INSERT INTO tenant_acme.documents (title) VALUES ('same'), ('same')");
+    let out = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--parallelism",
+            "1",
+            "--on-error",
+            "stop",
+            "--format",
+            "json",
+        ])
+        .expect_code(1);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        report["not_started_tenants"],
+        json!(["globex", "initech", "umbrella"]),
+        "{report:#}"
+    );
+    let failed: String = env
+        .query_one(
+            "SELECT status || ': ' || error FROM tenantctl.migration_runs \
+             WHERE tenant_id = 'acme' ORDER BY updated_at DESC LIMIT 1",
+            &[],
+        )
+        .get(0);
+    assert!(failed.starts_with("failed: migration `"), "{failed}");
 }

@@ -297,6 +297,28 @@ pub async fn execute(
     }
     let cancellers: Vec<_> = all.iter().map(|session| session.canceller()).collect();
 
+    // The run's state of every existing tenant it migrates: `pending` now, `applied` with each
+    // tenant's commit, `failed` or `retried` after a rollback. What a killed run leaves is
+    // reported by the next plan.
+    let migrating: Vec<(Uuid, String)> = queue
+        .iter()
+        .map(|&index| &plan.changes[index])
+        .filter(|change| change.actions.contains(&crate::plan::Action::Migrate))
+        .filter_map(|change| Some((change.uid?, change.tenant.clone())))
+        .collect();
+    if let Err(error) = crate::backend::postgres::registry::start_migration_run(
+        &all[0].client,
+        context.run_id,
+        &migrating,
+    )
+    .await
+    {
+        report.stopped = Some(format!("stopped before any tenant: {error}"));
+        report.not_started = queue.len();
+        report.tenants = finished.into_iter().map(|(_, result)| result).collect();
+        return report;
+    }
+
     let shared = Shared {
         chroma,
         plan,
@@ -366,7 +388,12 @@ pub async fn execute(
     }
     finished.sort_by_key(|(index, _)| *index);
     report.tenants = finished.into_iter().map(|(_, result)| result).collect();
-    report.not_started = queue.len() - shared.started.load(Ordering::SeqCst);
+    let started = shared.started.load(Ordering::SeqCst);
+    report.not_started = queue.len() - started;
+    report.not_started_tenants = queue[started.min(queue.len())..]
+        .iter()
+        .map(|&index| plan.changes[index].tenant.clone())
+        .collect();
     report.stopped = shared
         .stopped
         .into_inner()
@@ -560,6 +587,31 @@ async fn worker(
         .await;
         let again = error.as_ref().is_some_and(RunError::retryable)
             && retries < shared.context.migration_retries;
+        // The run's state of a migrating tenant that rolled back: `applied` was not committed.
+        let change = &shared.plan.changes[index];
+        if let (Some(error), Some(uid), true) = (
+            error.as_ref(),
+            change.uid,
+            change.actions.contains(&crate::plan::Action::Migrate),
+        ) {
+            if !session.is_closed() {
+                let status = if again { "retried" } else { "failed" };
+                let retries = if again { retries + 1 } else { retries };
+                // Best effort, bounded: the outcome is in the report either way.
+                let _ = tokio::time::timeout(
+                    shared.context.timeouts.client_deadline(),
+                    crate::backend::postgres::registry::mark_migration_run(
+                        &session.client,
+                        shared.context.run_id,
+                        uid,
+                        status,
+                        retries,
+                        &error.to_string(),
+                    ),
+                )
+                .await;
+            }
+        }
         if again {
             shared
                 .retries

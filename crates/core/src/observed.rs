@@ -42,6 +42,10 @@ pub struct ObservedState {
     /// The tenant-schema migrations applied so far; `None` before the control schema has the
     /// history table (a registry made by an earlier release, or none yet).
     pub history: Option<MigrationHistory>,
+    /// The state of the last run that migrated tenants, when one is recorded; not part of the
+    /// live fingerprint (it says how the state came about, not what it is).
+    #[serde(skip)]
+    pub last_migration_run: Option<MigrationRun>,
     /// What a tenant schema should look like, built from the migrations in a scratch schema
     /// whose transaction is always rolled back.
     pub reference: Option<Reference>,
@@ -325,6 +329,21 @@ impl SchemaShape {
         sets("function", &self.functions, &expected.functions);
         found
     }
+}
+
+/// The state of a run that migrated tenants, from `tenantctl.migration_runs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationRun {
+    pub run_id: uuid::Uuid,
+    /// When a tenant of it last changed state.
+    pub updated_at: DateTime<Utc>,
+    /// Never finished: not started, or in progress when the run was killed (rolled back).
+    pub pending: u64,
+    pub applied: u64,
+    /// Failed (lock timeouts included).
+    pub failed: u64,
+    /// The first pending tenants, by id (at most 20).
+    pub pending_tenants: Vec<String>,
 }
 
 /// Existence of the Chroma tenant and database tenantctl works in.

@@ -48,6 +48,9 @@ pub struct ApplyReport {
     pub tenants: Vec<TenantResult>,
     /// Tenants not started because the run stopped early.
     pub not_started: usize,
+    /// Which ones, in plan order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_started_tenants: Vec<String>,
     /// Why the run stopped before the end (a signal, a server gone, repeated failures of one
     /// server, the run timeout), in one line; `None` when it ran to the end.
     #[serde(skip_serializing_if = "Option::is_none")]

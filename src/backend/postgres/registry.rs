@@ -405,15 +405,106 @@ pub async fn recorded_backups(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-/// The statement of [`record_migrations`], prepared once per session.
-pub const RECORD_MIGRATIONS: &str = "INSERT INTO tenantctl.tenant_migrations \
-         (tenant_uid, version, name, checksum, run_id, schema_fingerprint) \
-     SELECT $1, version, name, checksum, $5, $6 \
-     FROM unnest($2::integer[], $3::text[], $4::text[]) AS m (version, name, checksum) \
-     ON CONFLICT (tenant_uid, version) DO UPDATE \
-     SET name = excluded.name, checksum = excluded.checksum, \
-         applied_at = now(), run_id = excluded.run_id, \
-         schema_fingerprint = excluded.schema_fingerprint";
+/// The statement of [`record_migrations`], prepared once per session. It also marks the
+/// tenant `applied` in the run's state (`migration_runs`), in the same statement and so in
+/// the tenant's transaction: the mark commits with the migrations.
+pub const RECORD_MIGRATIONS: &str = "WITH recorded AS ( \
+         INSERT INTO tenantctl.tenant_migrations \
+             (tenant_uid, version, name, checksum, run_id, schema_fingerprint) \
+         SELECT $1, version, name, checksum, $5, $6 \
+         FROM unnest($2::integer[], $3::text[], $4::text[]) AS m (version, name, checksum) \
+         ON CONFLICT (tenant_uid, version) DO UPDATE \
+         SET name = excluded.name, checksum = excluded.checksum, \
+             applied_at = now(), run_id = excluded.run_id, \
+             schema_fingerprint = excluded.schema_fingerprint \
+     ) \
+     UPDATE tenantctl.migration_runs SET status = 'applied', updated_at = now() \
+     WHERE run_id = $5 AND tenant_uid = $1";
+
+/// Opens the state of a run for the existing tenants it migrates: `pending` each.
+///
+/// # Errors
+/// The statement failed.
+pub async fn start_migration_run(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    tenants: &[(Uuid, String)],
+) -> Result<(), PostgresError> {
+    if tenants.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<Uuid> = tenants.iter().map(|(uid, _)| *uid).collect();
+    let ids: Vec<&str> = tenants.iter().map(|(_, id)| id.as_str()).collect();
+    client
+        .execute(
+            "INSERT INTO tenantctl.migration_runs (run_id, tenant_uid, tenant_id, status) \
+             SELECT $1, uid, id, 'pending' FROM unnest($2::uuid[], $3::text[]) AS t (uid, id) \
+             ON CONFLICT (run_id, tenant_uid) DO NOTHING",
+            &[&run_id, &uids, &ids],
+        )
+        .await
+        .map_err(query_error("record the tenants this run migrates"))?;
+    Ok(())
+}
+
+/// Marks a tenant of a run `failed` or `retried` (after its transaction rolled back).
+///
+/// # Errors
+/// The statement failed.
+pub async fn mark_migration_run(
+    client: &impl GenericClient,
+    run_id: Uuid,
+    uid: Uuid,
+    status: &str,
+    retries: u32,
+    error: &str,
+) -> Result<(), PostgresError> {
+    let retries = i32::try_from(retries).unwrap_or(i32::MAX);
+    client
+        .execute(
+            "UPDATE tenantctl.migration_runs \
+             SET status = $3, retries = $4, error = $5, updated_at = now() \
+             WHERE run_id = $1 AND tenant_uid = $2",
+            &[&run_id, &uid, &status, &retries, &error],
+        )
+        .await
+        .map_err(query_error("record the state of a tenant in this run"))?;
+    Ok(())
+}
+
+/// The last run that migrated tenants, if its state is recorded: its id, when it last moved,
+/// how many tenants are in each state, and the first tenants still `pending`.
+///
+/// # Errors
+/// The query failed.
+pub async fn last_migration_run(
+    client: &impl GenericClient,
+) -> Result<Option<crate::observed::MigrationRun>, PostgresError> {
+    let rows = client
+        .query(
+            "WITH last AS ( \
+                 SELECT run_id FROM tenantctl.migration_runs ORDER BY updated_at DESC LIMIT 1 \
+             ) \
+             SELECT r.run_id, max(r.updated_at), \
+                    count(*) FILTER (WHERE r.status = 'pending'), \
+                    count(*) FILTER (WHERE r.status = 'applied'), \
+                    count(*) FILTER (WHERE r.status IN ('failed', 'retried')), \
+                    (array_agg(r.tenant_id ORDER BY r.tenant_id) \
+                        FILTER (WHERE r.status = 'pending'))[1:20] \
+             FROM tenantctl.migration_runs r JOIN last USING (run_id) GROUP BY r.run_id",
+            &[],
+        )
+        .await
+        .map_err(query_error("read the state of the last migration run"))?;
+    Ok(rows.first().map(|row| crate::observed::MigrationRun {
+        run_id: row.get(0),
+        updated_at: row.get(1),
+        pending: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+        applied: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+        failed: u64::try_from(row.get::<_, i64>(4)).unwrap_or(0),
+        pending_tenants: row.get::<_, Option<Vec<String>>>(5).unwrap_or_default(),
+    }))
+}
 
 /// Records migrations as applied to one tenant incarnation (run just now, or adopted). A
 /// schema created anew runs its migrations again: the rows of its earlier run are replaced.

@@ -14,7 +14,7 @@ use crate::spec::{DesiredState, DesiredStatus, TenantSpec, DEFAULT_RETENTION_DAY
 
 /// Latest version of the control schema this release knows. The SQL of each version lives in
 /// `backend::postgres`; the planner only needs the numbers.
-pub const CONTROL_SCHEMA_VERSION: i32 = 6;
+pub const CONTROL_SCHEMA_VERSION: i32 = 7;
 
 /// Knobs of a plan run that do not come from the files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -62,7 +62,10 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         orphans: Vec::new(),
         scheduled_purges: Vec::new(),
         backup_leftovers: backup_leftovers(observed),
-        warnings: scope_warnings(observed),
+        warnings: scope_warnings(observed)
+            .into_iter()
+            .chain(interrupted_run(observed))
+            .collect(),
         migrations: desired.migrations.clone(),
         app_role: None,
         destructive_migrations: Vec::new(),
@@ -223,6 +226,32 @@ fn destructive_migrations(
         }
     }
     found
+}
+
+/// The last run that migrated tenants, when it did not finish (killed, or stopped by a failed
+/// canary or `--on-error stop`): what it did, and that this apply resumes the rest.
+fn interrupted_run(observed: &ObservedState) -> Option<String> {
+    let run = observed.last_migration_run.as_ref()?;
+    if run.pending == 0 {
+        return None;
+    }
+    let mut named = run
+        .pending_tenants
+        .iter()
+        .map(|tenant| format!("`{tenant}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if run.pending > run.pending_tenants.len() as u64 {
+        named.push_str(", …");
+    }
+    Some(format!(
+        "the migration run {} (last active {}) did not finish: {} applied, {} failed, {} never finished ({named}); their migrations are still pending, and apply resumes them",
+        run.run_id,
+        run.updated_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        run.applied,
+        run.failed,
+        run.pending
+    ))
 }
 
 /// What the reviewer must read first about the live state itself.
