@@ -27,6 +27,8 @@
 #   BENCH_ROUNDS=5           migrations measured in part 1 (after one more that warms up)
 #   BENCH_PARALLELISM=4      sessions at once, for tenantctl and for the floor alike
 #   BENCH_RUNS=5             plans per figure in part 3
+#   BENCH_CANARY=10          tenantctl's migrating runs take a canary of this many tenants
+#                            (`--canary`): migrated first, the rest after they all succeeded
 #   BENCH_MAX_SECONDS=1200   the run gives up (and cleans up) after this long, build excluded
 #   BENCH_SKIP_BUILD=1       use target/release/tenantctl as it is (default: cargo build --release)
 #   TENANTCTL_PG_PORT (5432), TENANTCTL_CHROMA_PORT (8000): the loopback servers to use
@@ -48,6 +50,7 @@ FLEET="${BENCH_FLEET:-10000}"
 ROUNDS="${BENCH_ROUNDS:-5}"
 PARALLELISM="${BENCH_PARALLELISM:-4}"
 RUNS="${BENCH_RUNS:-5}"
+CANARY="${BENCH_CANARY:-10}"
 MAX_SECONDS="${BENCH_MAX_SECONDS:-1200}"
 BIN="$ROOT/target/release/tenantctl"
 
@@ -72,6 +75,7 @@ if ! [[ "$ROUNDS" =~ ^[1-8]$ ]]; then die "BENCH_ROUNDS must be 1 to 8"; fi
 if ! [[ "$PARALLELISM" =~ ^[1-9][0-9]?$ ]] || ((PARALLELISM > 32)); then
     die "BENCH_PARALLELISM must be 1 to 32"
 fi
+if ! [[ "$CANARY" =~ ^[0-9]{1,4}$ ]] || ((CANARY > 1000)); then die "BENCH_CANARY must be 0 to 1000"; fi
 if ! [[ "$RUNS" =~ ^[1-9][0-9]?$ ]]; then die "BENCH_RUNS must be 1 to 99"; fi
 if ! [[ "$MAX_SECONDS" =~ ^[1-9][0-9]{0,5}$ ]]; then die "BENCH_MAX_SECONDS must be a number of seconds"; fi
 
@@ -284,7 +288,7 @@ for ((k = 0; k <= ROUNDS; k++)); do
         if [[ $side == tc ]]; then
             select_target m "$TC_DIR"
             run_tc "$SCRATCH/m.round$k.log" $((120 + TENANTS / 10)) \
-                apply --auto-approve --parallelism "$PARALLELISM"
+                apply --auto-approve --parallelism "$PARALLELISM" --canary "$CANARY"
             check_history "$TC_DB" "$TENANTS" "$version"
             ((k > 0)) && TC_TIMES+=("$LAST_US")
             # The migration phase alone, as the server recorded it: from the first tenant's
@@ -363,7 +367,7 @@ if ((FLEET > 0)); then
     round_sql 1 >"$FLEET_DIR/migrations/0002_note_1.sql"
     check_deadline "the fleet's migration"
     say "big: migrating $FLEET tenants"
-    run_tc "$SCRATCH/big.migrate.log" 600 apply --auto-approve --parallelism "$PARALLELISM"
+    run_tc "$SCRATCH/big.migrate.log" 600 apply --auto-approve --parallelism "$PARALLELISM" --canary "$CANARY"
     FLEET_US=$LAST_US
     check_history "$CUR_DB" "$FLEET" 2
 fi
@@ -376,7 +380,7 @@ PG_VERSION="$(psql_admin -d postgres -c 'SHOW server_version' | awk '{ print $1 
 echo
 echo "tenantctl migrations benchmark  $(date -u '+%Y-%m-%d %H:%M UTC')  rev $GIT_REV"
 echo "machine: nproc=$(nproc), ${CPU:-unknown cpu}; shared and noisy: compare ratios from one run"
-echo "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (fsync off, dev settings); parallelism $PARALLELISM"
+echo "PostgreSQL $PG_VERSION on 127.0.0.1:$PG_PORT (fsync off, dev settings); parallelism $PARALLELISM; canary $CANARY"
 echo
 echo "1. ADD COLUMN + CREATE INDEX on $TENANTS tenants, $ROUNDS rounds after a warm-up (median):"
 echo "   tenantctl apply (whole run)        $(secs "$TC_MEDIAN") s   [$(for t in "${TC_TIMES[@]}"; do printf '%s ' "$(secs "$t")"; done)]"
