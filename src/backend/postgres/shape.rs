@@ -21,12 +21,24 @@ pub enum Schemas<'a> {
 }
 
 impl Schemas<'_> {
-    /// The condition on `n.nspname`, with the name or prefix as `$1`. Fixed text: no input.
-    fn condition(&self) -> &'static str {
+    /// The condition that `object` (an expression: the OID of a relation, `pg_class`, or of a
+    /// function, `pg_proc`) belongs to the schemas, with the name or prefix as `$1`. Fixed
+    /// text: no input.
+    ///
+    /// One schema is found by its OID, and its objects through `pg_depend`'s index on the
+    /// referenced object (every relation and function records a dependency on its schema):
+    /// `pg_class` has no index that starts with the namespace, so a condition on
+    /// `relnamespace` would read the whole catalog, once per tenant, on a fleet of thousands
+    /// (an index or constraint is reached through its table).
+    fn condition(&self, object: &str, catalog: &str) -> String {
         match self {
-            Schemas::Prefix(_) => "starts_with(n.nspname::text, $1)",
-            // The name resolved to the schema's OID once; every join then goes by OID.
-            Schemas::Exactly(_) => "n.oid = to_regnamespace(quote_ident($1))",
+            Schemas::Prefix(_) => "starts_with(n.nspname::text, $1)".to_string(),
+            Schemas::Exactly(_) => format!(
+                "{object} IN (SELECT d.objid FROM pg_depend d \
+                 WHERE d.refclassid = 'pg_namespace'::regclass \
+                   AND d.refobjid = to_regnamespace(quote_ident($1)) \
+                   AND d.classid = '{catalog}'::regclass)"
+            ),
         }
     }
 
@@ -158,7 +170,7 @@ pub async fn read(
     schemas: Schemas<'_>,
     columns: bool,
 ) -> Result<BTreeMap<String, Items>, PostgresError> {
-    let condition = schemas.condition();
+    let relation = |object: &str| schemas.condition(object, "pg_class");
     let value = schemas.value();
     let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&value];
     let columns_sql = format!(
@@ -170,7 +182,8 @@ pub async fn read(
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
-         WHERE {condition} AND c.relkind IN ('r', 'p')"
+         WHERE {} AND c.relkind IN ('r', 'p')",
+        relation("c.oid")
     );
     // The index of a primary key, unique or exclusion constraint is what the constraint's
     // definition says: described once, as the constraint.
@@ -183,7 +196,8 @@ pub async fn read(
          JOIN pg_namespace n ON n.oid = ci.relnamespace \
          LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid \
               AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
-         WHERE {condition}"
+         WHERE {}",
+        relation("i.indrelid")
     );
     let constraints_sql = format!(
         "SELECT n.nspname::text, c.relname::text, con.conname::text, \
@@ -191,20 +205,23 @@ pub async fn read(
          FROM pg_constraint con \
          JOIN pg_class c ON c.oid = con.conrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE {condition}"
+         WHERE {}",
+        relation("con.conrelid")
     );
     let relations_sql = format!(
         "SELECT n.nspname::text, c.relname::text, c.relkind::text, \
                 CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END \
          FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE {condition} AND c.relkind IN ('v', 'm', 'S')"
+         WHERE {} AND c.relkind IN ('v', 'm', 'S')",
+        relation("c.oid")
     );
     let functions_sql = format!(
         "SELECT n.nspname::text, p.oid::regprocedure::text \
          FROM pg_proc p \
          JOIN pg_namespace n ON n.oid = p.pronamespace \
-         WHERE {condition}"
+         WHERE {}",
+        schemas.condition("p.oid", "pg_proc")
     );
     let (column_items, index_items, constraint_items, relation_items, function_items) = futures_util::try_join!(
         async {
