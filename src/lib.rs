@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | [`spec`] | the YAML model: loading a directory with file/line/column for every error, limits on hostile input, validation, config merging, the directory fingerprint; the tenant-schema migrations (`spec::migrations`) and the SQL lexer that splits them and refuses what escapes a transaction (`spec::sql`) | reads files |
 //! | [`observed`] | the live state as plain data (registry, schemas and every grant in them, their shapes, the migration history, the reference shape the migrations make, roles with attributes, memberships and ownership, collections, backup folders) | none |
-//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), pending migrations and the history rules (`plan::migrations`), credentials (`plan::credentials`: login, connection limit, passwords, API keys, rotation), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
+//! | [`plan`] | `diff(desired, observed, options) -> Plan`: actions, field changes, drift (privileges in `plan::privileges`), pending migrations, the history rules, migrations that drop or rewrite data and the canary (`plan::migrations`, `plan::diff`), credentials (`plan::credentials`: login, connection limit, passwords, API keys, rotation), conflicts, refusals, orphans, backup leftovers, and [`plan::Step`], each carrying the data it needs | none |
 //! | [`render`] | text (terraform style), JSON (versioned) and Markdown (a pull-request comment laid out risk first to fit a size, the caller's marker and footer included) writers of plans and apply reports | none |
 //! | [`report`] | what an apply did, as plain data | none |
 //! | [`saved`] | saved plans: format, signature, comparison with the plan derived again at apply time | none |
@@ -22,7 +22,7 @@
 //! | [`secrets`] | generated passwords (with their SCRAM verifiers) and API keys, a [`secrets::Secret`] that never prints, and the one sink they go to (`--secrets-dir` or `--secrets-command`) | files, processes |
 //! | [`backup`] | final backups at soft delete (streamed, read back and checked, manifest last), their inventory, deletion at purge; one [`backup::BackupStore`] over a local folder or an object store (`backup::object`: S3, GCS, Azure through `object_store`) | files, network |
 //! | [`reconcile`] | the whole live state, the plan with what is at risk, and lock -> plan -> check -> apply -> unlock | network, files |
-//! | [`apply`] | runs a plan: the one step executor (`apply::steps`, migrations statement by statement included), per-tenant transaction, compensation, stop rules and bounds, crash failpoints in test builds | network, files |
+//! | [`apply`] | runs a plan: the one step executor (`apply::steps`, migrations statement by statement, verified against the reference before commit), per-tenant transaction, compensation, the worker queue (canary first, lock-timeout retries with backoff, `--on-error`), the run's per-tenant state, stop rules and bounds, crash failpoints in test builds | network, files |
 //! | [`watch`] | the reconciler loop: debounced file events, interval, leader lock, backoff, signals, metrics endpoint | files, network |
 //! | [`progress`] | what a person watches while apply and watch work: a bar on a terminal, a line every 5 s or 10 % without one, on standard error, never with `--quiet` | stderr |
 //! | [`commands`] | one thin function per subcommand: flags in, one operation, output out | stdout/stderr |
