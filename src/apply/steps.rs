@@ -328,10 +328,14 @@ struct Statements {
     insert_registry: tokio_postgres::Statement,
     update_registry: tokio_postgres::Statement,
     create_started: tokio_postgres::Statement,
+    /// The catalog reads that verify a tenant's schema after its migrations.
+    shape: [tokio_postgres::Statement; 5],
 }
 
 impl Statements {
     async fn prepare(session: &Postgres) -> Result<Statements, PostgresError> {
+        let [columns, indexes, constraints, relations, functions] =
+            crate::backend::postgres::shape::one_schema_queries();
         let (insert_event, record_migrations, insert_registry, update_registry, create_started) = futures_util::try_join!(
             session.prepared(registry::INSERT_EVENT),
             session.prepared(registry::RECORD_MIGRATIONS),
@@ -339,12 +343,20 @@ impl Statements {
             session.prepared(registry::UPDATE_REGISTRY),
             session.prepared(registry::RECORD_CREATE_STARTED),
         )?;
+        let shape = futures_util::try_join!(
+            session.prepared(columns),
+            session.prepared(indexes),
+            session.prepared(constraints),
+            session.prepared(relations),
+            session.prepared(functions),
+        )?;
         Ok(Statements {
             insert_event,
             record_migrations,
             insert_registry,
             update_registry,
             create_started,
+            shape: [shape.0, shape.1, shape.2, shape.3, shape.4],
         })
     }
 }

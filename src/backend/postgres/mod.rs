@@ -522,13 +522,16 @@ pub(crate) async fn fold<A>(
 
 /// Runs `sql` and maps each row as it arrives: the rows themselves are never all held (at
 /// 10,000 tenants they would be tens of MB), only what `map` keeps of them.
-pub(crate) async fn mapped<T>(
+pub(crate) async fn mapped<T, S>(
     client: &impl tokio_postgres::GenericClient,
-    sql: &str,
+    sql: &S,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     operation: &str,
     mut map: impl FnMut(&tokio_postgres::Row) -> T,
-) -> Result<Vec<T>, PostgresError> {
+) -> Result<Vec<T>, PostgresError>
+where
+    S: ?Sized + tokio_postgres::ToStatement + Sync + Send,
+{
     use futures_util::TryStreamExt;
     let stream = client
         .query_raw(sql, params.iter().copied())

@@ -170,9 +170,34 @@ pub async fn read(
     schemas: Schemas<'_>,
     columns: bool,
 ) -> Result<BTreeMap<String, Items>, PostgresError> {
+    let queries = queries(schemas);
+    let [columns_sql, indexes_sql, constraints_sql, relations_sql, functions_sql] = &queries;
+    read_with(
+        client,
+        schemas.value(),
+        [
+            columns_sql.as_str(),
+            indexes_sql,
+            constraints_sql,
+            relations_sql,
+            functions_sql,
+        ],
+        columns,
+    )
+    .await
+}
+
+/// The five catalog queries of one schema (name as `$1`), built once: a tenant's migrations
+/// are verified with them, prepared once per session.
+pub fn one_schema_queries() -> &'static [String; 5] {
+    static QUERIES: std::sync::OnceLock<[String; 5]> = std::sync::OnceLock::new();
+    QUERIES.get_or_init(|| queries(Schemas::Exactly("")))
+}
+
+/// Columns, indexes, constraints, views and sequences, functions: the queries of `schemas`,
+/// with the name or prefix as `$1`.
+fn queries(schemas: Schemas<'_>) -> [String; 5] {
     let relation = |object: &str| schemas.condition(object, "pg_class");
-    let value = schemas.value();
-    let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&value];
     let columns_sql = format!(
         "SELECT n.nspname::text, c.relname::text, a.attname::text, \
                 format_type(a.atttypid, a.atttypmod), a.attnotnull, \
@@ -223,6 +248,30 @@ pub async fn read(
          WHERE {}",
         schemas.condition("p.oid", "pg_proc")
     );
+    [
+        columns_sql,
+        indexes_sql,
+        constraints_sql,
+        relations_sql,
+        functions_sql,
+    ]
+}
+
+/// Runs the five queries of [`queries`] (text, or statements prepared from it) with `value`
+/// as `$1`, and sorts what they find by schema.
+///
+/// # Errors
+/// A catalog query failed.
+pub async fn read_with<T>(
+    client: &impl GenericClient,
+    value: &str,
+    [columns_sql, indexes_sql, constraints_sql, relations_sql, functions_sql]: [&T; 5],
+    columns: bool,
+) -> Result<BTreeMap<String, Items>, PostgresError>
+where
+    T: ?Sized + tokio_postgres::ToStatement + Sync + Send,
+{
+    let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&value];
     let (column_items, index_items, constraint_items, relation_items, function_items) = futures_util::try_join!(
         async {
             if !columns {
@@ -230,7 +279,7 @@ pub async fn read(
             }
             super::mapped(
                 client,
-                &columns_sql,
+                columns_sql,
                 params,
                 "read the columns of the schema",
                 |row| {
@@ -254,7 +303,7 @@ pub async fn read(
             )
             .await
         },
-        super::mapped(client, &indexes_sql, params, "read tenant indexes", |row| {
+        super::mapped(client, indexes_sql, params, "read tenant indexes", |row| {
             let schema: String = row.get(0);
             let definition = match (
                 row.get::<_, Option<String>>(2),
@@ -276,7 +325,7 @@ pub async fn read(
         }),
         super::mapped(
             client,
-            &constraints_sql,
+            constraints_sql,
             params,
             "read tenant constraints",
             |row| {
@@ -295,7 +344,7 @@ pub async fn read(
         ),
         super::mapped(
             client,
-            &relations_sql,
+            relations_sql,
             params,
             "read tenant views and sequences",
             |row| {
@@ -323,7 +372,7 @@ pub async fn read(
         ),
         super::mapped(
             client,
-            &functions_sql,
+            functions_sql,
             params,
             "read tenant functions",
             |row| {
