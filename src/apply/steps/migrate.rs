@@ -83,12 +83,7 @@ impl TenantWork<'_, '_> {
                         .map(|(_, statement)| transaction.batch_execute(statement.text)),
                 ),
                 transaction.batch_execute(&leave),
-                shape::read_with(
-                    transaction,
-                    schema,
-                    self.statements.shape.each_ref(),
-                    true,
-                ),
+                shape::read_with(transaction, schema, self.statements.shape.each_ref(), true,),
             )
         };
         // Each statement has the client deadline, as if sent one by one.
