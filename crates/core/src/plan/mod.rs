@@ -408,19 +408,11 @@ impl Plan {
     /// The tables `change` will drop or rewrite through destructive migrations: none for a
     /// create (its schema is new) or a blocked change.
     pub fn destructive_tables(&self, change: &TenantChange) -> Vec<String> {
-        if change.blocked || !change.actions.contains(&Action::Migrate) {
-            return Vec::new();
-        }
-        let mut tables: Vec<String> = change
-            .migrations
+        let mut tables: Vec<String> = self
+            .destructive_migrations
             .iter()
-            .filter(|pending| !pending.adopted)
-            .flat_map(|pending| {
-                self.destructive_migrations
-                    .iter()
-                    .filter(move |statement| statement.version == pending.version)
-                    .flat_map(|statement| statement.tables.iter().cloned())
-            })
+            .filter(|statement| change.runs_migration(statement.version))
+            .flat_map(|statement| statement.tables.iter().cloned())
             .collect();
         tables.sort();
         tables.dedup();
@@ -432,15 +424,9 @@ impl Plan {
         self.changes
             .iter()
             .filter(|change| {
-                !change.blocked
-                    && change.actions.contains(&Action::Migrate)
-                    && change.migrations.iter().any(|pending| {
-                        !pending.adopted
-                            && self
-                                .destructive_migrations
-                                .iter()
-                                .any(|statement| statement.version == pending.version)
-                    })
+                self.destructive_migrations
+                    .iter()
+                    .any(|statement| change.runs_migration(statement.version))
             })
             .count()
     }
@@ -457,6 +443,17 @@ impl Plan {
 }
 
 impl TenantChange {
+    /// This change runs migration `version` on the tenant's existing schema: a migrate that is
+    /// not blocked, the migration not merely adopted (a create runs it on an empty schema).
+    pub fn runs_migration(&self, version: u32) -> bool {
+        !self.blocked
+            && self.actions.contains(&Action::Migrate)
+            && self
+                .migrations
+                .iter()
+                .any(|pending| !pending.adopted && pending.version == version)
+    }
+
     /// A change that does nothing yet.
     pub fn new(tenant: &str) -> Self {
         TenantChange {

@@ -529,22 +529,16 @@ pub fn destructions(plan: &crate::plan::Plan) -> Vec<Destruction<'_>> {
         .iter()
         .map(|statement| {
             let mut measured = false;
-            let mut most: Vec<(&str, u64)> =
-                plan.changes
-                    .iter()
-                    .filter(|change| {
-                        !change.blocked
-                            && change.actions.contains(&Action::Migrate)
-                            && change.migrations.iter().any(|pending| {
-                                !pending.adopted && pending.version == statement.version
-                            })
-                    })
-                    .filter_map(|change| {
-                        let rows = change.at_risk.as_ref()?.rows?;
-                        measured = true;
-                        Some((change.tenant.as_str(), rows))
-                    })
-                    .collect();
+            let mut most: Vec<(&str, u64)> = plan
+                .changes
+                .iter()
+                .filter(|change| change.runs_migration(statement.version))
+                .filter_map(|change| {
+                    let rows = change.at_risk.as_ref()?.rows?;
+                    measured = true;
+                    Some((change.tenant.as_str(), rows))
+                })
+                .collect();
             most.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             let rows = measured.then(|| most.iter().map(|(_, rows)| rows).sum());
             Destruction {
