@@ -233,6 +233,24 @@ pub async fn measure_at_risk(
     for (owner, count) in owners.iter().zip(&counts) {
         *rows.entry(*owner).or_default() += u64::try_from(*count).unwrap_or(0);
     }
+    // What each purge deletes of the backups: one listing per tenant in an object store, so
+    // a few at once, like the record counts.
+    let usages = futures_util::stream::iter(
+        at_risk
+            .iter()
+            .map(|&(index, _)| &plan.changes[index])
+            .filter(|change| change.actions.contains(&Action::Purge))
+            .filter_map(|change| Some((change.tenant.clone(), change.uid?)))
+            .map(|(tenant, uid)| async move {
+                backups
+                    .usage(&tenant, uid)
+                    .await
+                    .map(|usage| (tenant, usage))
+            }),
+    )
+    .buffer_unordered(8)
+    .try_collect::<HashMap<String, crate::backup::BackupUsage>>()
+    .await?;
     for &(index, _) in &at_risk {
         let change = &plan.changes[index];
         let mut risk = DataAtRisk::default();
@@ -243,12 +261,9 @@ pub async fn measure_at_risk(
             risk.rows = Some(rows.get(&index).copied().unwrap_or(0));
         }
         risk.records = records.get(&index).copied();
-        if change.actions.contains(&Action::Purge) {
-            if let Some(uid) = change.uid {
-                let usage = backups.usage(&change.tenant, uid).await?;
-                risk.backup_files = usage.files;
-                risk.backup_bytes = usage.bytes;
-            }
+        if let Some(usage) = usages.get(&change.tenant) {
+            risk.backup_files = usage.files;
+            risk.backup_bytes = usage.bytes;
         }
         plan.changes[index].at_risk = Some(risk);
     }

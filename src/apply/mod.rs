@@ -306,13 +306,23 @@ pub async fn execute(
         .filter(|change| change.actions.contains(&crate::plan::Action::Migrate))
         .filter_map(|change| Some((change.uid?, change.tenant.clone())))
         .collect();
-    if let Err(error) = crate::backend::postgres::registry::start_migration_run(
-        &all[0].client,
-        context.run_id,
-        &migrating,
+    // Bounded like any statement of the run: a server that stopped answering ends it here.
+    let started = tokio::time::timeout(
+        context.timeouts.client_deadline(),
+        crate::backend::postgres::registry::start_migration_run(
+            &all[0].client,
+            context.run_id,
+            &migrating,
+        ),
     )
     .await
-    {
+    .unwrap_or_else(|_| {
+        Err(crate::backend::postgres::PostgresError::Timeout {
+            operation: "record the tenants this run migrates".to_string(),
+            waited: context.timeouts.client_deadline(),
+        })
+    });
+    if let Err(error) = started {
         report.stopped = Some(format!("stopped before any tenant: {error}"));
         report.not_started = queue.len();
         report.tenants = finished.into_iter().map(|(_, result)| result).collect();

@@ -160,7 +160,7 @@ fn existing_tenants(entries: &[&Entry], room: usize) -> (String, bool) {
         return (all_full, true);
     }
     let must = entries.iter().filter(|entry| entry.open()).count();
-    let footer = lines_wrapper(entries.len()).len() + named_sentence(entries).len();
+    let footer = lines_wrapper(entries.len()).len() + named_sentence(entries, usize::MAX).len();
     let (full, covered) = layout(
         room.saturating_sub(footer),
         &blocks.iter().map(String::len).collect::<Vec<_>>(),
@@ -178,7 +178,8 @@ fn existing_tenants(entries: &[&Entry], room: usize) -> (String, bool) {
         out.push_str(close);
     }
     if covered < entries.len() {
-        out.push_str(&named_sentence(&entries[covered..]));
+        let left = room.saturating_sub(out.len());
+        out.push_str(&named_sentence(&entries[covered..], left));
     }
     (out, false)
 }
@@ -208,28 +209,43 @@ fn lines_wrapper(count: usize) -> String {
     )
 }
 
-/// `Also changing, not shown here: `a`, `b` and 12 more (run `tenantctl plan` …)`: existing
-/// tenants for which not even a line fits are still named.
-fn named_sentence(entries: &[&Entry]) -> String {
-    let names: Vec<String> = entries
-        .iter()
-        .take(NAMED_LIMIT)
-        .map(|entry| format!("`{}` {}", entry.symbol(), code(&entry.change.tenant)))
-        .collect();
-    let mut sentence = format!(
-        "\n**{} more change{} to existing tenants, not shown here:** {}",
+/// `**12 more changes to existing tenants, not shown here:** `~` `a`, `~` `b` and 10 more
+/// (run `tenantctl plan` …)`: existing tenants for which not even a line fits are still named,
+/// as many as fit in `room` (at most [`NAMED_LIMIT`]) and the rest counted. Without names, the
+/// sentence is short enough for the room the summary always leaves.
+fn named_sentence(entries: &[&Entry], room: usize) -> String {
+    let head = format!(
+        "\n**{} more change{} to existing tenants, not shown here:** ",
         thousands(entries.len() as u64),
-        plural(entries.len()),
-        names.join(", ")
+        plural(entries.len())
     );
-    if entries.len() > NAMED_LIMIT {
-        sentence.push_str(&format!(
-            " and {} more",
-            thousands((entries.len() - NAMED_LIMIT) as u64)
-        ));
+    let tail = |named: usize| {
+        let rest = entries.len() - named;
+        match (named, rest) {
+            // Nothing named: the heading's count says it all.
+            (0, _) | (_, 0) => "(run `tenantctl plan` to see them all)\n".to_string(),
+            (_, rest) => format!(
+                "and {} more (run `tenantctl plan` to see them all)\n",
+                thousands(rest as u64)
+            ),
+        }
+    };
+    let mut names = String::new();
+    let mut named = 0;
+    for entry in entries.iter().take(NAMED_LIMIT) {
+        let name = format!("`{}` {}", entry.symbol(), code(&entry.change.tenant));
+        let separator = if named == 0 { "" } else { ", " };
+        let longer =
+            head.len() + names.len() + separator.len() + name.len() + 1 + tail(named + 1).len();
+        if longer > room {
+            break;
+        }
+        names.push_str(separator);
+        names.push_str(&name);
+        named += 1;
     }
-    sentence.push_str(" (run `tenantctl plan` to see them all)\n");
-    sentence
+    let gap = if named == 0 { "" } else { " " };
+    format!("{head}{names}{gap}{}", tail(named))
 }
 
 /// The new tenants in at most `room` bytes: a handful as blocks (only when `blocks_allowed`:
@@ -814,6 +830,69 @@ mod tests {
                 "{max_chars}"
             );
         }
+    }
+
+    /// The smallest budget the command line accepts holds for plans that name hundreds of
+    /// existing tenants and thousands of new ones: the closing sentences shrink to fit.
+    #[test]
+    fn the_smallest_budget_holds_whatever_the_plan() {
+        let mut observed = empty_observed();
+        let mut specs = Vec::new();
+        for index in 0..400 {
+            let live = tenant(&format!(
+                "existing_customer_with_a_longer_identifier_{index:04}"
+            ));
+            provision(&mut observed, &live, LiveStatus::Active, index);
+            let mut spec = live.clone();
+            spec.name = format!("{} renamed", live.name);
+            specs.push(spec);
+        }
+        for index in 0..100 {
+            specs.push(tenant(&format!("newcomer_{index:03}")));
+        }
+        let updates = diff(&desired(specs), &observed, &PlanOptions::default());
+        for (plan, name) in [(updates, "updates"), (onboarding_plan(2500), "onboarding")] {
+            let options = CommentOptions {
+                header: "<!-- tenantctl-plan -->",
+                footer: "---\nPlan of 1a2b3c4.",
+                max_chars: 4_096,
+            };
+            let output = comment(&plan, &plan_context(), &options);
+            assert!(
+                output.len() <= 4_096,
+                "{name}: {} bytes\n{output}",
+                output.len()
+            );
+            structure(&output);
+            assert!(
+                output.contains("(run `tenantctl plan` to see them all)"),
+                "{name}"
+            );
+        }
+    }
+
+    /// A run that did not finish is said first, its tenants in code spans.
+    #[test]
+    fn an_interrupted_run_is_the_first_warning() {
+        let mut observed = empty_observed();
+        let spec = tenant("initech");
+        provision(&mut observed, &spec, LiveStatus::Active, 1);
+        observed.last_migration_run = Some(crate::observed::MigrationRun {
+            run_id: uuid::Uuid::from_u128(7),
+            updated_at: observed.server_time,
+            pending: 2,
+            applied: 1,
+            failed: 0,
+            pending_tenants: vec!["initech".into(), "umbrella".into()],
+        });
+        let plan = diff(&desired(vec![spec]), &observed, &PlanOptions::default());
+        let output = super::plan(&plan, &plan_context());
+        assert!(
+            output.contains(
+                "> [!WARNING]\n> the migration run 00000000-0000-0000-0000-000000000007 (last active 2026-11-27 12:00:00 UTC) did not finish: 1 applied, 0 failed, 2 never finished (`initech`, `umbrella`); their migrations are still pending, and apply resumes them\n"
+            ),
+            "{output}"
+        );
     }
 
     #[test]

@@ -266,7 +266,8 @@ fn count_tenants(count: usize) -> String {
 /// What the reviewer must read before anything else about the live state itself.
 pub(super) fn scope_warnings(out: &mut String, plan: &Plan) {
     for warning in &plan.warnings {
-        let _ = write!(out, "\n> [!WARNING]\n> {}\n", markdown(warning));
+        // Warnings name flags and tenants in backticks: code spans.
+        let _ = write!(out, "\n> [!WARNING]\n> {}\n", rich(warning));
     }
 }
 
