@@ -207,7 +207,10 @@ fn apply_reports_as_json_for_machines() {
     assert_eq!(report["format_version"], 1);
     assert_eq!(report["applied"], 2);
     assert_eq!(report["failed"], 0);
-    assert_eq!(report["migrated"], serde_json::json!([1, 2, 3, 4, 5, 6, 7]));
+    assert_eq!(
+        report["migrated"],
+        serde_json::json!([1, 2, 3, 4, 5, 6, 7, 8])
+    );
     let tenants: Vec<(&str, &str)> = report["tenants"]
         .as_array()
         .unwrap()

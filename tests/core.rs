@@ -447,7 +447,7 @@ fn json_plan_lists_changes_and_steps() {
     assert_eq!(plan["summary"]["create"], 1);
     assert_eq!(
         plan["control_schema"]["pending"],
-        json!([1, 2, 3, 4, 5, 6, 7])
+        json!([1, 2, 3, 4, 5, 6, 7, 8])
     );
     let change = &plan["changes"][0];
     assert_eq!(change["tenant"], "acme");

@@ -491,7 +491,7 @@ fn a_registry_made_before_migrations_is_adopted_without_touching_data() {
         plan.stdout
     );
     assert!(
-        plan.stdout.contains("tenantctl, version 2 -> 7"),
+        plan.stdout.contains("tenantctl, version 2 -> 8"),
         "{}",
         plan.stdout
     );

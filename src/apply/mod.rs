@@ -62,6 +62,21 @@ pub enum RunError {
         schema: String,
         differences: Vec<String>,
     },
+    /// A no-transaction migration ran, but the schema it left is not the one the migrations
+    /// make: it is not recorded, and the next apply tries again.
+    #[error(
+        "migration `{migration}` ran outside a transaction, but schema `{schema}` is not what the migrations make, so it is not recorded as applied: {}",
+        differences.join("; ")
+    )]
+    OnlineUnverified {
+        migration: String,
+        schema: String,
+        differences: Vec<String>,
+    },
+    /// The tenant's transaction committed; then a migration that runs after it (a
+    /// no-transaction one, or one after that) failed. What committed stays.
+    #[error("{0}; what ran before it is kept, and the next apply resumes from there")]
+    Online(Box<RunError>),
     /// A secret could not be generated or delivered: the tenant rolls back.
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
@@ -90,6 +105,7 @@ enum Server {
 impl RunError {
     fn server(&self) -> Option<Server> {
         match self {
+            RunError::Online(error) => error.server(),
             RunError::Postgres(_) | RunError::Backup(BackupError::Postgres(_)) => {
                 Some(Server::Postgres)
             }
@@ -97,6 +113,7 @@ impl RunError {
             RunError::Backup(_)
             | RunError::Reference(_)
             | RunError::Unverified { .. }
+            | RunError::OnlineUnverified { .. }
             // A migration that fails is the migration's fault (or a busy table), not an
             // outage: it does not count towards stopping the run.
             | RunError::Migration { .. }
@@ -119,6 +136,7 @@ impl RunError {
     /// The PostgreSQL session cannot be used any more.
     pub(crate) fn session_lost(&self) -> bool {
         match self {
+            RunError::Online(error) => error.session_lost(),
             RunError::Postgres(error) | RunError::Backup(BackupError::Postgres(error)) => {
                 error.connection_lost()
             }
@@ -203,7 +221,7 @@ struct Retry {
 
 /// How long to wait before retry number `retries` (1, 2, …): 500 ms doubling, at most 8 s,
 /// jittered by ±50 % so that tenants that timed out together do not come back together.
-fn backoff(retries: u32) -> Duration {
+pub(crate) fn backoff(retries: u32) -> Duration {
     let base = Duration::from_millis(500).saturating_mul(1 << retries.saturating_sub(1).min(4));
     let base = base.min(Duration::from_secs(8));
     let jitter = (Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0 + 0.5;
@@ -586,7 +604,7 @@ async fn worker(
             Next::Done => break,
         };
         let _ = sender.send(Message::Started(index));
-        let (outcome, error) = steps::apply_change(
+        let (outcome, error, retried_in_place) = steps::apply_change(
             session,
             shared.chroma,
             &shared.plan.changes[index],
@@ -636,7 +654,11 @@ async fn worker(
         } else {
             shared.account(error.as_ref());
             shared.settle(index, error.as_ref());
-            let _ = sender.send(Message::Finished(index, outcome, retries));
+            let _ = sender.send(Message::Finished(
+                index,
+                outcome,
+                retries + retried_in_place,
+            ));
         }
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         if session.is_closed() || error.as_ref().is_some_and(RunError::session_lost) {

@@ -23,12 +23,14 @@ use uuid::Uuid;
 // concern; they are methods of the same `TenantWork`.
 mod credentials_run;
 mod migrate;
+mod online;
 
 /// Applies one tenant change: its PostgreSQL steps and event in one transaction, its Chroma
 /// steps while that transaction is open, compensation of those if anything fails.
 ///
-/// Returns the outcome, and the error that caused a rollback (the caller decides from it
-/// whether the run can go on).
+/// Returns the outcome, the error that caused a rollback (the caller decides from it whether
+/// the run can go on), and the lock-timeout retries made in place (by migrations that run
+/// after the tenant's transaction).
 pub(super) async fn apply_change(
     session: &mut Postgres,
     chroma: &ChromaClient,
@@ -36,12 +38,13 @@ pub(super) async fn apply_change(
     migrations: &Migrations,
     observed: &ObservedState,
     context: &RunContext,
-) -> (TenantOutcome, Option<RunError>) {
+) -> (TenantOutcome, Option<RunError>, u32) {
     // A create gets its uid here, before anything runs: it names the Chroma collection's
     // incarnation and, recorded first in its own statement, lets a later plan recognize what
     // an interrupted create left behind.
     let uid = change.uid.unwrap_or_else(Uuid::new_v4);
     let mut compensations = Vec::new();
+    let mut retries = 0;
     let result = run_steps(
         session,
         chroma,
@@ -53,10 +56,24 @@ pub(super) async fn apply_change(
             context,
         },
         &mut compensations,
+        &mut retries,
     )
     .await;
     match result {
-        Ok(()) => (TenantOutcome::Applied, None),
+        Ok(()) => (TenantOutcome::Applied, None, retries),
+        Err(error @ RunError::Online(_)) => {
+            // The tenant's transaction committed: its Chroma steps stand, nothing is undone.
+            if error.session_lost() {
+                session.give_up();
+            }
+            (
+                TenantOutcome::Unfinished {
+                    reason: error.to_string(),
+                },
+                Some(error),
+                retries,
+            )
+        }
         Err(error) => {
             if error.session_lost() {
                 // Its transaction cannot be rolled back from here; the server does that when
@@ -83,6 +100,7 @@ pub(super) async fn apply_change(
                     undo_failed,
                 },
                 Some(error),
+                retries,
             )
         }
     }
@@ -104,6 +122,7 @@ async fn run_steps(
     uid: Uuid,
     edges: Edges<'_>,
     compensations: &mut Vec<Compensation>,
+    retries: &mut u32,
 ) -> Result<(), RunError> {
     let Edges {
         migrations,
@@ -183,6 +202,12 @@ async fn run_steps(
         urls,
         generated: Generated::default(),
         credential_events: Vec::new(),
+        created_schema: false,
+        runs_migrations: change
+            .steps
+            .iter()
+            .any(|step| matches!(step, Step::RunMigrations { .. })),
+        online: None,
     };
     for step in &change.steps {
         failpoint::hit(tenant, "before", step.kind());
@@ -255,6 +280,8 @@ async fn run_steps(
     for result in credentials_recorded {
         result?;
     }
+    let remaining = work.online.take();
+    drop(work);
     failpoint::hit(tenant, "before", "commit");
     bounded(
         deadline,
@@ -270,6 +297,23 @@ async fn run_steps(
     )
     .await?;
     failpoint::hit(tenant, "after", "commit");
+    if let Some(remaining) = remaining {
+        let online_tenant = online::Tenant {
+            name: tenant,
+            uid,
+            schema: &remaining.schema,
+        };
+        online::run(
+            session,
+            &statements,
+            edges,
+            &online_tenant,
+            &remaining,
+            retries,
+        )
+        .await
+        .map_err(|error| RunError::Online(Box::new(error)))?;
+    }
     Ok(())
 }
 
@@ -319,6 +363,12 @@ struct TenantWork<'a, 't> {
     generated: Generated,
     /// Events of credentials created, rotated, revoked or delivered: `(action, details)`.
     credential_events: Vec<(&'static str, serde_json::Value)>,
+    /// This change created the tenant's schema: its migrations all run in the transaction.
+    created_schema: bool,
+    /// The change runs migrations (an adoption before them does not end the tenant's run).
+    runs_migrations: bool,
+    /// Migrations left for after the commit (from a no-transaction one on).
+    online: Option<online::Remaining>,
 }
 
 /// The registry statements of tenant changes, prepared on a session.
@@ -417,7 +467,10 @@ impl TenantWork<'_, '_> {
         let deadline = self.context.timeouts.client_deadline();
         let tenant = self.tenant;
         match step {
-            Step::CreateSchema { schema } => self.ddl(step, ddl::create_schema(schema)),
+            Step::CreateSchema { schema } => {
+                self.created_schema = true;
+                self.ddl(step, ddl::create_schema(schema))
+            }
             Step::RunMigrations { schema, versions } => {
                 self.flush().await?;
                 self.run_migrations(schema, versions).await
@@ -438,6 +491,7 @@ impl TenantWork<'_, '_> {
                         &adopted,
                         self.context.run_id,
                         &fingerprint,
+                        !self.runs_migrations,
                     ),
                 )
                 .await

@@ -572,6 +572,9 @@ impl Watcher {
                     TenantOutcome::Blocked { reason } => {
                         error!(tenant = %result.tenant, "not applied (conflict): {reason}")
                     }
+                    TenantOutcome::Unfinished { reason } => {
+                        error!(tenant = %result.tenant, actions = %actions.join(","), "committed, then stopped: {reason}")
+                    }
                 });
                 meter.record(crate::progress::Event::Finished {
                     tenant: &result.tenant,

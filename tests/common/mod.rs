@@ -231,6 +231,16 @@ impl TestEnv {
         run(self.command(args, envs))
     }
 
+    /// Starts the real binary without waiting for it (its output is discarded): for a test
+    /// that kills it in the middle of a run.
+    pub fn spawn_tenantctl(&self, args: &[&str]) -> std::process::Child {
+        let mut command = self.command(args, &[]);
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command.spawn().expect("start tenantctl")
+    }
+
     /// Runs the real binary in `cwd` with the default backup folder (`backups` there).
     pub fn tenantctl_in(&self, cwd: &Path, args: &[&str]) -> Output {
         let mut command = self.command(args, &[]);

@@ -104,6 +104,10 @@ pub struct AppliedMigration {
     pub tenants: u64,
 }
 
+/// What an index's definition in a [`SchemaShape`] ends with when the index is `INVALID`: the
+/// leftover of a concurrent build that failed or was cut off. Never in a reference.
+pub const INVALID_INDEX: &str = "(INVALID: a concurrent build that did not finish)";
+
 /// The shape every tenant schema should have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reference {
@@ -112,6 +116,24 @@ pub struct Reference {
     pub first: SchemaShape,
     /// After every migration.
     pub full: SchemaShape,
+    /// After each version where a `-- tenantctl: no-transaction` migration begins or ends:
+    /// on an existing tenant, the migrations run in parts (the transactional ones before it
+    /// in one transaction, it statement by statement, the ones after it in another), each
+    /// part verified against the shape it should leave.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub at: BTreeMap<u32, SchemaShape>,
+}
+
+impl Reference {
+    /// The shape after migration `version`, when the reference holds it: the latest one
+    /// always, others where a part ends.
+    pub fn after(&self, version: u32, latest: u32) -> Option<&SchemaShape> {
+        if version == latest {
+            Some(&self.full)
+        } else {
+            self.at.get(&version)
+        }
+    }
 }
 
 /// A small map kept in one sorted vector: a tenant schema has a handful of tables, columns and
@@ -299,21 +321,29 @@ impl SchemaShape {
         {
             found.push(format!("table `{table}` is not in the migrations"));
         }
-        let mut compare =
-            |kind: &str, live: &BTreeMap<String, String>, want: &BTreeMap<String, String>| {
-                for (name, definition) in want {
-                    match live.get(name) {
-                        None => found.push(format!("{kind} `{name}` is missing")),
-                        Some(other) if other != definition => found.push(format!(
-                            "{kind} `{name}` differs: `{other}`, expected `{definition}`"
-                        )),
-                        Some(_) => {}
-                    }
+        let mut compare = |kind: &str,
+                           live: &BTreeMap<String, String>,
+                           want: &BTreeMap<String, String>| {
+            for (name, definition) in want {
+                match live.get(name) {
+                    None => found.push(format!("{kind} `{name}` is missing")),
+                    Some(other) if other != definition => found.push(format!(
+                        "{kind} `{name}` differs: `{other}`, expected `{definition}`"
+                    )),
+                    Some(_) => {}
                 }
-                for name in live.keys().filter(|name| !want.contains_key(*name)) {
-                    found.push(format!("{kind} `{name}` is not in the migrations"));
-                }
-            };
+            }
+            for (name, definition) in live.iter().filter(|(name, _)| !want.contains_key(*name)) {
+                // An index left by a concurrent build that failed says so.
+                let invalid =
+                    if definition.ends_with("(INVALID: a concurrent build that did not finish)") {
+                        " (INVALID: a concurrent build that did not finish)"
+                    } else {
+                        ""
+                    };
+                found.push(format!("{kind} `{name}` is not in the migrations{invalid}"));
+            }
+        };
         compare("index", &self.indexes, &expected.indexes);
         compare("constraint", &self.constraints, &expected.constraints);
         compare("view", &self.views, &expected.views);

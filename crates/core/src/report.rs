@@ -20,6 +20,10 @@ pub enum TenantOutcome {
     },
     /// A conflict in the plan kept tenantctl away from this tenant.
     Blocked { reason: String },
+    /// The tenant's transaction committed, then a migration that runs outside it (a
+    /// `-- tenantctl: no-transaction` one, or one after that) failed: what committed stays,
+    /// and the next apply resumes the migrations where they stopped.
+    Unfinished { reason: String },
 }
 
 /// The outcome of one tenant.

@@ -63,6 +63,7 @@ pub fn empty_observed() -> ObservedState {
         reference: Some(crate::observed::Reference {
             first: conversations_shape(),
             full: conversations_shape(),
+            at: Default::default(),
         }),
         ..ObservedState::default()
     }
@@ -513,8 +514,12 @@ CREATE INDEX documents_title ON documents (title);
 /// `0003_summary.sql` of the migration plans.
 pub const SUMMARY_SQL: &str = "ALTER TABLE documents ADD COLUMN summary text;\n";
 
+/// `0004_summary_index.sql` of the migration plans: an index built online.
+pub const SUMMARY_INDEX_SQL: &str = "-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY documents_summary ON documents (summary);\n";
+
 /// `tenants` tenants (`tenant_0001`, ...) created at `0001_conversations`, the files now at
-/// `0003_summary`; and one new tenant, `zeta_new`, which runs all three as part of its create.
+/// `0004_summary_index` (a no-transaction migration); and one new tenant, `zeta_new`, which runs
+/// all four as part of its create.
 pub fn migration_plan(tenants: usize) -> Plan {
     let mut observed = empty_observed();
     let mut specs = Vec::new();
@@ -540,6 +545,7 @@ pub fn migration_plan(tenants: usize) -> Plan {
     observed.reference = Some(crate::observed::Reference {
         first: conversations_shape(),
         full,
+        at: Default::default(),
     });
     let mut desired = desired(specs);
     desired
@@ -550,6 +556,10 @@ pub fn migration_plan(tenants: usize) -> Plan {
         .migrations
         .list
         .push(migration(3, "0003_summary", SUMMARY_SQL));
+    desired
+        .migrations
+        .list
+        .push(migration(4, "0004_summary_index", SUMMARY_INDEX_SQL));
     diff(&desired, &observed, &PlanOptions::default())
 }
 
@@ -573,6 +583,7 @@ pub fn destructive_plan(limit: Option<usize>) -> Plan {
     observed.reference = Some(crate::observed::Reference {
         first: conversations_shape(),
         full,
+        at: Default::default(),
     });
     let mut desired = desired(specs);
     desired.migrations.list.push(migration(

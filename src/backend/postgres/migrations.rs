@@ -4,7 +4,7 @@
 use super::{query_error, Postgres, PostgresError};
 
 /// Control schema migrations, in order. Each runs once, in its own transaction.
-pub const MIGRATIONS: [(i32, &str); 7] = [
+pub const MIGRATIONS: [(i32, &str); 8] = [
     (1, include_str!("sql/0001_registry_and_events.sql")),
     (2, include_str!("sql/0002_applied_plans.sql")),
     (3, include_str!("sql/0003_truncate_guard_and_uid_index.sql")),
@@ -12,6 +12,7 @@ pub const MIGRATIONS: [(i32, &str); 7] = [
     (5, include_str!("sql/0005_credentials.sql")),
     (6, include_str!("sql/0006_schema_fingerprints.sql")),
     (7, include_str!("sql/0007_migration_runs.sql")),
+    (8, include_str!("sql/0008_migration_statements.sql")),
 ];
 
 impl Postgres {

@@ -22,13 +22,17 @@ pub enum ReferenceError {
     Postgres(#[from] PostgresError),
 }
 
-/// The line of a migration a server error in `statement` points at.
-pub fn error_line(statement: &MigrationStatement<'_>, error: &tokio_postgres::Error) -> usize {
+/// The line of a migration a server error in `statement`, sent as `sent`, points at.
+pub fn error_line(
+    statement: &MigrationStatement<'_>,
+    sent: &str,
+    error: &tokio_postgres::Error,
+) -> usize {
     let position = match error.as_db_error().and_then(|db| db.position()) {
         Some(ErrorPosition::Original(position)) => usize::try_from(*position).ok(),
         _ => None,
     };
-    statement.line_at(position)
+    statement.line_at(sent, position)
 }
 
 impl Postgres {
@@ -55,24 +59,40 @@ impl Postgres {
             .map_err(query_error("begin building the reference schema"))?;
         let result = async {
             let mut first = None;
-            for migration in &migrations.list {
+            let mut at = std::collections::BTreeMap::new();
+            for (index, migration) in migrations.list.iter().enumerate() {
                 for statement in migration.statements() {
-                    if let Err(error) = client.batch_execute(statement.text).await {
+                    // An index built concurrently on a tenant is built plainly here: the
+                    // same index, in a schema no one else uses, inside the transaction.
+                    let sent = statement.in_transaction();
+                    if let Err(error) = client.batch_execute(&sent).await {
                         return Err(ReferenceError::Migration {
                             file: migration.file.clone(),
-                            line: error_line(&statement, &error),
+                            line: error_line(&statement, &sent, &error),
                             message: error_text(&error),
                         });
                     }
                 }
-                if first.is_none() {
-                    first = Some(read_shape(client, &schema).await?);
+                let last = index + 1 == migrations.list.len();
+                // Where a tenant's migrations are cut into parts, each verified on its own.
+                let ends_part = migration.online()
+                    || migrations
+                        .list
+                        .get(index + 1)
+                        .is_some_and(|next| next.online());
+                if first.is_none() || (ends_part && !last) {
+                    let shape = read_shape(client, &schema).await?;
+                    if ends_part && !last {
+                        at.insert(migration.version, shape.clone());
+                    }
+                    first.get_or_insert(shape);
                 }
             }
             let full = read_shape(client, &schema).await?;
             Ok(Reference {
                 first: first.unwrap_or_else(|| full.clone()),
                 full,
+                at,
             })
         }
         .await;

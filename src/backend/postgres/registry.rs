@@ -405,9 +405,11 @@ pub async fn recorded_backups(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-/// The statement of [`record_migrations`], prepared once per session. It also marks the
-/// tenant `applied` in the run's state (`migration_runs`), in the same statement and so in
-/// the tenant's transaction: the mark commits with the migrations.
+/// The statement of [`record_migrations`], prepared once per session. In the same statement,
+/// and so in the same transaction: the progress of the no-transaction migrations recorded goes
+/// (`migration_statements`), and, when these are the tenant's last migrations of the run
+/// (`$7`), the tenant is marked `applied` in the run's state (`migration_runs`): the mark
+/// commits with the migrations.
 pub const RECORD_MIGRATIONS: &str = "WITH recorded AS ( \
          INSERT INTO tenantctl.tenant_migrations \
              (tenant_uid, version, name, checksum, run_id, schema_fingerprint) \
@@ -417,9 +419,12 @@ pub const RECORD_MIGRATIONS: &str = "WITH recorded AS ( \
          SET name = excluded.name, checksum = excluded.checksum, \
              applied_at = now(), run_id = excluded.run_id, \
              schema_fingerprint = excluded.schema_fingerprint \
+     ), progress AS ( \
+         DELETE FROM tenantctl.migration_statements \
+         WHERE tenant_uid = $1 AND version = ANY($2::integer[]) \
      ) \
      UPDATE tenantctl.migration_runs SET status = 'applied', updated_at = now() \
-     WHERE run_id = $5 AND tenant_uid = $1";
+     WHERE run_id = $5 AND tenant_uid = $1 AND $7::boolean";
 
 /// Opens the state of a run for the existing tenants it migrates: `pending` each.
 ///
@@ -515,6 +520,7 @@ pub async fn record_migrations(
     migrations: &[&crate::spec::migrations::Migration],
     run_id: Uuid,
     schema_fingerprint: &str,
+    last: bool,
 ) -> Result<(), PostgresError> {
     let versions: Vec<i32> = migrations
         .iter()
@@ -535,9 +541,72 @@ pub async fn record_migrations(
                 &checksums,
                 &run_id,
                 &schema_fingerprint,
+                &last,
             ],
         )
         .await
         .map_err(query_error("record the migrations applied"))?;
+    Ok(())
+}
+
+/// The statements of migration `version` (as of `checksum`) a tenant has finished: the
+/// progress of a no-transaction migration that a run left in the middle.
+///
+/// # Errors
+/// The query failed.
+pub async fn online_progress(
+    client: &impl GenericClient,
+    uid: Uuid,
+    version: u32,
+    checksum: &str,
+) -> Result<std::collections::BTreeSet<usize>, PostgresError> {
+    let version = i32::try_from(version)
+        .map_err(|_| PostgresError::Unexpected("a migration version is out of range".into()))?;
+    let rows = client
+        .query(
+            "SELECT statement FROM tenantctl.migration_statements \
+             WHERE tenant_uid = $1 AND version = $2 AND checksum = $3",
+            &[&uid, &version, &checksum],
+        )
+        .await
+        .map_err(query_error(
+            "read the progress of a no-transaction migration",
+        ))?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| usize::try_from(row.get::<_, i32>(0)).ok())
+        .collect())
+}
+
+/// Records that statement `statement` (1-based) of migration `version` finished on a tenant.
+///
+/// # Errors
+/// The statement failed.
+pub async fn record_online_statement(
+    client: &impl GenericClient,
+    uid: Uuid,
+    version: u32,
+    checksum: &str,
+    statement: usize,
+    run_id: Uuid,
+) -> Result<(), PostgresError> {
+    let (Ok(version), Ok(statement)) = (i32::try_from(version), i32::try_from(statement)) else {
+        return Err(PostgresError::Unexpected(
+            "a migration version or statement number is out of range".into(),
+        ));
+    };
+    client
+        .execute(
+            "INSERT INTO tenantctl.migration_statements \
+                 (tenant_uid, version, checksum, statement, run_id) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant_uid, version, statement) DO UPDATE \
+             SET checksum = excluded.checksum, run_id = excluded.run_id, finished_at = now()",
+            &[&uid, &version, &checksum, &statement, &run_id],
+        )
+        .await
+        .map_err(query_error(
+            "record the progress of a no-transaction migration",
+        ))?;
     Ok(())
 }

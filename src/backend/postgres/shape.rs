@@ -215,7 +215,7 @@ fn queries(schemas: Schemas<'_>) -> [String; 5] {
     let indexes_sql = format!(
         "SELECT n.nspname::text, ci.relname::text, \
                 CASE WHEN k.conname IS NULL THEN pg_get_indexdef(i.indexrelid) END, \
-                k.conname::text \
+                k.conname::text, i.indisvalid \
          FROM pg_index i \
          JOIN pg_class ci ON ci.oid = i.indexrelid \
          JOIN pg_namespace n ON n.oid = ci.relnamespace \
@@ -314,6 +314,13 @@ where
                     "the index of constraint `{}`",
                     constraint.unwrap_or_default()
                 ),
+            };
+            // What a concurrent build that failed leaves: the index exists, but is neither
+            // used nor complete. It differs from the reference, which is always valid.
+            let definition = if row.get::<_, bool>(4) {
+                definition
+            } else {
+                format!("{definition} {}", crate::observed::INVALID_INDEX)
             };
             (
                 schema,

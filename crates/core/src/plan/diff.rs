@@ -14,7 +14,7 @@ use crate::spec::{DesiredState, DesiredStatus, TenantSpec, DEFAULT_RETENTION_DAY
 
 /// Latest version of the control schema this release knows. The SQL of each version lives in
 /// `backend::postgres`; the planner only needs the numbers.
-pub const CONTROL_SCHEMA_VERSION: i32 = 7;
+pub const CONTROL_SCHEMA_VERSION: i32 = 8;
 
 /// Knobs of a plan run that do not come from the files.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -169,6 +169,7 @@ pub(super) fn pending(
             name: migration.name.clone(),
             checksum: migration.checksum.clone(),
             adopted,
+            online: !adopted && migration.online(),
         })
         .collect()
 }
@@ -296,6 +297,7 @@ mod tests {
         let reference = Reference {
             first: first.clone(),
             full: full.clone(),
+            at: Default::default(),
         };
         let mut history = history(&[]);
         // Made before migrations, schema as the first migration makes it: adopted, then the

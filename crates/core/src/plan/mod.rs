@@ -402,6 +402,10 @@ pub struct PendingMigration {
     /// Recorded as applied, not run: the tenant's schema already is what it defines.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// Marked `-- tenantctl: no-transaction`: on an existing tenant it runs after the tenant's
+    /// transaction, statement by statement (indexes built concurrently).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub online: bool,
 }
 
 impl Plan {

@@ -63,7 +63,7 @@ fn missing_control_schema_is_a_pending_migration() {
     let mut observed = empty_observed();
     observed.control_schema_version = None;
     let plan = diff(&desired(vec![]), &observed, &PlanOptions::default());
-    assert_eq!(plan.control_schema.pending, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(plan.control_schema.pending, vec![1, 2, 3, 4, 5, 6, 7, 8]);
     assert!(!plan.is_empty());
     let mut observed = empty_observed();
     observed.control_schema_version = Some(CONTROL_SCHEMA_VERSION);

@@ -72,8 +72,16 @@ fn apply_report() -> ApplyReport {
                 },
                 retries: 0,
             },
+            TenantResult {
+                tenant: "initech".into(),
+                actions: vec![Action::Migrate],
+                outcome: TenantOutcome::Unfinished {
+                    reason: "migration `tenants/migrations/0005_note_index.sql` failed at line 2: canceling statement due to lock timeout; what ran before it is kept, and the next apply resumes from there".into(),
+                },
+                retries: 2,
+            },
         ],
-        retries: 1,
+        retries: 3,
         ..ApplyReport::default()
     }
 }
@@ -220,8 +228,9 @@ fn json_apply_report() {
     let rendered = without_version(json::report(&report));
     let value: Value = serde_json::from_str(&rendered).unwrap();
     assert_eq!(value["applied"], 1);
-    assert_eq!(value["failed"], 2);
+    assert_eq!(value["failed"], 3);
     assert_eq!(value["tenants"][1]["result"], "rolled_back");
+    assert_eq!(value["tenants"][3]["result"], "unfinished");
     insta::assert_snapshot!(rendered);
 }
 
@@ -275,6 +284,9 @@ fn json_plan_migrations() {
         first["migrations"][1]["checksum"].as_str().unwrap().len(),
         64
     );
+    // The no-transaction migration is marked; the others carry no flag.
+    assert_eq!(first["migrations"][2]["online"], true);
+    assert_eq!(first["migrations"][1].get("online"), None);
     insta::assert_snapshot!(json::plan(&plan));
 }
 

@@ -201,7 +201,15 @@ pub fn plan(plan: &Plan, context: &PlanContext, style: Style) -> String {
 
     let (pending, migrating) = super::view::pending_migrations(plan);
     if !pending.is_empty() {
-        let names: Vec<&str> = pending.iter().map(|(_, name, _)| name.as_str()).collect();
+        // A no-transaction migration runs after the tenant's transaction: said, since a
+        // failure in it keeps what committed before.
+        let names: Vec<String> = pending
+            .iter()
+            .map(|(version, name, _)| match plan.migrations.get(*version) {
+                Some(migration) if migration.online() => format!("{name} (online)"),
+                _ => name.clone(),
+            })
+            .collect();
         let _ = writeln!(
             out,
             "Migrations: {} pending ({}) for {} tenant{}.\n",
@@ -530,6 +538,15 @@ pub fn tenant_result(result: &TenantResult, style: Style) -> String {
                 "  {} {}not applied (conflict): {reason}",
                 style.paint("31;1", "x"),
                 pad(&result.tenant, TENANT_WIDTH)
+            );
+        }
+        TenantOutcome::Unfinished { reason } => {
+            let _ = writeln!(
+                out,
+                "  {} {}committed ({verbs}), then stopped: {reason}{}",
+                style.paint("31;1", "x"),
+                pad(&result.tenant, TENANT_WIDTH),
+                retried(result.retries)
             );
         }
     }

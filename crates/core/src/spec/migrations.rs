@@ -52,36 +52,72 @@ impl Migration {
     /// most errors). The text was split when it was read, so it splits again; should it not,
     /// the whole text is one statement.
     pub fn statements(&self) -> Vec<MigrationStatement<'_>> {
+        let online = self.online();
         match sql::statements(&self.sql) {
             Ok(statements) if !statements.is_empty() => statements
                 .iter()
                 .map(|statement| MigrationStatement {
                     line: statement.line,
                     text: &self.sql[statement.start..statement.end],
+                    online: online
+                        .then(|| sql::online_index(statement).ok())
+                        .flatten()
+                        .map(|mut index| {
+                            // Relative to the statement's text.
+                            index.concurrently = index.concurrently.start - statement.start
+                                ..index.concurrently.end - statement.start;
+                            index
+                        }),
                 })
                 .collect(),
             _ => vec![MigrationStatement {
                 line: 1,
                 text: &self.sql,
+                online: None,
             }],
         }
+    }
+
+    /// Marked `-- tenantctl: no-transaction` on its first line: on an existing tenant it runs
+    /// outside the tenant's transaction, statement by statement (each an index built or
+    /// dropped concurrently, see [`sql::online_index`]).
+    pub fn online(&self) -> bool {
+        sql::no_transaction(&self.sql).unwrap_or(false)
     }
 }
 
 /// One statement of a migration and the line it starts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationStatement<'a> {
     pub line: usize,
+    /// As written.
     pub text: &'a str,
+    /// The index it builds or drops concurrently, in a no-transaction migration (its
+    /// `concurrently` relative to `text`).
+    pub online: Option<sql::OnlineIndex>,
 }
 
-impl MigrationStatement<'_> {
+impl<'a> MigrationStatement<'a> {
+    /// The statement as it runs inside a transaction: an online one without its
+    /// `CONCURRENTLY` (a schema no one else uses yet: the reference, a new tenant's), any
+    /// other as written. The word removed holds no line break, so lines stay where they were.
+    pub fn in_transaction(&self) -> std::borrow::Cow<'a, str> {
+        match &self.online {
+            Some(index) => std::borrow::Cow::Owned(format!(
+                "{}{}",
+                &self.text[..index.concurrently.start],
+                &self.text[index.concurrently.end..]
+            )),
+            None => std::borrow::Cow::Borrowed(self.text),
+        }
+    }
+
     /// The 1-based line of the migration an error points at: the server's 1-based character
-    /// `position` in this statement when it gives one, else the statement's first line.
-    pub fn line_at(&self, position: Option<usize>) -> usize {
+    /// `position` in `sent` (this statement, as it was sent) when it gives one, else the
+    /// statement's first line.
+    pub fn line_at(&self, sent: &str, position: Option<usize>) -> usize {
         let within = position.map_or(0, |position| {
-            self.text
-                .chars()
+            sent.chars()
                 .take(position.saturating_sub(1))
                 .filter(|c| *c == '\n')
                 .count()
@@ -384,9 +420,28 @@ pub(super) fn parse(sources: &[SourceFile]) -> Result<Migrations, Vec<SpecError>
             });
             continue;
         }
+        let online = match sql::no_transaction(&source.text) {
+            Ok(online) => online,
+            Err(problem) => {
+                errors.push(at(
+                    problem.line,
+                    1,
+                    problem.message,
+                    Some(problem.hint.to_string()),
+                ));
+                continue;
+            }
+        };
         let mut refused = false;
         for statement in &statements {
-            if let Some((message, hint)) = sql::refusal(statement) {
+            // A no-transaction migration holds only index builds and drops, checked by name;
+            // any other, nothing that would escape the tenant's transaction.
+            let problem = if online {
+                sql::online_index(statement).err()
+            } else {
+                sql::refusal(statement)
+            };
+            if let Some((message, hint)) = problem {
                 errors.push(at(
                     statement.line,
                     statement.column,
@@ -527,6 +582,75 @@ mod tests {
     }
 
     #[test]
+    fn a_no_transaction_migration_holds_named_index_builds_only() {
+        let migrations = parse(&[
+            source("0002_notes.sql", "ALTER TABLE conversations ADD COLUMN note text;"),
+            source(
+                "0003_note_index.sql",
+                "-- tenantctl: no-transaction\n-- Built online: tenants keep writing.\nCREATE INDEX CONCURRENTLY conversations_note\n  ON conversations (note);\nDROP INDEX CONCURRENTLY IF EXISTS old_note;\n",
+            ),
+        ])
+        .unwrap();
+        assert!(!migrations.list[0].online());
+        let online = &migrations.list[1];
+        assert!(online.online());
+        let statements = online.statements();
+        assert_eq!(statements.len(), 2);
+        assert_eq!(statements[0].line, 3);
+        assert_eq!(
+            statements[0].in_transaction(),
+            "CREATE INDEX  conversations_note\n  ON conversations (note)"
+        );
+        let index = statements[0].online.as_ref().unwrap();
+        assert_eq!(
+            (index.create, index.name.as_str()),
+            (true, "conversations_note")
+        );
+        assert_eq!(
+            statements[1].in_transaction(),
+            "DROP INDEX  IF EXISTS old_note"
+        );
+        // Transactional migrations are sent as written.
+        assert_eq!(migrations.list[0].statements()[0].online, None);
+
+        let errors = parse(&[
+            source(
+                "0004_mixed.sql",
+                "-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY a ON t (x);\nALTER TABLE t ADD COLUMN y int;\n",
+            ),
+            source(
+                "0005_late.sql",
+                "CREATE TABLE u (id int);\n-- tenantctl: no-transaction\n",
+            ),
+            source("0006_in_transaction.sql", "CREATE INDEX CONCURRENTLY b ON t (x);"),
+        ])
+        .unwrap_err();
+        let shown: Vec<(String, Option<usize>, String)> = errors
+            .iter()
+            .map(|e| (e.file.display().to_string(), e.line, e.message.clone()))
+            .collect();
+        assert_eq!(shown.len(), 3, "{shown:?}");
+        assert!(
+            shown[0].0.ends_with("0004_mixed.sql") && shown[0].1 == Some(3),
+            "{shown:?}"
+        );
+        assert!(shown[0].2.contains("holds only"), "{shown:?}");
+        assert!(
+            shown[1].0.ends_with("0005_late.sql") && shown[1].1 == Some(2),
+            "{shown:?}"
+        );
+        assert!(
+            shown[2].2.contains("cannot run inside a transaction"),
+            "{shown:?}"
+        );
+        assert!(errors[2]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("-- tenantctl: no-transaction"));
+    }
+
+    #[test]
     fn error_positions_map_to_lines() {
         let migrations = parse(&[source(
             "0002_x.sql",
@@ -539,9 +663,9 @@ mod tests {
         assert_eq!(statements[1].line, 4);
         // PostgreSQL's position of `nope`, in characters of the statement sent: line 5.
         let position = statements[1].text.find("nope").unwrap() + 1;
-        assert_eq!(statements[1].line_at(Some(position)), 5);
+        assert_eq!(statements[1].line_at(statements[1].text, Some(position)), 5);
         // No position (most errors of DDL): the statement's first line.
-        assert_eq!(statements[1].line_at(None), 4);
+        assert_eq!(statements[1].line_at(statements[1].text, None), 4);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Statement {
     pub column: usize,
     /// Its words outside comments, strings and quoted identifiers, uppercased, in order.
     pub words: Vec<String>,
+    /// Where each word of `words` is in the text: byte offsets `start..end`.
+    pub spans: Vec<std::ops::Range<usize>>,
 }
 
 /// Why the text cannot be split.
@@ -42,6 +44,8 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
     let mut statements = Vec::new();
     let mut current: Option<Statement> = None;
     let mut word = String::new();
+    // Byte offset of the first character of `word`.
+    let mut word_start = 0usize;
     let mut index = 0;
     let mut line_start = true;
     // A SQL-standard function body (`CREATE FUNCTION ... BEGIN ATOMIC ...; ...; END`) holds
@@ -52,6 +56,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
     let mut parentheses = 0usize;
 
     let flush_word = |word: &mut String,
+                      span: std::ops::Range<usize>,
                       current: &mut Option<Statement>,
                       blocks: &mut usize,
                       parentheses: usize| {
@@ -67,6 +72,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
                     }
                 }
                 statement.words.push(upper);
+                statement.spans.push(span);
             }
             word.clear();
         }
@@ -90,7 +96,13 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
 
         // Comments: skipped, and they end a word.
         if character == '-' && next == Some('-') {
-            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+            flush_word(
+                &mut word,
+                word_start..offset,
+                &mut current,
+                &mut blocks,
+                parentheses,
+            );
             while index < chars.len() && chars[index].1 != '\n' {
                 position.advance(chars[index].1);
                 index += 1;
@@ -98,7 +110,13 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
             continue;
         }
         if character == '/' && next == Some('*') {
-            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+            flush_word(
+                &mut word,
+                word_start..offset,
+                &mut current,
+                &mut blocks,
+                parentheses,
+            );
             let mut depth = 0usize;
             loop {
                 let Some(&(_, c)) = chars.get(index) else {
@@ -132,7 +150,13 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
 
         if character == ';' {
             // The word before it may be the `END` that closes a block.
-            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+            flush_word(
+                &mut word,
+                word_start..offset,
+                &mut current,
+                &mut blocks,
+                parentheses,
+            );
         }
         if character == ';' && blocks == 0 {
             if let Some(mut statement) = current.take() {
@@ -145,7 +169,13 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
             continue;
         }
         if character.is_whitespace() {
-            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+            flush_word(
+                &mut word,
+                word_start..offset,
+                &mut current,
+                &mut blocks,
+                parentheses,
+            );
             position.advance(character);
             if character == '\n' {
                 line_start = true;
@@ -162,6 +192,7 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
                 line: here.line,
                 column: here.column,
                 words: Vec::new(),
+                spans: Vec::new(),
             });
         }
 
@@ -169,7 +200,13 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         let escape_string =
             (character == 'E' || character == 'e') && next == Some('\'') && word.is_empty();
         if character == '\'' || escape_string || character == '"' {
-            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+            flush_word(
+                &mut word,
+                word_start..offset,
+                &mut current,
+                &mut blocks,
+                parentheses,
+            );
             let quote = if escape_string { '\'' } else { character };
             if escape_string {
                 position.advance(character);
@@ -259,14 +296,24 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         }
 
         if character.is_alphanumeric() || character == '_' {
+            if word.is_empty() {
+                word_start = offset;
+            }
             word.push(character);
         } else {
             // Punctuation ends a word and is a word of its own only for `(`: enough to tell
             // `SET` from `SET LOCAL`, and a function body from its attributes.
-            flush_word(&mut word, &mut current, &mut blocks, parentheses);
+            flush_word(
+                &mut word,
+                word_start..offset,
+                &mut current,
+                &mut blocks,
+                parentheses,
+            );
             if character == '(' || character == '=' {
                 if let Some(statement) = current.as_mut() {
                     statement.words.push(character.to_string());
+                    statement.spans.push(offset..offset + 1);
                 }
             }
             match character {
@@ -278,7 +325,13 @@ pub fn statements(sql: &str) -> Result<Vec<Statement>, LexError> {
         position.advance(character);
         index += 1;
     }
-    flush_word(&mut word, &mut current, &mut blocks, parentheses);
+    flush_word(
+        &mut word,
+        word_start..sql.len(),
+        &mut current,
+        &mut blocks,
+        parentheses,
+    );
     if let Some(mut statement) = current.take() {
         statement.end = sql.len();
         statements.push(statement);
@@ -394,6 +447,144 @@ pub fn destructive(statement: &Statement) -> Option<(&'static str, Vec<String>)>
     }
 }
 
+/// The first line of a migration that runs outside any transaction, statement by statement.
+pub const NO_TRANSACTION: &str = "-- tenantctl: no-transaction";
+
+/// A `-- tenantctl:` comment that is not understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectiveError {
+    pub line: usize,
+    pub message: String,
+    pub hint: &'static str,
+}
+
+/// Whether a migration is marked to run outside a transaction: its first line is
+/// [`NO_TRANSACTION`] (spaces and case aside).
+///
+/// # Errors
+/// A line comment starting `-- tenantctl:` that is not the marker on the first line: a typo in
+/// it must not silently run the migration another way than its author meant.
+pub fn no_transaction(sql: &str) -> Result<bool, DirectiveError> {
+    let mut marked = false;
+    for (index, line) in sql.trim_start_matches('\u{feff}').lines().enumerate() {
+        let Some(comment) = line.trim_start().strip_prefix("--") else {
+            continue;
+        };
+        let comment = comment.trim();
+        let Some(directive) = comment
+            .get(.."tenantctl".len())
+            .filter(|word| word.eq_ignore_ascii_case("tenantctl"))
+            .and_then(|_| comment["tenantctl".len()..].trim_start().strip_prefix(':'))
+        else {
+            continue;
+        };
+        let directive = directive.trim();
+        let hint = "the one directive is `-- tenantctl: no-transaction`, alone on the first line";
+        if !directive.eq_ignore_ascii_case("no-transaction") {
+            return Err(DirectiveError {
+                line: index + 1,
+                message: format!("unknown directive `tenantctl: {directive}`"),
+                hint,
+            });
+        }
+        if index > 0 {
+            return Err(DirectiveError {
+                line: index + 1,
+                message: "`-- tenantctl: no-transaction` is not on the first line, so it would be ignored".to_string(),
+                hint,
+            });
+        }
+        marked = true;
+    }
+    Ok(marked)
+}
+
+/// A statement of a no-transaction migration: an index built or dropped concurrently, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineIndex {
+    /// `CREATE INDEX CONCURRENTLY` (else `DROP INDEX CONCURRENTLY`).
+    pub create: bool,
+    /// The index, as the server names it (an unquoted name, folded to lower case).
+    pub name: String,
+    /// Where the word `CONCURRENTLY` is in the migration's text: without it, the statement is
+    /// the same index built inside a transaction (the reference schema, a new tenant's schema).
+    pub concurrently: std::ops::Range<usize>,
+}
+
+/// What a statement of a no-transaction migration does, or why it may not be one: each runs on
+/// its own and is recorded when done, so only statements that can be checked and resumed by
+/// name are allowed: `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON table ...` and
+/// `DROP INDEX CONCURRENTLY [IF EXISTS] name`, with plain (unquoted, unqualified) names.
+///
+/// # Errors
+/// The message and a hint.
+pub fn online_index(statement: &Statement) -> Result<OnlineIndex, (String, &'static str)> {
+    let words: Vec<&str> = statement.words.iter().map(String::as_str).collect();
+    let only = "a `-- tenantctl: no-transaction` migration holds only `CREATE INDEX CONCURRENTLY` and `DROP INDEX CONCURRENTLY` statements";
+    let hint = "put every other statement in a migration of its own, which runs in the tenant's transaction";
+    let plain = |word: Option<&&str>| -> Option<String> {
+        word.filter(|word| {
+            word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && word.chars().next().is_some_and(|c| !c.is_ascii_digit())
+                && !matches!(**word, "ON" | "IF" | "ONLY" | "USING")
+        })
+        .map(|word| word.to_ascii_lowercase())
+    };
+    let unnamed = (
+        "name the index with a plain name (unquoted, without a schema)".to_string(),
+        "tenantctl checks, resumes and rebuilds a concurrent build by the index's name",
+    );
+    let (create, mut position) = match words.as_slice() {
+        ["CREATE", "INDEX", "CONCURRENTLY", ..] => (true, 3),
+        ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..] => (true, 4),
+        ["DROP", "INDEX", "CONCURRENTLY", ..] => (false, 3),
+        _ => {
+            let shown = words[..words.len().min(3)].join(" ");
+            return Err((format!("`{shown}`: {only}"), hint));
+        }
+    };
+    let concurrently = statement.spans[position - 1].clone();
+    let exists: &[&str] = if create {
+        &["IF", "NOT", "EXISTS"]
+    } else {
+        &["IF", "EXISTS"]
+    };
+    if words[position..].starts_with(exists) {
+        position += exists.len();
+    }
+    let Some(name) = plain(words.get(position)) else {
+        return Err(unnamed);
+    };
+    position += 1;
+    if create {
+        if words.get(position) != Some(&"ON") {
+            return Err(unnamed);
+        }
+        position += 1;
+        if words.get(position) == Some(&"ONLY") {
+            position += 1;
+        }
+        let table = plain(words.get(position));
+        let after = words.get(position + 1);
+        if table.is_none() || !matches!(after, Some(&"(") | Some(&"USING")) {
+            return Err((
+                "name the table with a plain name (unquoted, without a schema)".to_string(),
+                "the index is built in the tenant's schema, on its own table",
+            ));
+        }
+    } else if position != words.len() {
+        return Err((
+            "`DROP INDEX CONCURRENTLY` takes one plain index name and nothing else".to_string(),
+            "drop one index per statement",
+        ));
+    }
+    Ok(OnlineIndex {
+        create,
+        name,
+        concurrently,
+    })
+}
+
 /// Why a statement may not be part of a migration, with a hint; `None` when it may.
 pub fn refusal(statement: &Statement) -> Option<(String, &'static str)> {
     let words: Vec<&str> = statement.words.iter().map(String::as_str).collect();
@@ -483,14 +674,19 @@ pub fn refusal(statement: &Statement) -> Option<(String, &'static str)> {
             "a migration creates the objects of one tenant's schema",
         ));
     }
-    if matches!(first, "CREATE" | "DROP" | "REINDEX")
+    if first == "REINDEX" && words.contains(&"CONCURRENTLY") {
+        return Some((
+            "`REINDEX CONCURRENTLY` cannot run inside a transaction".to_string(),
+            "rebuild an index online by dropping and creating it in a `-- tenantctl: no-transaction` migration",
+        ));
+    }
+    if matches!(first, "CREATE" | "DROP")
         && words.contains(&"INDEX")
         && words.contains(&"CONCURRENTLY")
-        || first == "REINDEX" && words.contains(&"CONCURRENTLY")
     {
         return Some((
             "`CONCURRENTLY` cannot run inside a transaction".to_string(),
-            "build the index without CONCURRENTLY (tenant tables are small, and the lock timeout bounds the wait)",
+            "put the index in a migration of its own whose first line is `-- tenantctl: no-transaction`: it then runs outside the transaction, statement by statement",
         ));
     }
     if contains_pair("SECURITY", "DEFINER") {
@@ -645,6 +841,111 @@ mod tests {
         assert!(statements("/* open").is_err());
         let error = statements("CREATE TABLE t ();\n\\i other.sql\n").unwrap_err();
         assert_eq!(error.line, 2);
+    }
+
+    #[test]
+    fn the_no_transaction_marker_is_the_first_line_or_an_error() {
+        assert_eq!(
+            no_transaction("-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);"),
+            Ok(true)
+        );
+        assert_eq!(
+            no_transaction("--TenantCtl :  No-Transaction  \nSELECT 1"),
+            Ok(true)
+        );
+        assert_eq!(
+            no_transaction("-- an ordinary comment\nCREATE TABLE t (a int);"),
+            Ok(false)
+        );
+        assert_eq!(
+            no_transaction("CREATE TABLE t (a int); -- tenantctl is great"),
+            Ok(false)
+        );
+        let late = no_transaction("-- the index\n-- tenantctl: no-transaction\n").unwrap_err();
+        assert_eq!(late.line, 2);
+        assert!(
+            late.message.contains("not on the first line"),
+            "{}",
+            late.message
+        );
+        let typo = no_transaction("-- tenantctl: no-transactions\n").unwrap_err();
+        assert_eq!(
+            (typo.line, typo.message.as_str()),
+            (1, "unknown directive `tenantctl: no-transactions`")
+        );
+    }
+
+    #[test]
+    fn online_statements_are_named_index_builds_and_drops() {
+        let sql = "CREATE INDEX CONCURRENTLY documents_title ON documents (title);\n\
+                   create unique index concurrently if not exists Docs_Slug on only documents using btree (slug) where slug is not null;\n\
+                   DROP INDEX CONCURRENTLY IF EXISTS old_index;\n\
+                   DROP INDEX CONCURRENTLY other_index";
+        let found: Vec<OnlineIndex> = statements(sql)
+            .unwrap()
+            .iter()
+            .map(|statement| online_index(statement).unwrap())
+            .collect();
+        let names: Vec<(bool, &str)> = found.iter().map(|i| (i.create, i.name.as_str())).collect();
+        assert_eq!(
+            names,
+            [
+                (true, "documents_title"),
+                (true, "docs_slug"),
+                (false, "old_index"),
+                (false, "other_index")
+            ]
+        );
+        for index in &found {
+            assert!(sql[index.concurrently.clone()].eq_ignore_ascii_case("concurrently"));
+        }
+        for (sql, expected) in [
+            (
+                "CREATE INDEX documents_title ON documents (title)",
+                "holds only",
+            ),
+            ("ALTER TABLE documents ADD COLUMN note text", "holds only"),
+            (
+                "CREATE INDEX CONCURRENTLY ON documents (title)",
+                "name the index",
+            ),
+            (
+                "CREATE INDEX CONCURRENTLY \"Odd\" ON documents (title)",
+                "name the index",
+            ),
+            (
+                "CREATE INDEX CONCURRENTLY i ON tenant_other.documents (title)",
+                "name the table",
+            ),
+            (
+                "CREATE INDEX CONCURRENTLY i ON \"documents\" (title)",
+                "name the table",
+            ),
+            (
+                "DROP INDEX CONCURRENTLY tenant_other.i",
+                "one plain index name",
+            ),
+            ("DROP INDEX CONCURRENTLY a, b", "one plain index name"),
+            ("REINDEX INDEX CONCURRENTLY i", "holds only"),
+        ] {
+            let (message, _) = online_index(&statements(sql).unwrap()[0]).unwrap_err();
+            assert!(message.contains(expected), "{sql}: {message}");
+        }
+    }
+
+    #[test]
+    fn words_know_where_they_are() {
+        let sql = "CREATE /* x */ index\n  Concurrently i ON t (a)";
+        let statement = &statements(sql).unwrap()[0];
+        let shown: Vec<&str> = statement
+            .spans
+            .iter()
+            .map(|span| &sql[span.clone()])
+            .collect();
+        assert_eq!(
+            shown,
+            ["CREATE", "index", "Concurrently", "i", "ON", "t", "(", "a"]
+        );
     }
 
     #[test]

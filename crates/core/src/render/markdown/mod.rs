@@ -1037,6 +1037,10 @@ mod tests {
         assert_eq!(output.matches("CREATE TABLE documents").count(), 1);
         assert_eq!(output.matches("ADD COLUMN summary").count(), 1);
         assert!(
+            output.contains("<code>0004_summary_index</code>: 1,000 tenants (online: after the tenant's transaction, one statement at a time)"),
+            "{output}"
+        );
+        assert!(
             output.contains("**Migrations** for 1,000 tenants, each run in the tenant's schema"),
             "{output}"
         );

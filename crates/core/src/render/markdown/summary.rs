@@ -180,9 +180,14 @@ fn migrations(out: &mut String, plan: &Plan) {
             sql.push('\n');
         }
         let fence = super::blocks::fence(&sql);
+        let online = if migration.online() {
+            " (online: after the tenant's transaction, one statement at a time)"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
-            "\n<details open><summary>{}: {}</summary>\n\n{fence}sql\n{sql}{fence}\n\n</details>\n",
+            "\n<details open><summary>{}: {}{online}</summary>\n\n{fence}sql\n{sql}{fence}\n\n</details>\n",
             super::escape::html_code(&name),
             count_tenants(count)
         );

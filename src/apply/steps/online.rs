@@ -1,0 +1,342 @@
+//! The migrations of an existing tenant that run after its transaction committed: a
+//! `-- tenantctl: no-transaction` migration, statement by statement outside any transaction,
+//! and the migrations after it (each run of transactional ones in a transaction of its own).
+//!
+//! A concurrent index build cannot run in a transaction, so it cannot roll back either: what a
+//! failure or a killed run leaves is made safe to resume instead.
+//! - Each statement's completion is recorded (`tenantctl.migration_statements`): the next run
+//!   resumes at the first statement not recorded.
+//! - Before a build, the index is looked up by name: one that is valid was built (by a run
+//!   killed before it could record it), one that is `INVALID` was left by a build that failed
+//!   or was cut off, and is dropped concurrently and built again.
+//! - The session checks that its client is still there (`client_connection_check_interval`):
+//!   a build whose tenantctl was killed stops instead of holding its locks.
+//! - The migration is recorded in the history only when every statement is done and the
+//!   schema is verified against the reference, with its fingerprint.
+//!
+//! A lock timeout is retried in place (the worker waits the backoff), since the tenant's
+//! transaction has already committed and cannot be run again as a whole.
+
+use super::migrate::{self, Part};
+use super::{bounded, failpoint, Edges, Statements};
+use crate::apply::RunError;
+use crate::backend::postgres::{
+    query_error, quote_ident, registry, shape, Postgres, PostgresError,
+};
+use crate::observed::SchemaShape;
+use crate::spec::migrations::Migration;
+use uuid::Uuid;
+
+/// Migrations left for after the tenant's transaction.
+#[derive(Debug)]
+pub(super) struct Remaining {
+    pub schema: String,
+    pub versions: Vec<u32>,
+}
+
+/// One tenant's remaining migrations.
+pub(super) struct Tenant<'a> {
+    pub name: &'a str,
+    pub uid: Uuid,
+    pub schema: &'a str,
+}
+
+/// Runs `remaining` on `session`, in order: a no-transaction migration statement by statement,
+/// each run of transactional migrations in a transaction. Counts lock-timeout retries into
+/// `retries`.
+pub(super) async fn run(
+    session: &mut Postgres,
+    statements: &Statements,
+    edges: Edges<'_>,
+    tenant: &Tenant<'_>,
+    remaining: &Remaining,
+    retries: &mut u32,
+) -> Result<(), RunError> {
+    let migrations = migrate::named(edges.migrations, &remaining.versions)?;
+    let mut start = 0;
+    while start < migrations.len() {
+        let end = if migrations[start].online() {
+            start + 1
+        } else {
+            migrations[start..]
+                .iter()
+                .position(|migration| migration.online())
+                .map_or(migrations.len(), |offset| start + offset)
+        };
+        let part = &migrations[start..end];
+        let last = end == migrations.len();
+        let latest = part[part.len() - 1].version;
+        let expected = migrate::expected_after(edges.migrations, edges.observed, latest)?;
+        if part[0].online() {
+            online_migration(
+                session, statements, edges, tenant, part[0], expected, last, retries,
+            )
+            .await?;
+        } else {
+            let part = Part {
+                tenant: tenant.name,
+                uid: tenant.uid,
+                schema: tenant.schema,
+                migrations: part,
+                expected,
+                last,
+            };
+            transactional(session, statements, edges, &part, retries).await?;
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Transactional migrations after a no-transaction one: their own transaction, retried in
+/// place after a lock timeout.
+async fn transactional(
+    session: &mut Postgres,
+    statements: &Statements,
+    edges: Edges<'_>,
+    part: &Part<'_>,
+    retries: &mut u32,
+) -> Result<(), RunError> {
+    let context = edges.context;
+    let deadline = context.timeouts.client_deadline();
+    let tenant = part.tenant;
+    let mut attempt = 0;
+    loop {
+        let transaction = bounded(
+            deadline,
+            format!("begin a transaction of `{tenant}`"),
+            async {
+                session
+                    .client
+                    .transaction()
+                    .await
+                    .map_err(query_error(format!("begin a transaction of `{tenant}`")))
+            },
+        )
+        .await?;
+        match migrate::migrate_in_transaction(&transaction, statements, context, part).await {
+            Ok(()) => {
+                return bounded(
+                    deadline,
+                    format!("commit the migrations of `{tenant}`"),
+                    async {
+                        transaction
+                            .commit()
+                            .await
+                            .map_err(query_error(format!("commit the migrations of `{tenant}`")))
+                    },
+                )
+                .await;
+            }
+            Err(error) if error.retryable() && attempt < context.migration_retries => {
+                drop(transaction);
+                attempt += 1;
+                *retries += 1;
+                tokio::time::sleep(crate::apply::backoff(attempt)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// A `-- tenantctl: no-transaction` migration: its statements one by one in the tenant's
+/// schema, each recorded when done; then the schema verified and the migration recorded.
+#[allow(clippy::too_many_arguments)]
+async fn online_migration(
+    session: &mut Postgres,
+    statements: &Statements,
+    edges: Edges<'_>,
+    tenant: &Tenant<'_>,
+    migration: &Migration,
+    expected: &SchemaShape,
+    last: bool,
+    retries: &mut u32,
+) -> Result<(), RunError> {
+    let context = edges.context;
+    let deadline = context.timeouts.client_deadline();
+    let client = &session.client;
+    let name = tenant.name;
+    let done = bounded(
+        deadline,
+        format!("read the progress of `{}` on `{name}`", migration.name),
+        registry::online_progress(client, tenant.uid, migration.version, &migration.checksum),
+    )
+    .await?;
+    // Session settings (a statement that runs outside a transaction cannot have `SET LOCAL`),
+    // put back below whatever happens: the session goes on to other tenants. Numbers and a
+    // quoted, validated identifier: no input in this text.
+    let schema = quote_ident(tenant.schema)?;
+    let enter = format!(
+        "SET search_path TO {schema}; SET lock_timeout = '{}ms'; \
+         SET client_connection_check_interval = '1s';",
+        context.migration_lock_timeout.as_millis().max(1)
+    );
+    let leave = format!(
+        "SET search_path TO DEFAULT; SET lock_timeout = '{}ms'; \
+         RESET client_connection_check_interval;",
+        context.timeouts.lock.as_millis().max(1)
+    );
+    let batch = |sql: String, operation: String| {
+        bounded(deadline, operation.clone(), async move {
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(query_error(operation))
+        })
+    };
+    batch(enter, format!("enter the schema of `{name}`")).await?;
+    let ran = async {
+        for (position, statement) in migration.statements().iter().enumerate() {
+            let number = position + 1;
+            if done.contains(&number) {
+                continue;
+            }
+            let Some(index) = &statement.online else {
+                return Err(PostgresError::Unexpected(format!(
+                    "statement {number} of `{}` is not an index built or dropped concurrently",
+                    migration.file
+                ))
+                .into());
+            };
+            failpoint::hit(name, "before", &format!("online_statement_{number}"));
+            let mut attempt = 0;
+            loop {
+                let valid = bounded(
+                    deadline,
+                    format!("look up index `{}` of `{name}`", index.name),
+                    index_validity(client, tenant.schema, &index.name),
+                )
+                .await?;
+                let failed = match (index.create, valid) {
+                    // Built by a run that did not live to record it; the verification below
+                    // checks that it is the index the migration defines.
+                    (true, Some(true)) | (false, None) => break,
+                    (true, Some(false)) => {
+                        // Left by a build that failed or was cut off: it is not used, yet
+                        // every write maintains it. Dropped the same way, then built again.
+                        let drop = format!(
+                            "DROP INDEX CONCURRENTLY IF EXISTS {schema}.{}",
+                            quote_ident(&index.name)?
+                        );
+                        match execute(client, &drop, deadline, name).await? {
+                            Ok(()) => execute(client, statement.text, deadline, name).await?,
+                            Err(error) => Err(error),
+                        }
+                    }
+                    (true, None) | (false, Some(_)) => {
+                        execute(client, statement.text, deadline, name).await?
+                    }
+                };
+                match failed {
+                    Ok(()) => break,
+                    Err(error) => {
+                        let error =
+                            migrate::migration_error(migration, statement, statement.text, &error);
+                        if error.retryable() && attempt < context.migration_retries {
+                            attempt += 1;
+                            *retries += 1;
+                            tokio::time::sleep(crate::apply::backoff(attempt)).await;
+                            continue;
+                        }
+                        return Err(error);
+                    }
+                }
+            }
+            bounded(
+                deadline,
+                format!("record the progress of `{}` on `{name}`", migration.name),
+                registry::record_online_statement(
+                    client,
+                    tenant.uid,
+                    migration.version,
+                    &migration.checksum,
+                    number,
+                    context.run_id,
+                ),
+            )
+            .await?;
+            failpoint::hit(name, "after", &format!("online_statement_{number}"));
+        }
+        Ok(())
+    }
+    .await;
+    if !client.is_closed() {
+        let left = batch(leave, format!("leave the schema of `{name}`")).await;
+        if ran.is_ok() {
+            left?;
+        }
+    }
+    ran?;
+    let mut read = bounded(
+        deadline,
+        format!("read the schema of `{name}`"),
+        shape::read_with(client, tenant.schema, statements.shape.each_ref(), true),
+    )
+    .await?;
+    let live = shape::build(read.remove(tenant.schema).unwrap_or_default());
+    let differences = live.differences(expected);
+    if !differences.is_empty() {
+        return Err(RunError::OnlineUnverified {
+            migration: migration.name.clone(),
+            schema: tenant.schema.to_string(),
+            differences,
+        });
+    }
+    let fingerprint = live.fingerprint();
+    // One statement: the history row, the progress rows gone, the run's state.
+    bounded(
+        deadline,
+        format!("record the migrations of `{name}`"),
+        registry::record_migrations(
+            client,
+            &statements.record_migrations,
+            tenant.uid,
+            &[migration],
+            context.run_id,
+            &fingerprint,
+            last,
+        ),
+    )
+    .await
+}
+
+/// Sends one statement outside a transaction: `Ok(Err(_))` is the server's refusal (the
+/// migration's failure), `Err(_)` a session lost or a wait past the deadline.
+async fn execute(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    deadline: std::time::Duration,
+    tenant: &str,
+) -> Result<Result<(), tokio_postgres::Error>, RunError> {
+    let operation = || format!("build an index of `{tenant}`");
+    match tokio::time::timeout(deadline, client.batch_execute(sql)).await {
+        Err(_) => Err(PostgresError::Timeout {
+            operation: operation(),
+            waited: deadline,
+        }
+        .into()),
+        Ok(Err(error)) if error.is_closed() => Err(PostgresError::Query {
+            operation: operation(),
+            error,
+        }
+        .into()),
+        Ok(result) => Ok(result),
+    }
+}
+
+/// Whether index `name` of `schema` is valid; `None` when there is no such index.
+async fn index_validity(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    name: &str,
+) -> Result<Option<bool>, PostgresError> {
+    let row = client
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_index i \
+             WHERE i.indexrelid = to_regclass(quote_ident($1) || '.' || quote_ident($2))",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(query_error(format!("look up index `{name}`")))?;
+    Ok(row.map(|row| row.get(0)))
+}

@@ -1,0 +1,392 @@
+//! Migrations marked `-- tenantctl: no-transaction` (indexes built concurrently), against the
+//! real servers: run after each tenant's transaction, statement by statement, verified and
+//! recorded; a build killed in the middle resumes at its statement and leaves no `INVALID`
+//! index; a lock timeout retried in place; a new tenant gets the index in its create.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const CONVERSATIONS: &str = include_str!("../crates/core/src/spec/builtin/0001_conversations.sql");
+const DOCUMENTS: &str = "\
+CREATE TABLE documents (
+    id bigserial PRIMARY KEY,
+    title text NOT NULL
+);
+";
+const INDEXES: &str = "\
+-- tenantctl: no-transaction
+-- Built online: tenants keep writing while their indexes build.
+CREATE INDEX CONCURRENTLY documents_title ON documents (title);
+CREATE INDEX CONCURRENTLY conversations_created_at
+    ON conversations (created_at);
+";
+
+fn history(env: &TestEnv, tenant: &str) -> Vec<i32> {
+    env.query(
+        "SELECT m.version FROM tenantctl.tenant_migrations m \
+         JOIN tenantctl.tenants t ON t.uid = m.tenant_uid WHERE t.id = $1 ORDER BY m.version",
+        &[&tenant],
+    )
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+/// `(index, valid)` of every index of the tenant schemas that is not the index of a
+/// constraint, sorted.
+fn indexes(env: &TestEnv) -> Vec<(String, bool)> {
+    env.query(
+        "SELECT c.oid::regclass::text, i.indisvalid FROM pg_index i \
+         JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname LIKE 'tenant\\_%' \
+           AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid) \
+         ORDER BY 1",
+        &[],
+    )
+    .iter()
+    .map(|row| (row.get(0), row.get(1)))
+    .collect()
+}
+
+fn progress_rows(env: &TestEnv) -> i64 {
+    env.query_one("SELECT count(*) FROM tenantctl.migration_statements", &[])
+        .get(0)
+}
+
+fn setup(label: &str, tenants: &[&str]) -> TestEnv {
+    let env = TestEnv::new(label);
+    env.write("migrations/0001_conversations.sql", CONVERSATIONS);
+    for id in tenants {
+        env.tenant(id, "pro", "");
+    }
+    env.apply();
+    env
+}
+
+#[test]
+fn an_online_migration_reaches_every_tenant_after_its_transaction() {
+    let env = setup("online_fleet", &["acme", "globex", "initech"]);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    env.write("migrations/0003_indexes.sql", INDEXES);
+    env.write(
+        "migrations/0004_tags.sql",
+        "ALTER TABLE documents ADD COLUMN tag text;\n",
+    );
+    let plan = env.plan();
+    assert!(
+        plan.stdout.contains(
+            "Migrations: 3 pending (0002_documents, 0003_indexes (online), 0004_tags) for 3 tenants."
+        ),
+        "{}",
+        plan.stdout
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &env.tenantctl(&["plan", "--format", "json"])
+            .expect_code(0)
+            .stdout,
+    )
+    .unwrap();
+    let acme = json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["tenant"] == "acme")
+        .unwrap();
+    let online: Vec<bool> = acme["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|migration| migration["online"] == true)
+        .collect();
+    assert_eq!(online, [false, true, false], "{acme:#}");
+
+    let out = env
+        .tenantctl(&["apply", "--auto-approve", "--parallelism", "2"])
+        .expect_code(0);
+    assert_eq!(
+        out.stdout.matches("applied (migrate)").count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    for id in ["acme", "globex", "initech"] {
+        assert_eq!(history(&env, id), [1, 2, 3, 4], "{id}");
+    }
+    let expected: Vec<(String, bool)> = ["acme", "globex", "initech"]
+        .iter()
+        .flat_map(|id| {
+            [
+                (format!("tenant_{id}.conversations_created_at"), true),
+                (format!("tenant_{id}.documents_title"), true),
+            ]
+        })
+        .collect();
+    assert_eq!(indexes(&env), expected);
+    assert_eq!(progress_rows(&env), 0);
+    // Each tenant's state in the run: applied once its last migration was recorded.
+    let states: Vec<String> = env
+        .query("SELECT DISTINCT status FROM tenantctl.migration_runs", &[])
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(states, ["applied"]);
+    // Verified: one fingerprint per version, the same on every tenant.
+    let fingerprints: i64 = env
+        .query_one(
+            "SELECT count(DISTINCT (version, schema_fingerprint)) FROM tenantctl.tenant_migrations",
+            &[],
+        )
+        .get(0);
+    assert_eq!(fingerprints, 4);
+
+    // A new tenant builds the indexes in its create's transaction (no one uses its tables
+    // yet), and ends the same.
+    env.tenant("hooli", "pro", "");
+    env.apply();
+    assert_eq!(history(&env, "hooli"), [1, 2, 3, 4]);
+    assert!(indexes(&env).contains(&("tenant_hooli.documents_title".to_string(), true)));
+    // Its schema is the fleet's: the fingerprint recorded with the last migration is theirs.
+    let fingerprints: i64 = env
+        .query_one(
+            "SELECT count(DISTINCT schema_fingerprint) FROM tenantctl.tenant_migrations \
+             WHERE version = 4",
+            &[],
+        )
+        .get(0);
+    assert_eq!(fingerprints, 1);
+    let plan = env.plan();
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+
+    // A concurrent build that failed by hand leaves an INVALID index: the plan names it.
+    env.execute("INSERT INTO tenant_globex.documents (title) VALUES ('same'), ('same')");
+    assert!(env
+        .try_execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY documents_unique ON tenant_globex.documents (title)"
+        )
+        .is_err());
+    let plan = env.tenantctl(&["plan"]);
+    assert!(
+        plan.stdout.contains("index `documents_unique` is not in the migrations (INVALID: a concurrent build that did not finish)"),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+}
+
+#[test]
+fn a_build_killed_in_the_middle_resumes_at_its_statement_and_leaves_no_invalid_index() {
+    let env = setup("online_kill", &["acme", "globex"]);
+    env.write("migrations/0002_documents.sql", DOCUMENTS);
+    env.write("migrations/0003_indexes.sql", INDEXES);
+    // An application writes to globex's conversations in a transaction it keeps open: the
+    // build of its index (statement 2) waits for it, after statement 1 is done.
+    let app = env.app_client();
+    env.runtime
+        .block_on(app.batch_execute(
+            "BEGIN; INSERT INTO tenant_globex.conversations (id) VALUES (gen_random_uuid())",
+        ))
+        .unwrap();
+    let mut child = env.spawn_tenantctl(&[
+        "apply",
+        "--auto-approve",
+        "--parallelism",
+        "1",
+        "--migration-lock-timeout",
+        "60s",
+    ]);
+    let waiting = "SELECT pid FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                     AND query LIKE 'CREATE INDEX CONCURRENTLY conversations_created_at%'";
+    let started = Instant::now();
+    while env.query(waiting, &[]).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build never started waiting"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "tenantctl ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Mid-build: statement 1 recorded, the index of statement 2 there but INVALID.
+    let done: Vec<i32> = env
+        .query(
+            "SELECT s.statement FROM tenantctl.migration_statements s \
+             JOIN tenantctl.tenants t ON t.uid = s.tenant_uid WHERE t.id = 'globex'",
+            &[],
+        )
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(done, [1]);
+    assert!(indexes(&env).contains(&("tenant_globex.conversations_created_at".to_string(), false)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server sees its client gone and stops the build (it does not hold its locks on).
+    let started = Instant::now();
+    while !env.query(waiting, &[]).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the build of a killed tenantctl kept running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.runtime.block_on(app.batch_execute("COMMIT")).unwrap();
+    assert_eq!(history(&env, "acme"), [1, 2, 3]);
+    assert_eq!(
+        history(&env, "globex"),
+        [1, 2],
+        "0002 committed before the online part"
+    );
+    assert!(indexes(&env).contains(&("tenant_globex.conversations_created_at".to_string(), false)));
+    let plan = env.plan();
+    assert!(
+        plan.stdout
+            .contains("Migrations: 1 pending (0003_indexes (online)) for 1 tenant."),
+        "{}",
+        plan.stdout
+    );
+    let oid = |name: &str| -> u32 {
+        env.query_one("SELECT $1::text::regclass::oid", &[&name])
+            .get(0)
+    };
+    let title_index = oid("tenant_globex.documents_title");
+    let invalid_index = oid("tenant_globex.conversations_created_at");
+
+    // Resumed at statement 2: statement 1's index untouched, the invalid one rebuilt.
+    env.apply();
+    assert_eq!(history(&env, "globex"), [1, 2, 3]);
+    assert_eq!(oid("tenant_globex.documents_title"), title_index);
+    assert_ne!(oid("tenant_globex.conversations_created_at"), invalid_index);
+    assert!(
+        indexes(&env).iter().all(|(_, valid)| *valid),
+        "{:?}",
+        indexes(&env)
+    );
+    assert_eq!(indexes(&env).len(), 4);
+    assert_eq!(progress_rows(&env), 0);
+    let plan = env.plan();
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+}
+
+#[test]
+fn a_lock_timeout_in_an_online_build_is_retried_in_place() {
+    let env = setup("online_retry", &["acme", "globex"]);
+    env.write(
+        "migrations/0002_created_at.sql",
+        "-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY conversations_created_at ON conversations (created_at);\n",
+    );
+    // An application's open write transaction on acme for 2.5 s: the build waits for it
+    // past the 1 s lock timeout, fails (leaving an INVALID index), and is tried again.
+    let url = env.database_url.clone();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .batch_execute(
+                    "BEGIN; INSERT INTO tenant_acme.conversations (id) VALUES (gen_random_uuid())",
+                )
+                .await
+                .unwrap();
+            locked.send(()).unwrap();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            client.batch_execute("COMMIT").await.unwrap();
+        });
+    });
+    is_locked.recv().unwrap();
+    let out = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--migration-lock-timeout",
+            "1s",
+            "--migration-retries",
+            "6",
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+    holder.join().unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let tenant = |id: &str| {
+        report["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|tenant| tenant["tenant"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(tenant("acme")["result"], "applied", "{report:#}");
+    assert!(
+        tenant("acme")["retries"].as_u64().unwrap_or(0) >= 1,
+        "{report:#}"
+    );
+    assert!(tenant("globex").get("retries").is_none(), "{report:#}");
+    assert_eq!(history(&env, "acme"), [1, 2]);
+    assert_eq!(
+        indexes(&env),
+        [
+            ("tenant_acme.conversations_created_at".to_string(), true),
+            ("tenant_globex.conversations_created_at".to_string(), true)
+        ]
+    );
+
+    // With no retries left, the tenant is reported unfinished (its transaction committed,
+    // the index not built), and the next run builds it.
+    env.write(
+        "migrations/0003_messages.sql",
+        "-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY conversations_messages ON conversations USING gin (messages);\n",
+    );
+    let app = env.app_client();
+    env.runtime
+        .block_on(app.batch_execute(
+            "BEGIN; INSERT INTO tenant_acme.conversations (id) VALUES (gen_random_uuid())",
+        ))
+        .unwrap();
+    let out = env
+        .tenantctl(&[
+            "apply",
+            "--auto-approve",
+            "--migration-lock-timeout",
+            "200ms",
+            "--migration-retries",
+            "0",
+        ])
+        .expect_code(1);
+    assert!(
+        out.stdout
+            .contains("committed (migrate), then stopped: migration `")
+            && out.stdout.contains("0003_messages.sql` failed at line 2")
+            && out.stdout.contains("the next apply resumes from there"),
+        "{}",
+        out.stdout
+    );
+    env.runtime.block_on(app.batch_execute("COMMIT")).unwrap();
+    assert_eq!(history(&env, "acme"), [1, 2]);
+    assert_eq!(history(&env, "globex"), [1, 2, 3]);
+    let status: String = env
+        .query_one(
+            "SELECT status FROM tenantctl.migration_runs WHERE tenant_id = 'acme' \
+             ORDER BY updated_at DESC LIMIT 1",
+            &[],
+        )
+        .get(0);
+    assert_eq!(status, "failed");
+    env.apply();
+    assert_eq!(history(&env, "acme"), [1, 2, 3]);
+    assert!(
+        indexes(&env).iter().all(|(_, valid)| *valid),
+        "{:?}",
+        indexes(&env)
+    );
+}
