@@ -71,9 +71,11 @@ fn an_online_migration_reaches_every_tenant_after_its_transaction() {
     let env = setup("online_fleet", &["acme", "globex", "initech"]);
     env.write("migrations/0002_documents.sql", DOCUMENTS);
     env.write("migrations/0003_indexes.sql", INDEXES);
+    // After the online migration, a transactional one that makes a table (and its sequence):
+    // the tenant role's grants on them come with it, in its own transaction.
     env.write(
         "migrations/0004_tags.sql",
-        "ALTER TABLE documents ADD COLUMN tag text;\n",
+        "CREATE TABLE tags (id bigserial PRIMARY KEY, name text NOT NULL);\n",
     );
     let plan = env.plan();
     assert!(
@@ -126,6 +128,23 @@ fn an_online_migration_reaches_every_tenant_after_its_transaction() {
         .collect();
     assert_eq!(indexes(&env), expected);
     assert_eq!(progress_rows(&env), 0);
+    for id in ["acme", "globex", "initech"] {
+        let role = env.role(id);
+        let granted: bool = env
+            .query_one(
+                "SELECT has_table_privilege($1, $2, 'INSERT') \
+                    AND has_sequence_privilege($1, $3, 'USAGE') \
+                    AND has_table_privilege($1, $4, 'SELECT')",
+                &[
+                    &role,
+                    &format!("tenant_{id}.tags"),
+                    &format!("tenant_{id}.tags_id_seq"),
+                    &format!("tenant_{id}.documents"),
+                ],
+            )
+            .get(0);
+        assert!(granted, "{id}");
+    }
     // Each tenant's state in the run: applied once its last migration was recorded.
     let states: Vec<String> = env
         .query("SELECT DISTINCT status FROM tenantctl.migration_runs", &[])

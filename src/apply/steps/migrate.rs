@@ -56,10 +56,25 @@ impl TenantWork<'_, '_> {
             };
             migrate_in_transaction(self.transaction, self.statements, self.context, &part).await?;
         }
-        if !later.is_empty() {
+        if let Some(first_later) = later.first() {
+            // The schema as this transaction leaves it: after the migration before the
+            // no-transaction one (the reference holds the shape there).
+            let before = self
+                .migrations
+                .list
+                .iter()
+                .take_while(|migration| migration.version < first_later.version)
+                .last()
+                .map(|migration| migration.version);
+            let cut = match before {
+                Some(version) => expected_after(self.migrations, self.observed, version)?.clone(),
+                None => SchemaShape::default(),
+            };
             self.online = Some(super::online::Remaining {
                 schema: schema.to_string(),
                 versions: later.iter().map(|migration| migration.version).collect(),
+                cut,
+                grants: Vec::new(),
             });
         }
         Ok(())

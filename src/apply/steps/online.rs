@@ -21,9 +21,10 @@ use super::migrate::{self, Part};
 use super::{bounded, failpoint, Edges, Statements};
 use crate::apply::RunError;
 use crate::backend::postgres::{
-    query_error, quote_ident, registry, shape, Postgres, PostgresError,
+    ddl, query_error, quote_ident, registry, shape, Postgres, PostgresError,
 };
 use crate::observed::SchemaShape;
+use crate::plan::Step;
 use crate::spec::migrations::Migration;
 use uuid::Uuid;
 
@@ -32,6 +33,64 @@ use uuid::Uuid;
 pub(super) struct Remaining {
     pub schema: String,
     pub versions: Vec<u32>,
+    /// The schema as the tenant's transaction leaves it.
+    pub cut: SchemaShape,
+    /// Grants of the change on what the remaining migrations make: run in the transaction of
+    /// the part that makes their object (`GrantFunctions` in every such part).
+    pub grants: Vec<Step>,
+}
+
+impl Remaining {
+    /// Whether the tenant's transaction runs `step` now: not a grant on an object that only
+    /// the remaining migrations make (kept in `grants` instead). A grant on every function of
+    /// the schema runs now and again after each later part, which may add functions.
+    pub fn runs_now(&mut self, step: &Step) -> bool {
+        match made_in(step, &self.cut) {
+            Some(false) => {
+                self.grants.push(step.clone());
+                false
+            }
+            Some(true) if matches!(step, Step::GrantFunctions { .. }) => {
+                self.grants.push(step.clone());
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+/// For a grant on what migrations make, whether its object is in `shape`; `None` for any
+/// other step.
+fn made_in(step: &Step, shape: &SchemaShape) -> Option<bool> {
+    match step {
+        Step::GrantTablePrivileges { table, .. } => Some(shape.tables.contains_key(table)),
+        Step::GrantObjectPrivileges { name, .. } => {
+            Some(shape.views.contains_key(name) || shape.sequences.contains(name))
+        }
+        Step::GrantFunctions { .. } => Some(true),
+        _ => None,
+    }
+}
+
+/// The SQL of a grant step.
+fn grant_sql(step: &Step) -> Result<String, PostgresError> {
+    match step {
+        Step::GrantTablePrivileges {
+            schema,
+            table,
+            role,
+        } => ddl::grant_table_privileges(schema, table, role),
+        Step::GrantObjectPrivileges {
+            schema,
+            name,
+            object_kind,
+            role,
+        } => ddl::grant_object_privileges(schema, name, *object_kind, role),
+        Step::GrantFunctions { schema, role } => ddl::grant_functions(schema, role),
+        other => Err(PostgresError::Unexpected(format!(
+            "`{other}` is not a grant on what migrations make"
+        ))),
+    }
 }
 
 /// One tenant's remaining migrations.
@@ -53,6 +112,7 @@ pub(super) async fn run(
     retries: &mut u32,
 ) -> Result<(), RunError> {
     let migrations = migrate::named(edges.migrations, &remaining.versions)?;
+    let mut grants = remaining.grants.clone();
     let mut start = 0;
     while start < migrations.len() {
         let end = if migrations[start].online() {
@@ -81,20 +141,32 @@ pub(super) async fn run(
                 expected,
                 last,
             };
-            transactional(session, statements, edges, &part, retries).await?;
+            // The grants on what this part makes go in its transaction.
+            let (now, later): (Vec<Step>, Vec<Step>) = grants
+                .into_iter()
+                .partition(|grant| made_in(grant, expected) == Some(true));
+            grants = later;
+            grants.extend(
+                now.iter()
+                    .filter(|grant| matches!(grant, Step::GrantFunctions { .. }))
+                    .cloned(),
+            );
+            let grant_sql = now.iter().map(grant_sql).collect::<Result<String, _>>()?;
+            transactional(session, statements, edges, &part, &grant_sql, retries).await?;
         }
         start = end;
     }
     Ok(())
 }
 
-/// Transactional migrations after a no-transaction one: their own transaction, retried in
-/// place after a lock timeout.
+/// Transactional migrations after a no-transaction one: their own transaction, with the
+/// grants on what they make (`grant_sql`), retried in place after a lock timeout.
 async fn transactional(
     session: &mut Postgres,
     statements: &Statements,
     edges: Edges<'_>,
     part: &Part<'_>,
+    grant_sql: &str,
     retries: &mut u32,
 ) -> Result<(), RunError> {
     let context = edges.context;
@@ -114,7 +186,27 @@ async fn transactional(
             },
         )
         .await?;
-        match migrate::migrate_in_transaction(&transaction, statements, context, part).await {
+        let ran = async {
+            migrate::migrate_in_transaction(&transaction, statements, context, part).await?;
+            if grant_sql.is_empty() {
+                return Ok(());
+            }
+            bounded(
+                deadline,
+                format!("grant the tenant role what the migrations of `{tenant}` made"),
+                async {
+                    transaction
+                        .batch_execute(grant_sql)
+                        .await
+                        .map_err(query_error(format!(
+                            "grant the tenant role what the migrations of `{tenant}` made"
+                        )))
+                },
+            )
+            .await
+        }
+        .await;
+        match ran {
             Ok(()) => {
                 return bounded(
                     deadline,
