@@ -53,6 +53,9 @@ pub async fn observe(
     if observed.control_schema_version.unwrap_or(0) >= 7 {
         observed.last_migration_run = registry::last_migration_run(&postgres.client).await?;
     }
+    if observed.control_schema_version.unwrap_or(0) >= 8 {
+        observed.online_progress = registry::online_progress_all(&postgres.client).await?;
+    }
 
     // Collections marked as a tenant's whose uid no registry row holds: left by an
     // interrupted create of this registry, or someone else's.

@@ -266,6 +266,11 @@ fn a_build_killed_in_the_middle_resumes_at_its_statement_and_leaves_no_invalid_i
         "{}",
         plan.stdout
     );
+    assert!(
+        plan.stdout.contains("a no-transaction migration stopped in the middle on 1 tenant: `globex` (`0003_indexes`, 1 of 2 statements done); apply resumes each at its next statement"),
+        "{}",
+        plan.stdout
+    );
     let oid = |name: &str| -> u32 {
         env.query_one("SELECT $1::text::regclass::oid", &[&name])
             .get(0)
@@ -287,6 +292,11 @@ fn a_build_killed_in_the_middle_resumes_at_its_statement_and_leaves_no_invalid_i
     assert_eq!(progress_rows(&env), 0);
     let plan = env.plan();
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+    assert!(
+        !plan.stdout.contains("stopped in the middle"),
+        "{}",
+        plan.stdout
+    );
 }
 
 #[test]

@@ -46,6 +46,10 @@ pub struct ObservedState {
     /// live fingerprint (it says how the state came about, not what it is).
     #[serde(skip)]
     pub last_migration_run: Option<MigrationRun>,
+    /// No-transaction migrations a run left in the middle, from
+    /// `tenantctl.migration_statements`; like the run's state, not part of the fingerprint.
+    #[serde(skip)]
+    pub online_progress: Vec<OnlineProgress>,
     /// What a tenant schema should look like, built from the migrations in a scratch schema
     /// whose transaction is always rolled back.
     pub reference: Option<Reference>,
@@ -359,6 +363,17 @@ impl SchemaShape {
         sets("function", &self.functions, &expected.functions);
         found
     }
+}
+
+/// A no-transaction migration left in the middle on one tenant incarnation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnlineProgress {
+    pub tenant_uid: Uuid,
+    pub version: u32,
+    /// The file's checksum when the statements ran.
+    pub checksum: String,
+    /// Statements finished.
+    pub finished: u32,
 }
 
 /// The state of a run that migrated tenants, from `tenantctl.migration_runs`.

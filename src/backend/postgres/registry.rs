@@ -578,6 +578,35 @@ pub async fn online_progress(
         .collect())
 }
 
+/// Every no-transaction migration left in the middle: per tenant incarnation and version, the
+/// statements finished (the table holds rows only until the migration is recorded).
+///
+/// # Errors
+/// The query failed.
+pub async fn online_progress_all(
+    client: &impl GenericClient,
+) -> Result<Vec<crate::observed::OnlineProgress>, PostgresError> {
+    let rows = client
+        .query(
+            "SELECT tenant_uid, version, checksum, count(*) FROM tenantctl.migration_statements \
+             GROUP BY tenant_uid, version, checksum ORDER BY tenant_uid, version",
+            &[],
+        )
+        .await
+        .map_err(query_error(
+            "read the no-transaction migrations left in the middle",
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|row| crate::observed::OnlineProgress {
+            tenant_uid: row.get(0),
+            version: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
+            checksum: row.get(2),
+            finished: u32::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+        })
+        .collect())
+}
+
 /// Records that statement `statement` (1-based) of migration `version` finished on a tenant.
 ///
 /// # Errors

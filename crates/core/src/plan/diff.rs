@@ -65,6 +65,7 @@ pub fn diff(desired: &DesiredState, observed: &ObservedState, options: &PlanOpti
         warnings: scope_warnings(observed)
             .into_iter()
             .chain(interrupted_run(observed))
+            .chain(unfinished_online(desired, observed))
             .collect(),
         migrations: desired.migrations.clone(),
         app_role: None,
@@ -251,6 +252,48 @@ fn interrupted_run(observed: &ObservedState) -> Option<String> {
         run.applied,
         run.failed,
         run.pending
+    ))
+}
+
+/// No-transaction migrations a run left in the middle (it failed, or was killed): which
+/// tenants, how far each got, and that apply resumes them.
+fn unfinished_online(desired: &DesiredState, observed: &ObservedState) -> Option<String> {
+    if observed.online_progress.is_empty() {
+        return None;
+    }
+    let ids: std::collections::BTreeMap<uuid::Uuid, &str> = observed
+        .registry
+        .iter()
+        .map(|(id, row)| (row.uid, id.as_str()))
+        .collect();
+    const NAMED: usize = 10;
+    let mut named = Vec::new();
+    for progress in observed.online_progress.iter().take(NAMED) {
+        let tenant = ids.get(&progress.tenant_uid).copied().unwrap_or("(purged)");
+        let detail = match desired.migrations.get(progress.version) {
+            Some(migration) if migration.checksum == progress.checksum => format!(
+                "`{}`, {} of {} statements done",
+                migration.name,
+                progress.finished,
+                migration.statements().len()
+            ),
+            Some(migration) => format!(
+                "`{}`, changed since {} of its statements ran: started over",
+                migration.name, progress.finished
+            ),
+            None => format!("migration {}, whose file is gone", progress.version),
+        };
+        named.push(format!("`{tenant}` ({detail})"));
+    }
+    let count = observed.online_progress.len();
+    if count > NAMED {
+        named.push(format!("{} more", count - NAMED));
+    }
+    Some(format!(
+        "a no-transaction migration stopped in the middle on {} tenant{}: {}; apply resumes each at its next statement, and rebuilds an index a cut-off build left INVALID",
+        count,
+        if count == 1 { "" } else { "s" },
+        named.join(", ")
     ))
 }
 
