@@ -347,10 +347,18 @@ fn drift_of_a_migrated_schema_is_named_not_guessed() {
     env.write("migrations/0002_documents.sql", DOCUMENTS);
     env.tenant("acme", "pro", "");
     env.tenant("globex", "pro", "");
+    env.tenant("initech", "pro", "");
+    env.tenant("umbrella", "pro", "");
     env.apply();
+    // Indexes of the same definition are described once for the fleet (by a signature of
+    // their catalog rows): one changed on one tenant is described on its own.
     env.execute(
         "ALTER TABLE tenant_acme.documents DROP COLUMN body; \
-         CREATE INDEX by_body_size ON tenant_globex.conversations (created_at);",
+         CREATE INDEX by_body_size ON tenant_globex.conversations (created_at); \
+         DROP INDEX tenant_initech.documents_title; \
+         CREATE UNIQUE INDEX documents_title ON tenant_initech.documents (title); \
+         DROP INDEX tenant_umbrella.documents_title; \
+         CREATE INDEX documents_title ON tenant_umbrella.documents (body);",
     );
     let out = env.tenantctl(&["plan"]).expect_code(1);
     assert!(
@@ -363,6 +371,20 @@ fn drift_of_a_migrated_schema_is_named_not_guessed() {
     assert!(
         out.stdout.contains(
             "schema `tenant_globex` is not what the migrations define: index `by_body_size` is not in the migrations"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "schema `tenant_initech` is not what the migrations define: index `documents_title` differs: `CREATE UNIQUE INDEX documents_title ON documents USING btree (title)`, expected `CREATE INDEX documents_title ON documents USING btree (title)`"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "schema `tenant_umbrella` is not what the migrations define: index `documents_title` differs: `CREATE INDEX documents_title ON documents USING btree (body)`, expected `CREATE INDEX documents_title ON documents USING btree (title)`"
         ),
         "{}",
         out.stdout

@@ -107,22 +107,24 @@ impl Postgres {
             if version.unwrap_or(0) < 4 {
                 return Ok(None);
             }
-            let per_tenant = client
+            // One query: each tenant's versions, then each version's name, checksum and
+            // tenant count over the fleet.
+            let rows = client
                 .query(
-                    "SELECT tenant_uid, array_agg(version ORDER BY version) \
-                     FROM tenantctl.tenant_migrations GROUP BY tenant_uid",
+                    "(SELECT tenant_uid, array_agg(version ORDER BY version), NULL::integer, \
+                             NULL::text, NULL::text, NULL::bigint \
+                      FROM tenantctl.tenant_migrations GROUP BY tenant_uid) \
+                     UNION ALL \
+                     (SELECT NULL::uuid, NULL::integer[], version, name, checksum, count(*) \
+                      FROM tenantctl.tenant_migrations \
+                      GROUP BY version, name, checksum ORDER BY version, name, checksum)",
                     &[],
                 )
                 .await
                 .map_err(query_error("read the migration history"))?;
-            let fleet = client
-                .query(
-                    "SELECT version, name, checksum, count(*) FROM tenantctl.tenant_migrations \
-                     GROUP BY version, name, checksum ORDER BY version, name, checksum",
-                    &[],
-                )
-                .await
-                .map_err(query_error("read the migration history"))?;
+            let (per_tenant, fleet): (Vec<_>, Vec<_>) = rows
+                .into_iter()
+                .partition(|row| row.get::<_, Option<uuid::Uuid>>(0).is_some());
             Ok(Some((per_tenant, fleet)))
         };
         // The shapes of the tenant schemas (indexes, constraints, views, described by the
@@ -521,7 +523,7 @@ impl Postgres {
                 );
             }
             for row in fleet {
-                let Ok(version) = u32::try_from(row.get::<_, i32>(0)) else {
+                let Ok(version) = u32::try_from(row.get::<_, i32>(2)) else {
                     continue;
                 };
                 history
@@ -529,9 +531,9 @@ impl Postgres {
                     .entry(version)
                     .or_default()
                     .push(AppliedMigration {
-                        name: row.get(1),
-                        checksum: row.get(2),
-                        tenants: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+                        name: row.get(3),
+                        checksum: row.get(4),
+                        tenants: u64::try_from(row.get::<_, i64>(5)).unwrap_or(0),
                     });
             }
             state.history = Some(history);
