@@ -795,28 +795,10 @@ fn a_lock_timeout_is_retried_and_applied_within_the_run() {
         "ALTER TABLE conversations ADD COLUMN note text;\n",
     );
     // An application holds acme's table for 2.5 s, from another thread.
-    let url = env.database_url.clone();
-    let (locked, is_locked) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-                .batch_execute("BEGIN; LOCK TABLE tenant_acme.conversations IN ACCESS SHARE MODE")
-                .await
-                .unwrap();
-            locked.send(()).unwrap();
-            tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-            client.batch_execute("COMMIT").await.unwrap();
-        });
-    });
-    is_locked.recv().unwrap();
+    let holder = env.hold_in_transaction(
+        "LOCK TABLE tenant_acme.conversations IN ACCESS SHARE MODE",
+        std::time::Duration::from_millis(2500),
+    );
     let out = env
         .tenantctl(&[
             "apply",

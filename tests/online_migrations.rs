@@ -308,30 +308,10 @@ fn a_lock_timeout_in_an_online_build_is_retried_in_place() {
     );
     // An application's open write transaction on acme for 2.5 s: the build waits for it
     // past the 1 s lock timeout, fails (leaving an INVALID index), and is tried again.
-    let url = env.database_url.clone();
-    let (locked, is_locked) = std::sync::mpsc::channel();
-    let holder = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(connection);
-            client
-                .batch_execute(
-                    "BEGIN; INSERT INTO tenant_acme.conversations (id) VALUES (gen_random_uuid())",
-                )
-                .await
-                .unwrap();
-            locked.send(()).unwrap();
-            tokio::time::sleep(Duration::from_millis(2500)).await;
-            client.batch_execute("COMMIT").await.unwrap();
-        });
-    });
-    is_locked.recv().unwrap();
+    let holder = env.hold_in_transaction(
+        "INSERT INTO tenant_acme.conversations (id) VALUES (gen_random_uuid())",
+        std::time::Duration::from_millis(2500),
+    );
     let out = env
         .tenantctl(&[
             "apply",

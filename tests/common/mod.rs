@@ -231,6 +231,33 @@ impl TestEnv {
         run(self.command(args, envs))
     }
 
+    /// An application's transaction on a connection of its own, from another thread: runs
+    /// `sql` after `BEGIN`, returns once it has, and commits `held` later. Join the handle.
+    pub fn hold_in_transaction(
+        &self,
+        sql: &str,
+        held: std::time::Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let url = self.database_url.clone();
+        let sql = format!("BEGIN; {sql}");
+        let (started, is_started) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let client = connect(&url).await;
+                client.batch_execute(&sql).await.unwrap();
+                started.send(()).unwrap();
+                tokio::time::sleep(held).await;
+                client.batch_execute("COMMIT").await.unwrap();
+            });
+        });
+        is_started.recv().expect("the holding transaction started");
+        holder
+    }
+
     /// Starts the real binary without waiting for it (its output is discarded): for a test
     /// that kills it in the middle of a run.
     pub fn spawn_tenantctl(&self, args: &[&str]) -> std::process::Child {

@@ -192,7 +192,7 @@ pub async fn read(
 struct IndexRow {
     schema: String,
     name: String,
-    signature: Option<String>,
+    signature: Option<i64>,
     definition: Option<String>,
     constraint: Option<String>,
     valid: bool,
@@ -201,11 +201,11 @@ struct IndexRow {
 /// The indexes' items: each index with its description, or that of the first index of its
 /// signature (with that index's schema taken out).
 fn index_items(rows: Vec<IndexRow>) -> Vec<(String, Item)> {
-    let described: std::collections::HashMap<String, String> = rows
+    let described: std::collections::HashMap<i64, String> = rows
         .iter()
         .filter_map(|row| {
             let definition = row.definition.as_ref()?;
-            Some((row.signature.clone()?, unqualified(definition, &row.schema)))
+            Some((row.signature?, unqualified(definition, &row.schema)))
         })
         .collect();
     rows.into_iter()
@@ -267,14 +267,30 @@ fn queries(schemas: Schemas<'_>) -> [String; 5] {
     // few indexes. So each index gets a signature of what its definition is made of (its
     // name and table, the catalog's columns of `pg_index` that the description prints, the
     // access method, options, expression and predicate trees, and the table's columns by
-    // number, name, type and collation: the names the description uses), and only the first
-    // index of each signature is described; the others take that description (its schema
-    // taken out as from their own). A difference in any of those fields makes another
-    // signature, which is described on its own: at worst, one description more. (Not in the
-    // signature: operator-class parameters, `gist_trgm_ops(siglen=...)`, changed by hand on
-    // one tenant.)
-    let indexes_sql = format!(
-        "WITH columns AS ( \
+    // number, name, type and collation: the names the description uses), hashed to 64 bits,
+    // and only the first index of each signature is described; the others take that
+    // description (its schema taken out as from their own). A difference in any of those
+    // fields makes another signature, which is described on its own: at worst, one
+    // description more. (Not in the signature: operator-class parameters,
+    // `gist_trgm_ops(siglen=...)`, changed by hand on one tenant. A 64-bit hash: two
+    // different signatures collide with a chance of about 1 in 10^19 per pair.)
+    let indexes_sql = match schemas {
+        // One schema (a tenant's verification, the reference): every index has its own name,
+        // so its own signature; each is described, without computing one.
+        Schemas::Exactly(_) => format!(
+            "SELECT n.nspname::text, ci.relname::text, NULL::bigint, \
+                    CASE WHEN k.conname IS NULL THEN pg_get_indexdef(i.indexrelid) END, \
+                    k.conname::text, i.indisvalid \
+             FROM pg_index i \
+             JOIN pg_class ci ON ci.oid = i.indexrelid \
+             JOIN pg_namespace n ON n.oid = ci.relnamespace \
+             LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid \
+                  AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x') \
+             WHERE {}",
+            relation("i.indrelid")
+        ),
+        Schemas::Prefix(_) => format!(
+            "WITH columns AS ( \
              SELECT a.attrelid, string_agg(concat_ws(':', a.attnum, a.attname, a.atttypid, \
                         a.attcollation), ',' ORDER BY a.attnum) AS list \
              FROM pg_attribute a \
@@ -285,10 +301,10 @@ fn queries(schemas: Schemas<'_>) -> [String; 5] {
          ), signed AS ( \
              SELECT n.nspname::text AS schema, ci.relname::text AS name, i.indexrelid, \
                     k.conname::text AS constraint_name, i.indisvalid AS valid, \
-                    CASE WHEN k.conname IS NULL THEN md5(concat_ws('|', ci.relname, ci.relkind, \
+                    CASE WHEN k.conname IS NULL THEN hashtextextended(concat_ws('|', ci.relname, ci.relkind, \
                         tc.relname, tc.relkind, i.indisunique, i.indnullsnotdistinct, \
                         i.indnkeyatts, i.indkey, i.indclass, i.indoption, i.indcollation, \
-                        ci.relam, ci.reloptions, i.indexprs, i.indpred, t.list)) END AS signature \
+                        ci.relam, ci.reloptions, i.indexprs, i.indpred, t.list), 0) END AS signature \
              FROM pg_index i \
              JOIN pg_class ci ON ci.oid = i.indexrelid \
              JOIN pg_class tc ON tc.oid = i.indrelid \
@@ -304,9 +320,10 @@ fn queries(schemas: Schemas<'_>) -> [String; 5] {
                      THEN pg_get_indexdef(indexrelid) END, \
                 constraint_name, valid \
          FROM signed",
-        relation("c.oid"),
-        relation("i.indrelid")
-    );
+            relation("c.oid"),
+            relation("i.indrelid")
+        ),
+    };
     let constraints_sql = format!(
         "SELECT n.nspname::text, c.relname::text, con.conname::text, \
                 pg_get_constraintdef(con.oid) \
@@ -391,7 +408,7 @@ where
                 IndexRow {
                     schema: row.get(0),
                     name: row.get(1),
-                    signature: row.get(2),
+                    signature: row.get::<_, Option<i64>>(2),
                     definition: row.get(3),
                     constraint: row.get(4),
                     valid: row.get(5),
@@ -479,20 +496,20 @@ mod tests {
     #[test]
     fn an_index_takes_the_description_of_its_signature_from_another_schema() {
         let row =
-            |schema: &str, signature: Option<&str>, definition: Option<&str>, valid| IndexRow {
+            |schema: &str, signature: Option<i64>, definition: Option<&str>, valid| IndexRow {
                 schema: schema.to_string(),
                 name: "documents_title".to_string(),
-                signature: signature.map(str::to_string),
+                signature,
                 definition: definition.map(str::to_string),
                 constraint: None,
                 valid,
             };
         let items = index_items(vec![
             // The described one comes last: rows arrive in any order.
-            row("tenant_b", Some("s1"), None, false),
+            row("tenant_b", Some(1), None, false),
             row(
                 "tenant_c",
-                Some("s2"),
+                Some(2),
                 Some(
                     "CREATE UNIQUE INDEX documents_title ON tenant_c.documents USING btree (title)",
                 ),
@@ -500,7 +517,7 @@ mod tests {
             ),
             row(
                 "tenant_a",
-                Some("s1"),
+                Some(1),
                 Some("CREATE INDEX documents_title ON tenant_a.documents USING btree (title)"),
                 true,
             ),
