@@ -400,7 +400,7 @@ async fn execute(
     deadline: std::time::Duration,
     tenant: &str,
 ) -> Result<Result<(), tokio_postgres::Error>, RunError> {
-    let operation = || format!("build an index of `{tenant}`");
+    let operation = || format!("build or drop an index of `{tenant}`");
     match tokio::time::timeout(deadline, client.batch_execute(sql)).await {
         Err(_) => Err(PostgresError::Timeout {
             operation: operation(),
