@@ -571,6 +571,27 @@ fn hostile_migration_files_are_clear_errors() {
             vec![b'-'; 10 * 1024 * 1024],
             "0002_big.sql: migration is larger than 1 MiB",
         ),
+        // A no-transaction migration holds named concurrent index builds and drops only.
+        (
+            "0002_online.sql",
+            b"-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY i ON conversations (created_at);\nALTER TABLE conversations ADD COLUMN note text;\n".to_vec(),
+            "0002_online.sql:3:1: `ALTER TABLE`: a `-- tenantctl: no-transaction` migration holds only",
+        ),
+        (
+            "0002_reach.sql",
+            b"-- tenantctl: no-transaction\nDROP INDEX CONCURRENTLY tenant_globex.conversations_pkey;\n".to_vec(),
+            "0002_reach.sql:2:1: `DROP INDEX CONCURRENTLY` takes one plain index name and nothing else",
+        ),
+        (
+            "0002_typo.sql",
+            b"-- tenantctl: no-transactions\nCREATE INDEX CONCURRENTLY i ON conversations (created_at);\n".to_vec(),
+            "0002_typo.sql:1:1: unknown directive `tenantctl: no-transactions`",
+        ),
+        (
+            "0002_in_transaction.sql",
+            b"CREATE INDEX CONCURRENTLY i ON conversations (created_at);\n".to_vec(),
+            "0002_in_transaction.sql:1:1: `CONCURRENTLY` cannot run inside a transaction",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let folder = env.path("migrations");

@@ -539,7 +539,7 @@ pub fn online_index(statement: &Statement) -> Result<OnlineIndex, (String, &'sta
         ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY", ..] => (true, 4),
         ["DROP", "INDEX", "CONCURRENTLY", ..] => (false, 3),
         _ => {
-            let shown = words[..words.len().min(3)].join(" ");
+            let shown = words[..words.len().min(2)].join(" ");
             return Err((format!("`{shown}`: {only}"), hint));
         }
     };
