@@ -179,6 +179,20 @@ fn an_online_migration_reaches_every_tenant_after_its_transaction() {
     let plan = env.plan();
     assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
 
+    // An index dropped online, on every tenant.
+    env.write(
+        "migrations/0005_drop_title.sql",
+        "-- tenantctl: no-transaction\nDROP INDEX CONCURRENTLY documents_title;\n",
+    );
+    env.apply();
+    for id in ["acme", "globex", "initech", "hooli"] {
+        assert_eq!(history(&env, id), [1, 2, 3, 4, 5], "{id}");
+    }
+    assert!(!indexes(&env)
+        .iter()
+        .any(|(name, _)| name.ends_with(".documents_title")));
+    assert_eq!(indexes(&env).len(), 4, "{:?}", indexes(&env));
+
     // A concurrent build that failed by hand leaves an INVALID index: the plan names it.
     env.execute("INSERT INTO tenant_globex.documents (title) VALUES ('same'), ('same')");
     assert!(env
