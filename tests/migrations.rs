@@ -1102,3 +1102,56 @@ fn an_interrupted_fleet_run_is_reported_exactly_and_resumed() {
         .get(0);
     assert!(failed.starts_with("failed: migration `"), "{failed}");
 }
+
+/// The run state is kept 30 days: older runs go when a new migrating run starts, except the
+/// last run, whatever its age (a plan reports it if it did not finish).
+#[test]
+fn the_state_of_old_runs_is_pruned_but_the_last_run_stays() {
+    let env = TestEnv::new("mig_prune");
+    with_migrations(&env);
+    env.tenant("acme", "pro", "");
+    env.tenant("globex", "pro", "");
+    env.apply();
+    let runs = |env: &TestEnv| -> Vec<String> {
+        env.query(
+            "SELECT run_id::text FROM tenantctl.migration_runs \
+             GROUP BY run_id ORDER BY max(updated_at)",
+            &[],
+        )
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+    };
+    env.write(
+        "migrations/0002_notes.sql",
+        "ALTER TABLE conversations ADD COLUMN note text;\n",
+    );
+    env.apply();
+    let first = runs(&env);
+    assert_eq!(first.len(), 1);
+    // The last run is 40 days old, and an older one is there too.
+    env.execute(
+        "UPDATE tenantctl.migration_runs SET updated_at = now() - interval '40 days'; \
+         INSERT INTO tenantctl.migration_runs (run_id, tenant_uid, tenant_id, status, updated_at) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), 'gone', 'applied', now() - interval '50 days')",
+    );
+    assert_eq!(runs(&env).len(), 2);
+    env.write(
+        "migrations/0003_tags.sql",
+        "ALTER TABLE conversations ADD COLUMN tag text;\n",
+    );
+    env.apply();
+    let second = runs(&env);
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert_eq!(second[0], first[0], "the last run stays, however old");
+    // Once a newer run is the last, the old one goes.
+    env.write(
+        "migrations/0004_kind.sql",
+        "ALTER TABLE conversations ADD COLUMN kind text;\n",
+    );
+    env.apply();
+    let third = runs(&env);
+    assert_eq!(third.len(), 2, "{third:?}");
+    assert_eq!(third[0], second[1]);
+    assert!(!third.contains(&first[0]));
+}

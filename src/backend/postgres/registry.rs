@@ -426,7 +426,12 @@ pub const RECORD_MIGRATIONS: &str = "WITH recorded AS ( \
      UPDATE tenantctl.migration_runs SET status = 'applied', updated_at = now() \
      WHERE run_id = $5 AND tenant_uid = $1 AND $7::boolean";
 
-/// Opens the state of a run for the existing tenants it migrates: `pending` each.
+/// Days the state of a migrating run is kept in `tenantctl.migration_runs` (the audit trail of
+/// what each run did stays in `tenantctl.events`).
+pub const MIGRATION_RUNS_KEPT_DAYS: i32 = 30;
+
+/// Opens the state of a run for the existing tenants it migrates: `pending` each; prunes the
+/// state of runs older than [`MIGRATION_RUNS_KEPT_DAYS`].
 ///
 /// # Errors
 /// The statement failed.
@@ -440,12 +445,21 @@ pub async fn start_migration_run(
     }
     let uids: Vec<Uuid> = tenants.iter().map(|(uid, _)| *uid).collect();
     let ids: Vec<&str> = tenants.iter().map(|(_, id)| id.as_str()).collect();
+    // In the same statement, the state of runs older than the retention goes (the last run
+    // stays, whatever its age: the next plan reports it if it did not finish). Without it,
+    // a daily migrating run over 10,000 tenants would add 3.65 million rows a year.
     client
         .execute(
-            "INSERT INTO tenantctl.migration_runs (run_id, tenant_uid, tenant_id, status) \
+            "WITH pruned AS ( \
+                 DELETE FROM tenantctl.migration_runs \
+                 WHERE updated_at < now() - make_interval(days => $4) \
+                   AND run_id <> (SELECT run_id FROM tenantctl.migration_runs \
+                                  ORDER BY updated_at DESC LIMIT 1) \
+             ) \
+             INSERT INTO tenantctl.migration_runs (run_id, tenant_uid, tenant_id, status) \
              SELECT $1, uid, id, 'pending' FROM unnest($2::uuid[], $3::text[]) AS t (uid, id) \
              ON CONFLICT (run_id, tenant_uid) DO NOTHING",
-            &[&run_id, &uids, &ids],
+            &[&run_id, &uids, &ids, &MIGRATION_RUNS_KEPT_DAYS],
         )
         .await
         .map_err(query_error("record the tenants this run migrates"))?;
