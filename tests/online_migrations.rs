@@ -128,6 +128,17 @@ fn an_online_migration_reaches_every_tenant_after_its_transaction() {
         .collect();
     assert_eq!(indexes(&env), expected);
     assert_eq!(progress_rows(&env), 0);
+    // Each tenant's event says which of its migrations ran after its commit.
+    let after: Vec<String> = env
+        .query(
+            "SELECT changes->'after_commit'->>'migrations' FROM tenantctl.events \
+             WHERE action = 'migrate' ORDER BY tenant_id",
+            &[],
+        )
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(after, ["[3, 4]", "[3, 4]", "[3, 4]"]);
     for id in ["acme", "globex", "initech"] {
         let role = env.role(id);
         let granted: bool = env

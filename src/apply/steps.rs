@@ -227,6 +227,11 @@ async fn run_steps(
         // one an interrupted apply left.
         changes["backup"] = json!(folder);
     }
+    if let Some(remaining) = &work.online {
+        // The migrations this event's steps name that run after its commit: the history
+        // (`tenant_migrations`) says which of them were applied.
+        changes["after_commit"] = json!({ "migrations": remaining.versions });
+    }
     let action = change
         .actions
         .iter()
