@@ -73,18 +73,11 @@ fn a_migration_reaches_every_tenant_and_a_new_tenant_gets_all() {
         "the SQL once:\n{}",
         markdown.stdout
     );
-    let json: serde_json::Value = serde_json::from_str(
-        &env.tenantctl(&["plan", "--format", "json"])
-            .expect_code(0)
-            .stdout,
-    )
-    .unwrap();
-    let acme = json["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|change| change["tenant"] == "acme")
-        .unwrap();
+    let json = env
+        .tenantctl(&["plan", "--format", "json"])
+        .expect_code(0)
+        .json();
+    let acme = entry(&json["changes"], "acme");
     assert_eq!(acme["migrations"][0]["version"], 2);
     assert_eq!(
         acme["migrations"][0]["checksum"].as_str().unwrap().len(),
@@ -833,23 +826,16 @@ fn a_lock_timeout_is_retried_and_applied_within_the_run() {
         ])
         .expect_code(0);
     holder.join().unwrap();
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let acme = report["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|tenant| tenant["tenant"] == "acme")
-        .unwrap()
-        .clone();
+    let report = out.json();
+    let acme = entry(&report["tenants"], "acme");
     assert_eq!(acme["result"], "applied", "{report:#}");
     let retries = acme["retries"].as_u64().unwrap_or(0);
     assert!(retries >= 1, "{report:#}");
     assert_eq!(report["retries"].as_u64(), Some(retries), "{report:#}");
-    assert!(report["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|tenant| tenant["tenant"] == "globex" && tenant.get("retries").is_none()));
+    assert!(
+        entry(&report["tenants"], "globex").get("retries").is_none(),
+        "{report:#}"
+    );
     assert_eq!(history(&env, "acme"), vec![1, 2]);
     assert_eq!(history(&env, "globex"), vec![1, 2]);
 }
@@ -879,19 +865,13 @@ fn a_destructive_migration_is_flagged_with_the_rows_at_risk() {
         "{}",
         plan.stdout
     );
-    let json = env.tenantctl(&["plan", "--format", "json"]).expect_code(0);
-    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let json = env
+        .tenantctl(&["plan", "--format", "json"])
+        .expect_code(0)
+        .json();
     assert_eq!(json["destructive_migrations"][0]["kind"], "DROP COLUMN");
     assert_eq!(json["destructive_migrations"][0]["tenants"], 2);
-    let rows = |tenant: &str| {
-        json["changes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|change| change["tenant"] == tenant)
-            .unwrap()["at_risk"]["rows"]
-            .clone()
-    };
+    let rows = |tenant: &str| entry(&json["changes"], tenant)["at_risk"]["rows"].clone();
     assert_eq!(rows("acme"), json!(3));
     assert_eq!(rows("globex"), json!(0));
     let markdown = env
@@ -966,7 +946,7 @@ fn a_canary_failure_stops_the_run_with_the_fleet_untouched() {
             "json",
         ])
         .expect_code(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert_eq!(report["canary"], json!(["acme"]), "{report:#}");
     assert_eq!(report["not_started"], 3, "{report:#}");
     assert!(
@@ -1087,7 +1067,7 @@ fn an_interrupted_fleet_run_is_reported_exactly_and_resumed() {
             "json",
         ])
         .expect_code(1);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let report = out.json();
     assert_eq!(
         report["not_started_tenants"],
         json!(["globex", "initech", "umbrella"]),

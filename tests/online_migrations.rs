@@ -85,18 +85,11 @@ fn an_online_migration_reaches_every_tenant_after_its_transaction() {
         "{}",
         plan.stdout
     );
-    let json: serde_json::Value = serde_json::from_str(
-        &env.tenantctl(&["plan", "--format", "json"])
-            .expect_code(0)
-            .stdout,
-    )
-    .unwrap();
-    let acme = json["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|change| change["tenant"] == "acme")
-        .unwrap();
+    let json = env
+        .tenantctl(&["plan", "--format", "json"])
+        .expect_code(0)
+        .json();
+    let acme = entry(&json["changes"], "acme");
     let online: Vec<bool> = acme["migrations"]
         .as_array()
         .unwrap()
@@ -350,16 +343,8 @@ fn a_lock_timeout_in_an_online_build_is_retried_in_place() {
         ])
         .expect_code(0);
     holder.join().unwrap();
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let tenant = |id: &str| {
-        report["tenants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|tenant| tenant["tenant"] == id)
-            .unwrap()
-            .clone()
-    };
+    let report = out.json();
+    let tenant = |id: &str| entry(&report["tenants"], id).clone();
     assert_eq!(tenant("acme")["result"], "applied", "{report:#}");
     assert!(
         tenant("acme")["retries"].as_u64().unwrap_or(0) >= 1,
@@ -422,5 +407,77 @@ fn a_lock_timeout_in_an_online_build_is_retried_in_place() {
         indexes(&env).iter().all(|(_, valid)| *valid),
         "{:?}",
         indexes(&env)
+    );
+}
+
+/// SIGTERM while an online build waits out its backoff: no further attempt starts, the run
+/// ends promptly with the tenant unfinished, and the next apply builds the index.
+#[test]
+fn a_stop_signal_ends_the_backoff_of_an_online_build() {
+    let env = setup("online_term", &["acme"]);
+    env.write(
+        "migrations/0002_created_at.sql",
+        "-- tenantctl: no-transaction\nCREATE INDEX CONCURRENTLY conversations_created_at ON conversations (created_at);\n",
+    );
+    // An application's write transaction on acme, held longer than the test: every attempt
+    // of the build times out, and 10 retries would back off for over a minute.
+    let app = env.app_client();
+    env.runtime
+        .block_on(app.batch_execute(
+            "BEGIN; INSERT INTO tenant_acme.conversations (id) VALUES (gen_random_uuid())",
+        ))
+        .unwrap();
+    let mut child = env.spawn_tenantctl(&[
+        "apply",
+        "--auto-approve",
+        "--migration-lock-timeout",
+        "300ms",
+        "--migration-retries",
+        "10",
+    ]);
+    // The first attempt has failed once its INVALID index is there.
+    let started = Instant::now();
+    while !indexes(&env).contains(&("tenant_acme.conversations_created_at".to_string(), false)) {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "tenantctl ended early:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(8),
+        "the run went on for {:?} after SIGTERM",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("committed (migrate), then stopped: stopped by a signal before statement 1 of `0002_created_at`")
+            && stdout.contains("the next apply resumes from there"),
+        "{stdout}"
+    );
+    assert_eq!(history(&env, "acme"), [1]);
+    env.runtime.block_on(app.batch_execute("COMMIT")).unwrap();
+    env.apply();
+    assert_eq!(history(&env, "acme"), [1, 2]);
+    assert_eq!(
+        indexes(&env),
+        [("tenant_acme.conversations_created_at".to_string(), true)]
     );
 }

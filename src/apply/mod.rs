@@ -77,6 +77,9 @@ pub enum RunError {
     /// no-transaction one, or one after that) failed. What committed stays.
     #[error("{0}; what ran before it is kept, and the next apply resumes from there")]
     Online(Box<RunError>),
+    /// The run had to stop (signal or deadline) before this work began.
+    #[error("{reason} before {what}")]
+    Stopped { reason: &'static str, what: String },
     /// A secret could not be generated or delivered: the tenant rolls back.
     #[error(transparent)]
     Secrets(#[from] crate::secrets::SecretsError),
@@ -114,6 +117,7 @@ impl RunError {
             | RunError::Reference(_)
             | RunError::Unverified { .. }
             | RunError::OnlineUnverified { .. }
+            | RunError::Stopped { .. }
             // A migration that fails is the migration's fault (or a busy table), not an
             // outage: it does not count towards stopping the run.
             | RunError::Migration { .. }
@@ -175,6 +179,35 @@ pub struct RunContext {
 }
 
 impl RunContext {
+    /// Why the run must stop now, if it must: a stop signal, or its deadline.
+    pub(crate) fn interrupted(&self) -> Option<&'static str> {
+        if self.stop.load(Ordering::SeqCst) {
+            Some("stopped by a signal")
+        } else if self
+            .deadline
+            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
+        {
+            Some("stopped: the run timeout was reached")
+        } else {
+            None
+        }
+    }
+
+    /// Waits `wait`, in slices, unless the run must stop first: then says why.
+    pub(crate) async fn pause(&self, wait: Duration) -> Result<(), &'static str> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(why) = self.interrupted() {
+                return Err(why);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(100))).await;
+        }
+    }
+
     /// A new run by the current user.
     pub fn new(backups: crate::backup::BackupStore) -> Self {
         RunContext {
@@ -467,16 +500,8 @@ impl Shared<'_> {
     }
 
     fn stopping(&self) -> bool {
-        if self.context.stop.load(Ordering::SeqCst) {
-            self.stop("stopped by a signal".to_string());
-            return true;
-        }
-        if self
-            .context
-            .deadline
-            .is_some_and(|deadline| tokio::time::Instant::now() >= deadline)
-        {
-            self.stop("stopped: the run timeout was reached".to_string());
+        if let Some(why) = self.context.interrupted() {
+            self.stop(why.to_string());
             return true;
         }
         self.stopped

@@ -38,6 +38,12 @@ pub struct Output {
 }
 
 impl Output {
+    /// Standard output parsed as JSON (`--format json`).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("not JSON ({error}):\n{}", self.stdout))
+    }
+
     /// Panics with both streams unless the exit code is `code`.
     pub fn expect_code(self, code: i32) -> Self {
         assert_eq!(
@@ -56,6 +62,13 @@ fn run(mut command: Command) -> Output {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// The entry of `id` in a JSON plan's `changes` or an apply report's `tenants`.
+pub fn entry<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .and_then(|entries| entries.iter().find(|entry| entry["tenant"] == id))
+        .unwrap_or_else(|| panic!("no entry for `{id}` in {list:#}"))
 }
 
 /// One isolated environment on the shared test servers.
@@ -258,13 +271,13 @@ impl TestEnv {
         holder
     }
 
-    /// Starts the real binary without waiting for it (its output is discarded): for a test
-    /// that kills it in the middle of a run.
+    /// Starts the real binary without waiting for it (its output piped, read by
+    /// `wait_with_output`): for a test that signals or kills it in the middle of a run.
     pub fn spawn_tenantctl(&self, args: &[&str]) -> std::process::Child {
         let mut command = self.command(args, &[]);
         command
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         command.spawn().expect("start tenantctl")
     }
 

@@ -115,6 +115,12 @@ pub(super) async fn run(
     let mut grants = remaining.grants.clone();
     let mut start = 0;
     while start < migrations.len() {
+        if let Some(reason) = edges.context.interrupted() {
+            return Err(RunError::Stopped {
+                reason,
+                what: format!("`{}` started", migrations[start].name),
+            });
+        }
         let end = if migrations[start].online() {
             start + 1
         } else {
@@ -224,7 +230,14 @@ async fn transactional(
                 drop(transaction);
                 attempt += 1;
                 *retries += 1;
-                tokio::time::sleep(crate::apply::backoff(attempt)).await;
+                // A stop (signal, deadline) during the backoff ends it: no new attempt starts.
+                context
+                    .pause(crate::apply::backoff(attempt))
+                    .await
+                    .map_err(|reason| RunError::Stopped {
+                        reason,
+                        what: format!("the migrations of `{tenant}` were tried again"),
+                    })?;
             }
             Err(error) => return Err(error),
         }
@@ -290,6 +303,14 @@ async fn online_migration(
                 ))
                 .into());
             };
+            // Once the run must stop, no further statement starts (the one running is
+            // cancelled by the watchdog after its grace): the next apply resumes here.
+            if let Some(reason) = context.interrupted() {
+                return Err(RunError::Stopped {
+                    reason,
+                    what: format!("statement {number} of `{}` started", migration.name),
+                });
+            }
             failpoint::hit(name, "before", &format!("online_statement_{number}"));
             let mut attempt = 0;
             loop {
@@ -327,7 +348,16 @@ async fn online_migration(
                         if error.retryable() && attempt < context.migration_retries {
                             attempt += 1;
                             *retries += 1;
-                            tokio::time::sleep(crate::apply::backoff(attempt)).await;
+                            context
+                                .pause(crate::apply::backoff(attempt))
+                                .await
+                                .map_err(|reason| RunError::Stopped {
+                                    reason,
+                                    what: format!(
+                                        "statement {number} of `{}` was tried again",
+                                        migration.name
+                                    ),
+                                })?;
                             continue;
                         }
                         return Err(error);
