@@ -47,7 +47,8 @@ pub struct ObservedState {
     #[serde(skip)]
     pub last_migration_run: Option<MigrationRun>,
     /// No-transaction migrations a run left in the middle, from
-    /// `tenantctl.migration_statements`; like the run's state, not part of the fingerprint.
+    /// `tenantctl.migration_statements`, read once for the fleet (the executor resumes each
+    /// from here); like the run's state, not part of the fingerprint.
     #[serde(skip)]
     pub online_progress: Vec<OnlineProgress>,
     /// What a tenant schema should look like, built from the migrations in a scratch schema
@@ -372,8 +373,8 @@ pub struct OnlineProgress {
     pub version: u32,
     /// The file's checksum when the statements ran.
     pub checksum: String,
-    /// Statements finished.
-    pub finished: u32,
+    /// The statements finished (1-based), in order.
+    pub statements: Vec<u32>,
 }
 
 /// The state of a run that migrated tenants, from `tenantctl.migration_runs`.

@@ -261,12 +261,21 @@ async fn online_migration(
     let deadline = context.timeouts.client_deadline();
     let client = &session.client;
     let name = tenant.name;
-    let done = bounded(
-        deadline,
-        format!("read the progress of `{}` on `{name}`", migration.name),
-        registry::online_progress(client, tenant.uid, migration.version, &migration.checksum),
-    )
-    .await?;
+    // The statements a run left done, as the plan read them under this lock (one query for
+    // the fleet, not one per tenant); progress made by another text of the file is not this
+    // one's.
+    let done: Vec<usize> = edges
+        .observed
+        .online_progress
+        .iter()
+        .filter(|progress| {
+            progress.tenant_uid == tenant.uid
+                && progress.version == migration.version
+                && progress.checksum == migration.checksum
+        })
+        .flat_map(|progress| progress.statements.iter())
+        .filter_map(|statement| usize::try_from(*statement).ok())
+        .collect();
     // Session settings (a statement that runs outside a transaction cannot have `SET LOCAL`),
     // put back below whatever happens: the session goes on to other tenants. Numbers and a
     // quoted, validated identifier: no input in this text.

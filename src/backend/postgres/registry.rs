@@ -563,35 +563,6 @@ pub async fn record_migrations(
     Ok(())
 }
 
-/// The statements of migration `version` (as of `checksum`) a tenant has finished: the
-/// progress of a no-transaction migration that a run left in the middle.
-///
-/// # Errors
-/// The query failed.
-pub async fn online_progress(
-    client: &impl GenericClient,
-    uid: Uuid,
-    version: u32,
-    checksum: &str,
-) -> Result<std::collections::BTreeSet<usize>, PostgresError> {
-    let version = i32::try_from(version)
-        .map_err(|_| PostgresError::Unexpected("a migration version is out of range".into()))?;
-    let rows = client
-        .query(
-            "SELECT statement FROM tenantctl.migration_statements \
-             WHERE tenant_uid = $1 AND version = $2 AND checksum = $3",
-            &[&uid, &version, &checksum],
-        )
-        .await
-        .map_err(query_error(
-            "read the progress of a no-transaction migration",
-        ))?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| usize::try_from(row.get::<_, i32>(0)).ok())
-        .collect())
-}
-
 /// Every no-transaction migration left in the middle: per tenant incarnation and version, the
 /// statements finished (the table holds rows only until the migration is recorded).
 ///
@@ -602,7 +573,8 @@ pub async fn online_progress_all(
 ) -> Result<Vec<crate::observed::OnlineProgress>, PostgresError> {
     let rows = client
         .query(
-            "SELECT tenant_uid, version, checksum, count(*) FROM tenantctl.migration_statements \
+            "SELECT tenant_uid, version, checksum, array_agg(statement ORDER BY statement) \
+             FROM tenantctl.migration_statements \
              GROUP BY tenant_uid, version, checksum ORDER BY tenant_uid, version",
             &[],
         )
@@ -616,7 +588,11 @@ pub async fn online_progress_all(
             tenant_uid: row.get(0),
             version: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
             checksum: row.get(2),
-            finished: u32::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+            statements: row
+                .get::<_, Vec<i32>>(3)
+                .into_iter()
+                .filter_map(|statement| u32::try_from(statement).ok())
+                .collect(),
         })
         .collect())
 }

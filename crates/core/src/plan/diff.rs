@@ -274,12 +274,13 @@ fn unfinished_online(desired: &DesiredState, observed: &ObservedState) -> Option
             Some(migration) if migration.checksum == progress.checksum => format!(
                 "`{}`, {} of {} statements done",
                 migration.name,
-                progress.finished,
+                progress.statements.len(),
                 migration.statements().len()
             ),
             Some(migration) => format!(
                 "`{}`, changed since {} of its statements ran: started over",
-                migration.name, progress.finished
+                migration.name,
+                progress.statements.len()
             ),
             None => format!("migration {}, whose file is gone", progress.version),
         };
