@@ -82,7 +82,8 @@ impl Migration {
     /// outside the tenant's transaction, statement by statement (each an index built or
     /// dropped concurrently, see [`sql::online_index`]).
     pub fn online(&self) -> bool {
-        sql::no_transaction(&self.sql).unwrap_or(false)
+        // The first line only: asked per tenant and per migration by plans and the executor.
+        sql::marked_no_transaction(&self.sql)
     }
 }
 

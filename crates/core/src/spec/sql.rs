@@ -450,6 +450,32 @@ pub fn destructive(statement: &Statement) -> Option<(&'static str, Vec<String>)>
 /// The first line of a migration that runs outside any transaction, statement by statement.
 pub const NO_TRANSACTION: &str = "-- tenantctl: no-transaction";
 
+/// Whether the first line of `sql` is the [`NO_TRANSACTION`] marker (spaces and case aside).
+/// Only that line decides; [`no_transaction`] also checks the other lines, once, when the file
+/// is read.
+pub fn marked_no_transaction(sql: &str) -> bool {
+    let first = sql
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap_or_default();
+    directive(first).is_some_and(|directive| directive.eq_ignore_ascii_case("no-transaction"))
+}
+
+/// The text after `-- tenantctl:` on a line that is such a comment.
+fn directive(line: &str) -> Option<&str> {
+    let comment = line.trim_start().strip_prefix("--")?.trim();
+    comment
+        .get(.."tenantctl".len())
+        .filter(|word| word.eq_ignore_ascii_case("tenantctl"))?;
+    Some(
+        comment["tenantctl".len()..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim(),
+    )
+}
+
 /// A `-- tenantctl:` comment that is not understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectiveError {
@@ -467,18 +493,9 @@ pub struct DirectiveError {
 pub fn no_transaction(sql: &str) -> Result<bool, DirectiveError> {
     let mut marked = false;
     for (index, line) in sql.trim_start_matches('\u{feff}').lines().enumerate() {
-        let Some(comment) = line.trim_start().strip_prefix("--") else {
+        let Some(directive) = directive(line) else {
             continue;
         };
-        let comment = comment.trim();
-        let Some(directive) = comment
-            .get(.."tenantctl".len())
-            .filter(|word| word.eq_ignore_ascii_case("tenantctl"))
-            .and_then(|_| comment["tenantctl".len()..].trim_start().strip_prefix(':'))
-        else {
-            continue;
-        };
-        let directive = directive.trim();
         let hint = "the one directive is `-- tenantctl: no-transaction`, alone on the first line";
         if !directive.eq_ignore_ascii_case("no-transaction") {
             return Err(DirectiveError {
@@ -868,6 +885,13 @@ mod tests {
             "{}",
             late.message
         );
+        assert!(marked_no_transaction(
+            "--TenantCtl :  No-Transaction  \nSELECT 1"
+        ));
+        assert!(!marked_no_transaction(
+            "-- the index\n-- tenantctl: no-transaction\n"
+        ));
+        assert!(!marked_no_transaction("-- tenantctl: no-transactions\n"));
         let typo = no_transaction("-- tenantctl: no-transactions\n").unwrap_err();
         assert_eq!(
             (typo.line, typo.message.as_str()),
