@@ -180,16 +180,11 @@ async fn transactional(
     let tenant = part.tenant;
     let mut attempt = 0;
     loop {
-        let transaction = bounded(
+        let transaction = super::transaction::begin(
+            &mut session.client,
+            tokio_postgres::IsolationLevel::ReadCommitted,
             deadline,
             format!("begin a transaction of `{tenant}`"),
-            async {
-                session
-                    .client
-                    .transaction()
-                    .await
-                    .map_err(query_error(format!("begin a transaction of `{tenant}`")))
-            },
         )
         .await?;
         let ran = async {
@@ -214,15 +209,10 @@ async fn transactional(
         .await;
         match ran {
             Ok(()) => {
-                return bounded(
+                return super::transaction::commit(
+                    transaction,
                     deadline,
                     format!("commit the migrations of `{tenant}`"),
-                    async {
-                        transaction
-                            .commit()
-                            .await
-                            .map_err(query_error(format!("commit the migrations of `{tenant}`")))
-                    },
                 )
                 .await;
             }
