@@ -24,17 +24,6 @@ fn with_migrations(env: &TestEnv) {
     env.write("migrations/0001_conversations.sql", CONVERSATIONS);
 }
 
-fn history(env: &TestEnv, tenant: &str) -> Vec<i32> {
-    env.query(
-        "SELECT m.version FROM tenantctl.tenant_migrations m \
-         JOIN tenantctl.tenants t ON t.uid = m.tenant_uid WHERE t.id = $1 ORDER BY m.version",
-        &[&tenant],
-    )
-    .iter()
-    .map(|row| row.get(0))
-    .collect()
-}
-
 fn has_table(env: &TestEnv, table: &str) -> bool {
     env.query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&table])
         .get(0)

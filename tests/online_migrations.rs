@@ -23,17 +23,6 @@ CREATE INDEX CONCURRENTLY conversations_created_at
     ON conversations (created_at);
 ";
 
-fn history(env: &TestEnv, tenant: &str) -> Vec<i32> {
-    env.query(
-        "SELECT m.version FROM tenantctl.tenant_migrations m \
-         JOIN tenantctl.tenants t ON t.uid = m.tenant_uid WHERE t.id = $1 ORDER BY m.version",
-        &[&tenant],
-    )
-    .iter()
-    .map(|row| row.get(0))
-    .collect()
-}
-
 /// `(index, valid)` of every index of the tenant schemas that is not the index of a
 /// constraint, sorted.
 fn indexes(env: &TestEnv) -> Vec<(String, bool)> {

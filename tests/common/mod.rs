@@ -64,6 +64,18 @@ fn run(mut command: Command) -> Output {
     }
 }
 
+/// The migration versions recorded for tenant `id`, in order.
+pub fn history(env: &TestEnv, tenant: &str) -> Vec<i32> {
+    env.query(
+        "SELECT m.version FROM tenantctl.tenant_migrations m \
+         JOIN tenantctl.tenants t ON t.uid = m.tenant_uid WHERE t.id = $1 ORDER BY m.version",
+        &[&tenant],
+    )
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
 /// The entry of `id` in a JSON plan's `changes` or an apply report's `tenants`.
 pub fn entry<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     list.as_array()
